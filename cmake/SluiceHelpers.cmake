@@ -1,0 +1,21 @@
+# sl_add_module(name SOURCES ... DEPS ...): one static library per runtime folder.
+function(sl_add_module name)
+  cmake_parse_arguments(M "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${M_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/runtime
+                                            ${PROJECT_SOURCE_DIR}/runtime/include)
+  target_link_libraries(${name} PUBLIC ${M_DEPS})
+endfunction()
+
+# sl_add_test(name SOURCES ... DEPS ... [TIMEOUT s]): a unit test binary registered with CTest.
+function(sl_add_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
+  target_link_libraries(${name} PRIVATE ${T_DEPS})
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT})
+endfunction()

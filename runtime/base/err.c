@@ -1,0 +1,42 @@
+#include "sluice/err.h"
+
+struct err_desc {
+    const char *name;
+    const char *text;
+};
+
+/* Indexed by -status. */
+static const struct err_desc err_table[] = {
+    {"SL_OK", "success"},
+    {"SL_EINVAL", "invalid argument"},
+    {"SL_ENOMEM", "out of memory"},
+    {"SL_EIO", "input/output error"},
+    {"SL_ECORRUPT", "corrupt data"},
+    {"SL_ENOENT", "does not exist"},
+    {"SL_EEXIST", "already exists"},
+    {"SL_ETOOLARGE", "record batch is larger than max.message.bytes"},
+    {"SL_ETIMEDOUT", "timed out"},
+    {"SL_ECLOSED", "closed"},
+    {"SL_EPROTO", "malformed protocol message"},
+    {"SL_ECONNREFUSED", "cannot reach broker"},
+    {"SL_ERANGE", "offset out of range"},
+    {"SL_ENOTLEADER", "not the leader for this partition"},
+    {"SL_EUNSUPPORTED", "not supported"},
+    {"SL_EFULL", "buffer full"},
+    {"SL_ERETRY", "transient failure, retry"},
+    {"SL_EREJECT", "record rejected"},
+    {"SL_EBADCONFIG", "bad configuration"},
+    {"SL_ESTOPPED", "broker is shutting down"},
+};
+
+const char *sl_strerror(int status) {
+    if (status > 0 || status < SL_E_LAST)
+        return "unknown error";
+    return err_table[-status].text;
+}
+
+const char *sl_errname(int status) {
+    if (status > 0 || status < SL_E_LAST)
+        return "SL_E?";
+    return err_table[-status].name;
+}

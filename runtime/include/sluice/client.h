@@ -1,0 +1,218 @@
+/* libsluice: the C client of a Sluice broker.
+ *
+ * Three handles, all opaque and thread-safe unless a function says otherwise:
+ *   sl_client    admin operations (topics, offsets, metadata) over one connection;
+ *   sl_producer  batches records per partition and sends them in the background;
+ *   sl_consumer  fetches assigned partitions and hands records out one at a time.
+ *
+ * Configuration travels in an sl_conf of "key=value" strings (librdkafka style). A *_new
+ * function that takes an sl_conf owns it on success and leaves it to the caller on failure.
+ *
+ * Every function returns 0 or a negative SL_E* status (sluice/err.h). Functions that take
+ * 'errbuf' write a sentence naming the cause there on failure. */
+#ifndef SLUICE_CLIENT_H
+#define SLUICE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SL_API __attribute__((visibility("default")))
+
+/* The address a broker listens on unless told otherwise. */
+#define SL_DEFAULT_BROKER "tcp://127.0.0.1:9400"
+
+/* Special offsets for seeks and list-offsets. */
+#define SL_OFFSET_END -1       /* the next offset to be written (the high watermark) */
+#define SL_OFFSET_BEGINNING -2 /* the log start offset */
+
+/* "Let the partitioner choose" / "all partitions". */
+#define SL_PARTITION_ANY -1
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+typedef struct sl_conf sl_conf;
+
+/* Keys (defaults):
+ *   bootstrap.servers   broker URL, "tcp://host:port" or "ipc:///path" (SL_DEFAULT_BROKER)
+ *   client.id           a name the broker logs ("sluice")
+ *   request.timeout.ms  how long to wait for one answer (30000)
+ *   acks                0, 1 or all (all)
+ *   batch.size          bytes per partition batch before it is sent (131072)
+ *   linger.ms           how long a batch waits to fill (5)
+ *   fetch.max.wait.ms   long-poll wait when no data is there (500)
+ *   fetch.min.bytes     bytes to gather before a fetch answers (1)
+ *   fetch.max.bytes     bytes per fetch over all partitions (52428800)
+ *   max.partition.fetch.bytes  bytes per partition per fetch (1048576)
+ * Unknown keys and bad values are refused with a sentence in errbuf. */
+SL_API sl_conf *sl_conf_new(void);
+SL_API int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
+                       size_t errlen);
+/* The value of 'key' (the default when unset), or NULL for an unknown key. Borrowed from conf. */
+SL_API const char *sl_conf_get(const sl_conf *conf, const char *key);
+SL_API void sl_conf_destroy(sl_conf *conf);
+
+/* ---- records ----------------------------------------------------------------------------- */
+
+/* A header: 'key' is a NUL-terminated string; 'value' NULL means a null value. */
+typedef struct sl_header {
+    const char *key;
+    const void *value;
+    size_t value_len;
+} sl_header;
+
+/* A record read by a consumer. Every pointer is borrowed from the consumer and valid until the
+ * next sl_consumer_poll() or sl_consumer_destroy(). 'key' or 'value' NULL means null. */
+typedef struct sl_message {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp; /* ms since the epoch */
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const sl_header *headers;
+    size_t nheaders;
+} sl_message;
+
+/* ---- admin ------------------------------------------------------------------------------- */
+
+typedef struct sl_client sl_client;
+
+typedef struct sl_partition_info {
+    int32_t partition;
+    int32_t leader;       /* node id */
+    int64_t start_offset; /* log start offset */
+    int64_t end_offset;   /* high watermark: the next offset to be written */
+    int64_t size_bytes;   /* bytes on disk */
+} sl_partition_info;
+
+typedef struct sl_config_entry {
+    char *key;
+    char *value;
+} sl_config_entry;
+
+/* Owned by the caller; free with sl_topic_info_free(). Configs are every effective config. */
+typedef struct sl_topic_info {
+    char *name;
+    int32_t npartitions;
+    sl_partition_info *partitions;
+    size_t nconfigs;
+    sl_config_entry *configs;
+} sl_topic_info;
+
+/* Connects to conf's bootstrap.servers. Takes conf on success. Fails with SL_ECONNREFUSED and
+ * "cannot reach broker at URL" in errbuf when nothing answers. */
+SL_API int sl_client_new(sl_conf *conf, sl_client **out, char *errbuf, size_t errlen);
+SL_API void sl_client_destroy(sl_client *cl);
+
+/* 'configs' are "key=value" strings; the broker refuses unknown keys and bad values, the whole
+ * request then changes nothing. SL_EEXIST, SL_ENOENT, SL_EBADCONFIG, SL_EINVAL as apt. */
+SL_API int sl_topic_create(sl_client *cl, const char *name, int32_t partitions,
+                           const char *const *configs, size_t nconfigs, char *errbuf,
+                           size_t errlen);
+SL_API int sl_topic_alter(sl_client *cl, const char *name, const char *const *configs,
+                          size_t nconfigs, char *errbuf, size_t errlen);
+SL_API int sl_topic_delete(sl_client *cl, const char *name, char *errbuf, size_t errlen);
+
+/* Names of all user topics, sorted. '*names' is a malloc'd array of malloc'd strings: free with
+ * sl_topic_list_free(). */
+SL_API int sl_topic_list(sl_client *cl, char ***names, size_t *count);
+SL_API void sl_topic_list_free(char **names, size_t count);
+
+SL_API int sl_topic_describe(sl_client *cl, const char *name, sl_topic_info **out, char *errbuf,
+                             size_t errlen);
+SL_API void sl_topic_info_free(sl_topic_info *info);
+
+/* The offset for 'when': SL_OFFSET_BEGINNING, SL_OFFSET_END, or a timestamp in ms, for which
+ * it is the first offset whose record timestamp is >= when (the end offset if none is). */
+SL_API int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t when,
+                          int64_t *offset);
+
+/* ---- producer ---------------------------------------------------------------------------- */
+
+typedef struct sl_producer sl_producer;
+
+/* What became of one record. Called on the producer's background thread, once per record, in
+ * send order per partition; keep it short. 'topic' is borrowed for the call. */
+typedef void (*sl_delivery_cb)(void *opaque, int status, const char *topic, int32_t partition,
+                               int64_t offset);
+
+typedef struct sl_produce_record {
+    const char *topic;
+    int32_t partition; /* SL_PARTITION_ANY: murmur2 of the key, or sticky when key is NULL */
+    const void *key;   /* NULL: null key */
+    size_t key_len;
+    const void *value; /* NULL: null value (a tombstone) */
+    size_t value_len;
+    int64_t timestamp; /* ms since the epoch; 0: now */
+    const sl_header *headers;
+    size_t nheaders;
+    sl_delivery_cb cb; /* may be NULL */
+    void *opaque;
+} sl_produce_record;
+
+SL_API int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errlen);
+
+/* Queues a record. Everything it points to is copied before it returns. Fails at once with
+ * SL_ENOENT when the topic does not exist, SL_EINVAL for a partition out of range. */
+SL_API int sl_producer_send(sl_producer *p, const sl_produce_record *rec);
+
+/* Sends what is queued and waits until every record sent so far has its delivery report.
+ * SL_ETIMEDOUT if that takes longer than timeout_ms (-1: no limit). */
+SL_API int sl_producer_flush(sl_producer *p, int timeout_ms);
+
+/* Records whose delivery failed, since the producer was made. */
+SL_API uint64_t sl_producer_failed_count(sl_producer *p);
+
+/* Stops the producer. Records not yet delivered get a report with SL_ECLOSED: flush first. */
+SL_API void sl_producer_destroy(sl_producer *p);
+
+/* The partition Kafka's clients pick for 'key' among 'npartitions' (murmur2, positive). */
+SL_API int32_t sl_partition_for_key(const void *key, size_t key_len, int32_t npartitions);
+
+/* ---- consumer ---------------------------------------------------------------------------- */
+
+typedef struct sl_consumer sl_consumer;
+
+SL_API int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errlen);
+
+/* Adds a partition (SL_PARTITION_ANY: every partition of the topic) starting at 'offset'
+ * (an offset, SL_OFFSET_BEGINNING or SL_OFFSET_END). SL_ENOENT for an unknown topic. */
+SL_API int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition,
+                              int64_t offset);
+
+/* Moves an assigned partition (SL_PARTITION_ANY: all of the topic's) to 'offset', or to the
+ * first record whose timestamp is >= 'timestamp_ms'. */
+SL_API int sl_consumer_seek(sl_consumer *c, const char *topic, int32_t partition, int64_t offset);
+SL_API int sl_consumer_seek_time(sl_consumer *c, const char *topic, int32_t partition,
+                                 int64_t timestamp_ms);
+
+/* The next record, waiting up to timeout_ms (-1: no limit). 0 and *msg set, or SL_ETIMEDOUT
+ * when nothing arrived in time. *msg is valid until the next poll. */
+SL_API int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg);
+
+/* The next offset poll will return for a partition, and the latest high watermark seen. */
+SL_API int sl_consumer_position(sl_consumer *c, const char *topic, int32_t partition,
+                                int64_t *next_offset);
+
+/* Number of partitions of 'topic' (asks the broker). */
+SL_API int sl_consumer_partition_count(sl_consumer *c, const char *topic, int32_t *count);
+
+SL_API void sl_consumer_destroy(sl_consumer *c);
+
+/* ---- misc -------------------------------------------------------------------------------- */
+
+/* "0.1.0" */
+SL_API const char *sl_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,514 @@
+#include "log/partlog.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "log/batch.h"
+#include "log/segment.h"
+#include "sluice/err.h"
+
+struct sl_partlog {
+    pthread_mutex_t lock;
+    char *dir;
+    char *name;
+    sl_logconf conf;
+    sl_segment **segs; /* ordered by base offset; the last is the active one */
+    size_t nsegs, cap;
+    int64_t hw;
+    int64_t hw_pos; /* byte position of the HW in the segment holding it */
+    size_t hw_seg;  /* index in segs of the segment holding the HW */
+    int64_t unflushed_records;
+    int64_t oldest_unflushed_ms;
+};
+
+void sl_logconf_defaults(sl_logconf *conf) {
+    conf->segment_bytes = 1073741824;
+    conf->segment_ms = 604800000;
+    conf->retention_ms = 604800000;
+    conf->retention_bytes = -1;
+    conf->flush_messages = INT64_MAX;
+    conf->flush_ms = INT64_MAX;
+    conf->index_interval_bytes = 4096;
+    conf->max_message_bytes = 1048588;
+    conf->log_append_time = false;
+}
+
+static sl_segment *active(sl_partlog *pl) {
+    return pl->segs[pl->nsegs - 1];
+}
+
+static int push_segment(sl_partlog *pl, sl_segment *seg) {
+    if (pl->nsegs == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 8;
+        sl_segment **p = realloc(pl->segs, cap * sizeof(*p));
+        if (p == NULL)
+            return SL_ENOMEM;
+        pl->segs = p;
+        pl->cap = cap;
+    }
+    pl->segs[pl->nsegs++] = seg;
+    return 0;
+}
+
+static int cmp_offsets(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Base offsets of the '.log' files in 'dir', sorted. Removes leftovers of interrupted work. */
+static int list_segments(const char *dir, int64_t **out, size_t *count) {
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return SL_EIO;
+    int64_t *offs = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            char path[4400];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            remove(path);
+            continue;
+        }
+        if (len != 24 || strcmp(e->d_name + 20, ".log") != 0)
+            continue;
+        char *end;
+        long long base = strtoll(e->d_name, &end, 10);
+        if (end != e->d_name + 20 || base < 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *p = realloc(offs, cap * sizeof(*p));
+            if (p == NULL) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            offs = p;
+        }
+        offs[n++] = base;
+    }
+    closedir(d);
+    if (rc) {
+        free(offs);
+        return rc;
+    }
+    qsort(offs, n, sizeof(*offs), cmp_offsets);
+    *out = offs;
+    *count = n;
+    return 0;
+}
+
+static void set_hw_at_end(sl_partlog *pl) {
+    pl->hw = active(pl)->next_offset;
+    pl->hw_seg = pl->nsegs - 1;
+    pl->hw_pos = active(pl)->size;
+}
+
+int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, sl_partlog **out) {
+    int rc = sl_fs_mkdirs(dir);
+    if (rc) {
+        sl_error("log", "cannot create partition directory %s", dir);
+        return rc;
+    }
+    sl_partlog *pl = calloc(1, sizeof(*pl));
+    if (pl == NULL)
+        return SL_ENOMEM;
+    pthread_mutex_init(&pl->lock, NULL);
+    pl->dir = strdup(dir);
+    pl->name = strdup(name);
+    pl->conf = *conf;
+    pl->oldest_unflushed_ms = -1;
+    int64_t *bases = NULL;
+    size_t n = 0;
+    rc = (pl->dir && pl->name) ? list_segments(dir, &bases, &n) : SL_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sl_segment *seg;
+        sl_segment_recovery rec;
+        bool last = i + 1 == n;
+        rc = sl_segment_open(dir, bases[i], last, &seg, &rec);
+        if (rc == 0 && pl->nsegs && active(pl)->next_offset > seg->base_offset) {
+            sl_error("log", "%s: segment %020" PRId64 " overlaps the one before it", name,
+                     bases[i]);
+            sl_segment_unref(seg);
+            rc = SL_ECORRUPT;
+        }
+        if (rc == 0)
+            rc = push_segment(pl, seg);
+        if (rc == 0 && rec.truncated_bytes)
+            sl_warn("log", "%s: recovered from a torn tail: cut %" PRId64 " bytes, log ends at "
+                           "offset %" PRId64,
+                    name, rec.truncated_bytes, seg->next_offset);
+    }
+    free(bases);
+    if (rc == 0 && pl->nsegs == 0) {
+        sl_segment *seg;
+        rc = sl_segment_create(dir, 0, &seg);
+        if (rc == 0)
+            rc = push_segment(pl, seg);
+    }
+    if (rc) {
+        sl_partlog_close(pl);
+        return rc;
+    }
+    set_hw_at_end(pl);
+    *out = pl;
+    return 0;
+}
+
+void sl_partlog_close(sl_partlog *pl) {
+    for (size_t i = 0; i < pl->nsegs; i++)
+        sl_segment_unref(pl->segs[i]);
+    free(pl->segs);
+    free(pl->dir);
+    free(pl->name);
+    pthread_mutex_destroy(&pl->lock);
+    free(pl);
+}
+
+void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf) {
+    pthread_mutex_lock(&pl->lock);
+    pl->conf = *conf;
+    pthread_mutex_unlock(&pl->lock);
+}
+
+int sl_partlog_validate(const sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
+                        char *errbuf, size_t errlen) {
+    int64_t max_bytes = pl->conf.max_message_bytes;
+    size_t pos = 0;
+    int64_t count = 0;
+    if (len == 0) {
+        snprintf(errbuf, errlen, "empty produce request for %s", pl->name);
+        return SL_ECORRUPT;
+    }
+    while (pos < len) {
+        sl_batch_header h;
+        size_t total = sl_batch_total_size(data + pos, len - pos);
+        if (total > (size_t)max_bytes) {
+            snprintf(errbuf, errlen,
+                     "record batch of %zu bytes is larger than max.message.bytes (%" PRId64
+                     ") of %s",
+                     total, max_bytes, pl->name);
+            return SL_ETOOLARGE;
+        }
+        if (sl_batch_validate(data + pos, len - pos, &h)) {
+            snprintf(errbuf, errlen, "corrupt record batch at byte %zu for %s", pos, pl->name);
+            return SL_ECORRUPT;
+        }
+        if (h.attributes & (SL_BATCH_ATTR_CONTROL | SL_BATCH_ATTR_TRANSACTIONAL)) {
+            snprintf(errbuf, errlen, "transactional and control batches are not accepted yet");
+            return SL_EUNSUPPORTED;
+        }
+        count += h.records_count;
+        pos += total;
+    }
+    *records = count;
+    return 0;
+}
+
+static int roll(sl_partlog *pl) {
+    sl_segment *old = active(pl), *seg;
+    if (old->size == 0)
+        return 0;
+    /* The old segment is never written again: make it durable so recovery only ever needs to
+     * check the active segment. */
+    int rc = sl_segment_flush(old);
+    if (rc == 0)
+        rc = sl_segment_create(pl->dir, old->next_offset, &seg);
+    if (rc == 0)
+        rc = push_segment(pl, seg);
+    if (rc == 0) {
+        sl_debug("log", "%s: rolled to segment %020" PRId64, pl->name, seg->base_offset);
+        if (pl->hw == seg->base_offset) {
+            pl->hw_seg = pl->nsegs - 1;
+            pl->hw_pos = 0;
+        }
+    }
+    return rc;
+}
+
+static bool segment_too_old(const sl_partlog *pl, const sl_segment *seg, int64_t now_ms) {
+    return seg->size > 0 && seg->first_timestamp >= 0 &&
+           now_ms - seg->first_timestamp >= pl->conf.segment_ms;
+}
+
+static int flush_locked(sl_partlog *pl) {
+    int rc = sl_segment_flush(active(pl));
+    if (rc == 0) {
+        pl->unflushed_records = 0;
+        pl->oldest_unflushed_ms = -1;
+    }
+    return rc;
+}
+
+int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
+                      int64_t now_ms, sl_append_result *res) {
+    pthread_mutex_lock(&pl->lock);
+    sl_segment *seg = active(pl);
+    int rc = 0;
+    int64_t limit = pl->conf.segment_bytes < SL_SEGMENT_MAX_BYTES ? pl->conf.segment_bytes
+                                                                  : SL_SEGMENT_MAX_BYTES;
+    if (seg->size > 0 && (seg->size + (int64_t)len > limit || segment_too_old(pl, seg, now_ms))) {
+        rc = roll(pl);
+        seg = active(pl);
+    }
+    int64_t next = seg->next_offset, records = 0;
+    for (size_t pos = 0; rc == 0 && pos < len;) {
+        uint8_t *b = data + pos;
+        sl_batch_header h;
+        sl_batch_header_parse(b, len - pos, &h);
+        sl_batch_set_base_offset(b, next);
+        sl_batch_set_leader_epoch(b, leader_epoch);
+        if (pl->conf.log_append_time) {
+            size_t total = (size_t)h.length + SL_BATCH_LOG_OVERHEAD;
+            sl_be16_put(b + SL_BATCH_OFF_ATTRIBUTES,
+                        (uint16_t)(h.attributes | SL_BATCH_ATTR_LOG_APPEND_TIME));
+            sl_be64_put(b + SL_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)now_ms);
+            sl_be32_put(b + SL_BATCH_OFF_CRC, sl_batch_compute_crc(b, total));
+        }
+        next += h.last_offset_delta + 1;
+        records += h.records_count;
+        pos += (size_t)h.length + SL_BATCH_LOG_OVERHEAD;
+    }
+    if (rc == 0) {
+        res->base_offset = seg->next_offset;
+        rc = sl_segment_append(seg, data, len, pl->conf.index_interval_bytes);
+    }
+    if (rc == 0) {
+        res->last_offset = next - 1;
+        res->log_start_offset = pl->segs[0]->base_offset;
+        res->records = records;
+        res->append_time = pl->conf.log_append_time ? now_ms : -1;
+        if (pl->oldest_unflushed_ms < 0)
+            pl->oldest_unflushed_ms = now_ms;
+        pl->unflushed_records += records;
+        if (pl->conf.flush_messages > 0 && pl->unflushed_records >= pl->conf.flush_messages)
+            rc = flush_locked(pl);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+/* Index of the segment holding 'offset' (the last with base <= offset). */
+static size_t segment_for(sl_partlog *pl, int64_t offset) {
+    size_t lo = 0, hi = pl->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (pl->segs[mid]->base_offset <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Bytes of segment 'i' that lie below the HW. */
+static int64_t readable_limit(sl_partlog *pl, size_t i) {
+    if (i < pl->hw_seg)
+        return pl->segs[i]->size;
+    return i == pl->hw_seg ? pl->hw_pos : 0;
+}
+
+int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw) {
+    int rc = 0;
+    pthread_mutex_lock(&pl->lock);
+    sl_segment *seg = active(pl);
+    if (hw > seg->next_offset)
+        hw = seg->next_offset;
+    if (hw == seg->next_offset) {
+        pl->hw = hw;
+        pl->hw_seg = pl->nsegs - 1;
+        pl->hw_pos = seg->size;
+    } else if (hw > pl->hw) {
+        size_t i = segment_for(pl, hw);
+        int64_t pos;
+        rc = sl_segment_find(pl->segs[i], hw, pl->segs[i]->size, &pos);
+        if (rc == 0) {
+            pl->hw = hw;
+            pl->hw_seg = i;
+            pl->hw_pos = pos;
+        }
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+static void offsets_locked(sl_partlog *pl, sl_read_result *res) {
+    res->high_watermark = pl->hw;
+    res->log_start_offset = pl->segs[0]->base_offset;
+    res->log_end_offset = active(pl)->next_offset;
+}
+
+void sl_partlog_offsets(sl_partlog *pl, sl_read_result *res) {
+    pthread_mutex_lock(&pl->lock);
+    offsets_locked(pl, res);
+    pthread_mutex_unlock(&pl->lock);
+}
+
+/* Cuts 'out' back so it ends on a batch boundary; keeps the first batch whole regardless. */
+static void trim_partial(sl_buf *out, size_t start) {
+    size_t pos = start;
+    while (pos < out->len) {
+        size_t total = sl_batch_total_size(out->data + pos, out->len - pos);
+        if (total == 0 || pos + total > out->len)
+            break;
+        pos += total;
+    }
+    out->len = pos;
+}
+
+int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                    sl_read_result *res) {
+    pthread_mutex_lock(&pl->lock);
+    offsets_locked(pl, res);
+    if (offset < res->log_start_offset || offset > pl->hw) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ERANGE;
+    }
+    if (offset == pl->hw) {
+        pthread_mutex_unlock(&pl->lock);
+        return 0;
+    }
+    size_t i = segment_for(pl, offset);
+    int64_t limit = readable_limit(pl, i), pos;
+    int rc = sl_segment_find(pl->segs[i], offset, limit, &pos);
+    if (rc == SL_ERANGE && i + 1 < pl->nsegs) {
+        /* 'offset' falls in a gap after this segment (compaction may leave one): read on. */
+        i++;
+        limit = readable_limit(pl, i);
+        rc = sl_segment_find(pl->segs[i], pl->segs[i]->base_offset, limit, &pos);
+    }
+    sl_segment *seg = pl->segs[i];
+    if (rc == 0)
+        sl_segment_ref(seg);
+    pthread_mutex_unlock(&pl->lock);
+    if (rc)
+        return rc == SL_ERANGE ? 0 : rc;
+
+    int64_t first;
+    size_t start = out->len;
+    rc = sl_segment_batch_size_at(seg, pos, &first);
+    if (rc == 0) {
+        int64_t want = first > (int64_t)max_bytes ? first : (int64_t)max_bytes;
+        if (want > limit - pos)
+            want = limit - pos;
+        rc = sl_segment_read(seg, pos, (size_t)want, out);
+    }
+    sl_segment_unref(seg);
+    if (rc == 0)
+        trim_partial(out, start);
+    return rc;
+}
+
+int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset) {
+    int rc = SL_ERANGE;
+    pthread_mutex_lock(&pl->lock);
+    for (size_t i = 0; i < pl->nsegs && rc == SL_ERANGE; i++) {
+        int64_t limit = readable_limit(pl, i);
+        if (limit > 0)
+            rc = sl_segment_find_time(pl->segs[i], ts, limit, offset);
+    }
+    if (rc == SL_ERANGE) {
+        *offset = pl->hw;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+int64_t sl_partlog_size_bytes(sl_partlog *pl) {
+    int64_t total = 0;
+    pthread_mutex_lock(&pl->lock);
+    for (size_t i = 0; i < pl->nsegs; i++)
+        total += pl->segs[i]->size;
+    pthread_mutex_unlock(&pl->lock);
+    return total;
+}
+
+size_t sl_partlog_segment_count(sl_partlog *pl) {
+    pthread_mutex_lock(&pl->lock);
+    size_t n = pl->nsegs;
+    pthread_mutex_unlock(&pl->lock);
+    return n;
+}
+
+int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms) {
+    sl_segment *doomed[64];
+    size_t ndoomed = 0;
+    const char *reason = NULL;
+    pthread_mutex_lock(&pl->lock);
+    const sl_logconf *c = &pl->conf;
+    if (c->retention_ms >= 0 && active(pl)->size > 0 && active(pl)->next_offset == pl->hw &&
+        active(pl)->max_timestamp < now_ms - c->retention_ms) {
+        /* Everything has expired: start a fresh segment so the old one can go. */
+        if (roll(pl) != 0) {
+            pthread_mutex_unlock(&pl->lock);
+            return 0;
+        }
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < pl->nsegs; i++)
+        total += pl->segs[i]->size;
+    size_t keep_from = 0;
+    while (keep_from + 1 < pl->nsegs && ndoomed < 64) {
+        sl_segment *seg = pl->segs[keep_from];
+        if (seg->next_offset > pl->hw)
+            break;
+        bool expired = c->retention_ms >= 0 && seg->max_timestamp < now_ms - c->retention_ms;
+        bool too_big = c->retention_bytes >= 0 && total - seg->size >= c->retention_bytes;
+        if (!expired && !too_big)
+            break;
+        reason = expired ? "retention.ms" : "retention.bytes";
+        total -= seg->size;
+        doomed[ndoomed++] = seg;
+        keep_from++;
+    }
+    if (keep_from) {
+        memmove(pl->segs, pl->segs + keep_from, (pl->nsegs - keep_from) * sizeof(*pl->segs));
+        pl->nsegs -= keep_from;
+        pl->hw_seg -= keep_from;
+    }
+    int64_t start = pl->segs[0]->base_offset;
+    pthread_mutex_unlock(&pl->lock);
+    for (size_t i = 0; i < ndoomed; i++) {
+        sl_segment_unlink(doomed[i]);
+        sl_segment_unref(doomed[i]);
+    }
+    if (ndoomed)
+        sl_info("log", "%s: deleted %zu old segment%s (%s); log start offset is now %" PRId64,
+                pl->name, ndoomed, ndoomed == 1 ? "" : "s", reason, start);
+    return (int)ndoomed;
+}
+
+int sl_partlog_flush(sl_partlog *pl) {
+    pthread_mutex_lock(&pl->lock);
+    int rc = flush_locked(pl);
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+int sl_partlog_flush_if_due(sl_partlog *pl, int64_t now_ms) {
+    int rc = 0;
+    pthread_mutex_lock(&pl->lock);
+    if (pl->oldest_unflushed_ms >= 0 && pl->conf.flush_ms >= 0 &&
+        now_ms - pl->oldest_unflushed_ms >= pl->conf.flush_ms)
+        rc = flush_locked(pl);
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+int sl_partlog_roll_if_due(sl_partlog *pl, int64_t now_ms) {
+    int rc = 0;
+    pthread_mutex_lock(&pl->lock);
+    if (segment_too_old(pl, active(pl), now_ms))
+        rc = roll(pl);
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}

@@ -1,0 +1,99 @@
+/* A partition's log: the ordered segments of one '<topic>-<partition>' directory.
+ *
+ * The log end offset (LEO) is the next offset to assign; the high watermark (HW) is the end of
+ * what readers may see. On a single node the broker moves the HW to the LEO after each append;
+ * with replication it moves when followers have the records. Reads never go past the HW.
+ *
+ * Thread-safety: every function may be called from any thread. Appends serialize on the
+ * partition lock; reads copy batch bytes without holding it. */
+#ifndef SL_LOG_PARTLOG_H
+#define SL_LOG_PARTLOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+typedef struct sl_logconf {
+    int64_t segment_bytes;        /* roll when the active segment would pass this */
+    int64_t segment_ms;           /* roll when the active segment's first record is this old */
+    int64_t retention_ms;         /* delete segments whose newest record is older; -1: never */
+    int64_t retention_bytes;      /* delete oldest segments while the log is larger; -1: never */
+    int64_t flush_messages;       /* fsync after this many records; <= 0 or huge: leave to OS */
+    int64_t flush_ms;             /* fsync when unflushed data is this old */
+    int64_t index_interval_bytes; /* bytes between sparse index entries */
+    int64_t max_message_bytes;    /* largest batch accepted */
+    bool log_append_time;         /* stamp batches with the broker's clock */
+} sl_logconf;
+
+/* The defaults Kafka uses. */
+void sl_logconf_defaults(sl_logconf *conf);
+
+typedef struct sl_partlog sl_partlog;
+
+/* What an append did. */
+typedef struct sl_append_result {
+    int64_t base_offset;
+    int64_t last_offset;
+    int64_t log_start_offset;
+    int64_t records;
+    int64_t append_time; /* the broker's clock, or -1 when batches keep CreateTime */
+} sl_append_result;
+
+typedef struct sl_read_result {
+    int64_t high_watermark;
+    int64_t log_start_offset;
+    int64_t log_end_offset;
+} sl_read_result;
+
+/* Opens (creating if needed) the log in 'dir', recovering the active segment: a torn tail is cut
+ * back to the last whole batch and logged. 'name' ("orders-3") is used in log lines. */
+int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, sl_partlog **out);
+
+/* Closes the files; 'pl' is freed. Readers must be done. */
+void sl_partlog_close(sl_partlog *pl);
+
+/* Replaces the configuration (topic alter). */
+void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf);
+
+/* Checks every batch in 'data' (one or more, as a producer sent them): sizes, magic, CRC-32C,
+ * counts; and each against max.message.bytes. Needs no lock: call before append.
+ * SL_ECORRUPT or SL_ETOOLARGE with a sentence in errbuf. '*records' gets the record count. */
+int sl_partlog_validate(const sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
+                        char *errbuf, size_t errlen);
+
+/* Appends validated batches: assigns offsets from the LEO by writing each batch's baseOffset
+ * and partitionLeaderEpoch in place (and, for LogAppendTime topics, the timestamp and CRC),
+ * rolling the segment when due and flushing as configured. */
+int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
+                      int64_t now_ms, sl_append_result *res);
+
+/* Moves the high watermark (never backwards, never past the LEO). */
+int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
+
+/* Appends to 'out' whole batches from the one holding 'offset', up to about 'max_bytes' (at least
+ * one whole batch, so a large batch never stalls a reader), below the high watermark, from one
+ * segment. Nothing is appended when offset == HW. SL_ERANGE when offset is below the log start or
+ * past the HW. 'res' gets the offsets of the log either way. */
+int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                    sl_read_result *res);
+
+/* The first offset whose record timestamp is >= ts, or the HW if none. */
+int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset);
+
+void sl_partlog_offsets(sl_partlog *pl, sl_read_result *res);
+int64_t sl_partlog_size_bytes(sl_partlog *pl);
+size_t sl_partlog_segment_count(sl_partlog *pl);
+
+/* Deletes old segments per retention.ms and retention.bytes (never past the HW), rolling an
+ * expired active segment first. Returns the number of segments deleted. */
+int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms);
+
+/* fsync now, or only if flush.ms has passed since the oldest unflushed append. */
+int sl_partlog_flush(sl_partlog *pl);
+int sl_partlog_flush_if_due(sl_partlog *pl, int64_t now_ms);
+
+/* Rolls the active segment when segment.ms has passed (appends roll on their own). */
+int sl_partlog_roll_if_due(sl_partlog *pl, int64_t now_ms);
+
+#endif
