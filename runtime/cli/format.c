@@ -16,7 +16,8 @@ int sl_cli_format_check(const char *fmt, char *errbuf, size_t errlen) {
             continue;
         p++;
         if (*p == '\0') {
-            snprintf(errbuf, errlen, "format ends with a lone \"%%\" (write %%%% for a percent sign)");
+            snprintf(errbuf, errlen,
+                     "format ends with a lone \"%%\" (write %%%% for a percent sign)");
             return SL_EINVAL;
         }
         if (!is_directive(*p)) {

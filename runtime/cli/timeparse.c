@@ -173,8 +173,11 @@ static int64_t unit_ms(const char *unit) {
     static const struct {
         const char *name;
         int64_t ms;
-    } units[] = {{"ms", 1}, {"s", MS_PER_SECOND}, {"m", MS_PER_MINUTE},
-                 {"h", MS_PER_HOUR}, {"d", MS_PER_DAY}};
+    } units[] = {{"ms", 1},
+                 {"s", MS_PER_SECOND},
+                 {"m", MS_PER_MINUTE},
+                 {"h", MS_PER_HOUR},
+                 {"d", MS_PER_DAY}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strcmp(unit, units[i].name) == 0)
             return units[i].ms;

@@ -221,10 +221,12 @@ int sl_record_iter_next(sl_record_iter *it, sl_record_view *rec) {
     if ((k = sl_varint_get(p, rend, &nheaders)) == 0 || nheaders < 0 || nheaders > len)
         return SL_ECORRUPT;
     p += k;
-    rec->offset = it->hdr.base_offset + off_delta;
+    /* Summed as unsigned: hostile deltas wrap (as Kafka's Java longs do) instead of being
+     * undefined behaviour. */
+    rec->offset = (int64_t)((uint64_t)it->hdr.base_offset + (uint64_t)off_delta);
     rec->timestamp = (it->hdr.attributes & SL_BATCH_ATTR_LOG_APPEND_TIME)
                          ? it->hdr.max_timestamp
-                         : it->hdr.base_timestamp + ts_delta;
+                         : (int64_t)((uint64_t)it->hdr.base_timestamp + (uint64_t)ts_delta);
     rec->nheaders = (int32_t)nheaders;
     rec->headers = p;
     rec->headers_end = rend;

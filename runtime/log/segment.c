@@ -276,7 +276,9 @@ static int load_indexes(sl_segment *seg, int64_t log_size) {
         else
             rc = idx_push(seg, rel, pos);
     }
-    if (rc == 0 && (fstat(seg->time_fd, &st) || st.st_size % TIME_ENTRY_SIZE))
+    /* Empty is damaged too: a segment's first index entry always comes with a time entry, and
+     * without them max_timestamp would be learnt from the tail alone. */
+    if (rc == 0 && (fstat(seg->time_fd, &st) || st.st_size % TIME_ENTRY_SIZE || st.st_size == 0))
         rc = SL_ECORRUPT;
     size_t tn = rc == 0 ? (size_t)st.st_size / TIME_ENTRY_SIZE : 0;
     if (rc == 0 && tn) {
@@ -323,6 +325,9 @@ static int scan_tail(sl_segment *seg, int64_t log_size, int64_t interval) {
         pos += total;
     }
     if (r < 0 || first)
+        return SL_ECORRUPT;
+    /* The newest time entry (its timestamp seeds max_timestamp) must name an offset held here. */
+    if (seg->tidx[seg->ntidx - 1].rel_offset >= seg->next_offset - seg->base_offset)
         return SL_ECORRUPT;
     seg->size = pos;
     (void)interval;

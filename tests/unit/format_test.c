@@ -66,7 +66,7 @@ static void escapes_are_written_literally(void) {
     expect("%k\\t%v\\n", &m, "user-1\thello world\n");
     expect("a\\\\b", &m, "a\\b");
     expect("\\r", &m, "\r");
-    expect("\\q", &m, "\\q");    /* not an escape: kept as typed */
+    expect("\\q", &m, "\\q");     /* not an escape: kept as typed */
     expect("end\\", &m, "end\\"); /* a lone trailing backslash too */
     expect("\\\\n", &m, "\\n");   /* an escaped backslash, then a plain n */
 }

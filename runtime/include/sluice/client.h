@@ -198,7 +198,8 @@ SL_API int sl_consumer_seek_time(sl_consumer *c, const char *topic, int32_t part
  * when nothing arrived in time. *msg is valid until the next poll. */
 SL_API int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg);
 
-/* The next offset poll will return for a partition, and the latest high watermark seen. */
+/* The next offset poll will return for a partition: a real offset once the consumer has resolved
+ * its start (SL_OFFSET_BEGINNING/END are resolved at assign and seek time). */
 SL_API int sl_consumer_position(sl_consumer *c, const char *topic, int32_t partition,
                                 int64_t *next_offset);
 

@@ -31,11 +31,11 @@
 extern "C" {
 #endif
 
-/* A short sentence describing 'status' ("topic does not exist"). Never NULL; static storage. */
-const char *sl_strerror(int status);
+/* A short sentence describing 'status' ("does not exist"). Never NULL; static storage. */
+__attribute__((visibility("default"))) const char *sl_strerror(int status);
 
 /* The symbolic name of 'status' ("SL_ENOENT"). Never NULL; static storage. */
-const char *sl_errname(int status);
+__attribute__((visibility("default"))) const char *sl_errname(int status);
 
 #ifdef __cplusplus
 }

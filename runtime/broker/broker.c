@@ -1,0 +1,844 @@
+#include "broker/broker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "broker/metadata.h"
+#include "log/batch.h"
+#include "sluice/err.h"
+
+#define MAX_PARTITIONS 10000   /* per topic: bounds a create request and the files it makes */
+#define TOPIC_NAME_MAX 249     /* Kafka's limit: "<name>-<partition>" must fit a file name */
+#define MAINT_TICK_MS 1000     /* flush.ms and segment.ms are checked at least this often */
+#define FORMAT_VERSION 1       /* of the data directory, in meta.properties */
+
+/* Latency histogram bounds in seconds (Prometheus "le" labels). */
+static const double latency_bounds[] = {0.0001, 0.0005, 0.001, 0.005, 0.01,
+                                        0.05,   0.1,    0.5,   1.0,   5.0};
+#define NBOUNDS (sizeof(latency_bounds) / sizeof(latency_bounds[0]))
+
+typedef struct partition {
+    int32_t id;
+    sl_partlog *log;
+    atomic_uint_fast64_t records_in, bytes_in, records_out, bytes_out;
+} partition;
+
+typedef struct topic {
+    char *name;
+    int32_t npartitions;
+    partition *parts;
+    sl_topic_config config;
+    struct topic *next;
+} topic;
+
+typedef struct request_stats {
+    atomic_uint_fast64_t count;
+    atomic_uint_fast64_t sum_ns;
+    atomic_uint_fast64_t buckets[NBOUNDS];
+} request_stats;
+
+struct sl_broker {
+    char *data_dir;
+    int32_t node_id;
+    int64_t retention_check_ms;
+    int lock_fd;
+
+    /* Readers (produce, read, describe) hold it shared while they use a topic's partitions;
+     * create, delete and alter take it exclusively to change the registry. */
+    pthread_rwlock_t topics_lock;
+    topic *topics;
+    pthread_mutex_t admin_lock; /* one admin change at a time, in metadata log order */
+    sl_metalog *meta;
+
+    atomic_uint_fast64_t data_version;
+    atomic_int data_waiters;
+    pthread_mutex_t data_lock;
+    pthread_cond_t data_cond;
+
+    atomic_bool stopping;
+    pthread_t maint_thread;
+    pthread_mutex_t maint_lock;
+    pthread_cond_t maint_cond;
+
+    request_stats stats[2][SL_REQ_KINDS];
+};
+
+/* ---- registry ---- */
+
+static topic *find_topic(sl_broker *b, const char *name) {
+    for (topic *t = b->topics; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+static partition *find_partition(sl_broker *b, const char *name, int32_t p, int *status) {
+    topic *t = find_topic(b, name);
+    if (t == NULL || p < 0 || p >= t->npartitions) {
+        *status = SL_ENOENT;
+        return NULL;
+    }
+    return &t->parts[p];
+}
+
+static void partition_dir(const sl_broker *b, const char *name, int32_t p, char *out,
+                          size_t len) {
+    snprintf(out, len, "%s/%s-%d", b->data_dir, name, p);
+}
+
+static void topic_free(topic *t) {
+    for (int32_t i = 0; i < t->npartitions; i++)
+        if (t->parts[i].log)
+            sl_partlog_close(t->parts[i].log);
+    free(t->parts);
+    sl_topic_config_free(&t->config);
+    free(t->name);
+    free(t);
+}
+
+static topic *topic_new(const char *name, int32_t npartitions, const sl_topic_config *config) {
+    topic *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->name = strdup(name);
+    t->parts = calloc((size_t)npartitions, sizeof(*t->parts));
+    if (t->name == NULL || t->parts == NULL ||
+        (config && sl_topic_config_copy(config, &t->config))) {
+        free(t->name);
+        free(t->parts);
+        free(t);
+        return NULL;
+    }
+    t->npartitions = npartitions;
+    for (int32_t i = 0; i < npartitions; i++)
+        t->parts[i].id = i;
+    return t;
+}
+
+/* Opens the partition logs of 't'; 'fresh' removes what a deleted namesake may have left. */
+static int topic_open_logs(sl_broker *b, topic *t, bool fresh) {
+    sl_logconf lc;
+    sl_topic_config_to_log(&t->config, &lc);
+    for (int32_t i = 0; i < t->npartitions; i++) {
+        char dir[4096], name[512];
+        partition_dir(b, t->name, i, dir, sizeof(dir));
+        snprintf(name, sizeof(name), "%s-%d", t->name, i);
+        if (fresh)
+            sl_fs_remove_tree(dir);
+        int rc = sl_partlog_open(dir, name, &lc, &t->parts[i].log);
+        if (rc) {
+            sl_error("broker", "cannot open partition %s: %s", name, sl_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void remove_topic_dirs(sl_broker *b, const char *name, int32_t npartitions) {
+    for (int32_t i = 0; i < npartitions; i++) {
+        char dir[4096], doomed[4200];
+        partition_dir(b, name, i, dir, sizeof(dir));
+        /* Rename first, so a crash mid-removal never leaves a half-deleted live directory. */
+        snprintf(doomed, sizeof(doomed), "%s.deleted", dir);
+        if (rename(dir, doomed) == 0)
+            sl_fs_remove_tree(doomed);
+        else
+            sl_fs_remove_tree(dir);
+    }
+}
+
+/* ---- validation ---- */
+
+static int check_topic_name(const char *name, char *errbuf, size_t errlen) {
+    size_t n = strlen(name);
+    if (n == 0 || n > TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        snprintf(errbuf, errlen, "topic name must be 1 to %d characters, not \".\" or \"..\"",
+                 TOPIC_NAME_MAX);
+        return SL_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-')) {
+            snprintf(errbuf, errlen,
+                     "topic name \"%s\" has '%c'; use letters, digits, '.', '_' and '-'", name, c);
+            return SL_EINVAL;
+        }
+    }
+    if (strncmp(name, "__", 2) == 0) {
+        snprintf(errbuf, errlen, "topic names starting with \"__\" are reserved for Sluice");
+        return SL_EINVAL;
+    }
+    return 0;
+}
+
+static int check_configs(const sl_config_kv *configs, size_t n, char *errbuf, size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        int rc = sl_topic_config_check(configs[i].key, configs[i].value, errbuf, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- admin ---- */
+
+int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
+                           const sl_config_kv *configs, size_t nconfigs, char *errbuf,
+                           size_t errlen) {
+    int rc = check_topic_name(name, errbuf, errlen);
+    if (rc)
+        return rc;
+    if (partitions < 1 || partitions > MAX_PARTITIONS) {
+        snprintf(errbuf, errlen, "partitions must be between 1 and %d", MAX_PARTITIONS);
+        return SL_EINVAL;
+    }
+    if ((rc = check_configs(configs, nconfigs, errbuf, errlen)) != 0)
+        return rc;
+    if (atomic_load(&b->stopping))
+        return SL_ESTOPPED;
+    sl_topic_config cfg = {0};
+    for (size_t i = 0; i < nconfigs && rc == 0; i++)
+        rc = sl_topic_config_set(&cfg, configs[i].key, configs[i].value);
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_rdlock(&b->topics_lock);
+    bool exists = find_topic(b, name) != NULL;
+    pthread_rwlock_unlock(&b->topics_lock);
+    topic *t = NULL;
+    if (rc == 0 && exists) {
+        snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
+        rc = SL_EEXIST;
+    }
+    if (rc == 0 && (t = topic_new(name, partitions, &cfg)) == NULL)
+        rc = SL_ENOMEM;
+    sl_meta_record rec = {SL_META_CREATE, name, partitions, &cfg};
+    if (rc == 0)
+        rc = sl_metalog_append(b->meta, &rec);
+    if (rc == 0 && (rc = topic_open_logs(b, t, true)) != 0) {
+        /* The record is written but the files are not there: take the topic back out. */
+        sl_meta_record undo = {SL_META_DELETE, name, 0, NULL};
+        sl_metalog_append(b->meta, &undo);
+        remove_topic_dirs(b, name, partitions);
+        snprintf(errbuf, errlen, "cannot create the partition directories of \"%s\"", name);
+    }
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&b->topics_lock);
+        t->next = b->topics;
+        b->topics = t;
+        pthread_rwlock_unlock(&b->topics_lock);
+        sl_info("broker", "created topic %s with %d partition%s", name, partitions,
+                partitions == 1 ? "" : "s");
+    } else if (t) {
+        topic_free(t);
+    }
+    pthread_mutex_unlock(&b->admin_lock);
+    sl_topic_config_free(&cfg);
+    return rc;
+}
+
+int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen) {
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_rdlock(&b->topics_lock);
+    bool exists = find_topic(b, name) != NULL;
+    pthread_rwlock_unlock(&b->topics_lock);
+    int rc = 0;
+    if (!exists) {
+        snprintf(errbuf, errlen, "topic \"%s\" does not exist", name);
+        rc = SL_ENOENT;
+    }
+    sl_meta_record rec = {SL_META_DELETE, name, 0, NULL};
+    if (rc == 0)
+        rc = sl_metalog_append(b->meta, &rec);
+    topic *t = NULL;
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&b->topics_lock);
+        for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
+            if (strcmp((*pp)->name, name) == 0) {
+                t = *pp;
+                *pp = t->next;
+                break;
+            }
+        }
+        pthread_rwlock_unlock(&b->topics_lock);
+    }
+    if (t) {
+        int32_t n = t->npartitions;
+        topic_free(t);
+        remove_topic_dirs(b, name, n);
+        sl_info("broker", "deleted topic %s and its %d partition%s", name, n, n == 1 ? "" : "s");
+    }
+    pthread_mutex_unlock(&b->admin_lock);
+    return rc;
+}
+
+int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
+                          size_t nconfigs, char *errbuf, size_t errlen) {
+    int rc = check_configs(configs, nconfigs, errbuf, errlen);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_rdlock(&b->topics_lock);
+    topic *t = find_topic(b, name);
+    sl_topic_config cfg = {0};
+    if (t == NULL) {
+        snprintf(errbuf, errlen, "topic \"%s\" does not exist", name);
+        rc = SL_ENOENT;
+    } else {
+        /* Only the admin lock holder changes t->config, so reading it here is safe. */
+        rc = sl_topic_config_copy(&t->config, &cfg);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    for (size_t i = 0; i < nconfigs && rc == 0; i++)
+        rc = sl_topic_config_set(&cfg, configs[i].key, configs[i].value);
+    sl_meta_record rec = {SL_META_CONFIG, name, 0, &cfg};
+    if (rc == 0)
+        rc = sl_metalog_append(b->meta, &rec);
+    if (rc == 0) {
+        sl_logconf lc;
+        sl_topic_config_to_log(&cfg, &lc);
+        pthread_rwlock_wrlock(&b->topics_lock);
+        sl_topic_config tmp = t->config;
+        t->config = cfg;
+        cfg = tmp;
+        for (int32_t i = 0; i < t->npartitions; i++)
+            sl_partlog_set_conf(t->parts[i].log, &lc);
+        pthread_rwlock_unlock(&b->topics_lock);
+        for (size_t i = 0; i < nconfigs; i++)
+            sl_info("broker", "topic %s: %s set to %s", name, configs[i].key, configs[i].value);
+    }
+    sl_topic_config_free(&cfg);
+    pthread_mutex_unlock(&b->admin_lock);
+    return rc;
+}
+
+int sl_broker_describe_topic(sl_broker *b, const char *name, sl_topic_desc *out) {
+    memset(out, 0, sizeof(*out));
+    pthread_rwlock_rdlock(&b->topics_lock);
+    topic *t = find_topic(b, name);
+    int rc = t ? 0 : SL_ENOENT;
+    if (rc == 0) {
+        size_t nk = sl_topic_config_key_count();
+        out->name = strdup(t->name);
+        out->npartitions = t->npartitions;
+        out->partitions = calloc((size_t)t->npartitions, sizeof(*out->partitions));
+        out->configs = calloc(nk, sizeof(*out->configs));
+        if (out->name == NULL || out->partitions == NULL || out->configs == NULL)
+            rc = SL_ENOMEM;
+        for (int32_t i = 0; rc == 0 && i < t->npartitions; i++) {
+            sl_read_result r;
+            sl_partlog_offsets(t->parts[i].log, &r);
+            out->partitions[i] = (sl_partition_desc){i, b->node_id, r.log_start_offset,
+                                                     r.high_watermark,
+                                                     sl_partlog_size_bytes(t->parts[i].log)};
+        }
+        for (size_t i = 0; rc == 0 && i < nk; i++) {
+            const char *key = sl_topic_config_key(i);
+            out->configs[i].key = strdup(key);
+            out->configs[i].value = strdup(sl_topic_config_get(&t->config, key));
+            out->nconfigs = i + 1;
+            if (out->configs[i].key == NULL || out->configs[i].value == NULL)
+                rc = SL_ENOMEM;
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc && rc != SL_ENOENT)
+        sl_topic_desc_free(out);
+    return rc;
+}
+
+void sl_topic_desc_free(sl_topic_desc *d) {
+    for (size_t i = 0; i < d->nconfigs; i++) {
+        free(d->configs[i].key);
+        free(d->configs[i].value);
+    }
+    free(d->configs);
+    free(d->partitions);
+    free(d->name);
+    memset(d, 0, sizeof(*d));
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int sl_broker_list_topics(sl_broker *b, bool internal, char ***names, size_t *count) {
+    pthread_rwlock_rdlock(&b->topics_lock);
+    size_t n = 0;
+    for (topic *t = b->topics; t; t = t->next)
+        n++;
+    char **v = calloc(n ? n : 1, sizeof(*v));
+    size_t k = 0;
+    int rc = v ? 0 : SL_ENOMEM;
+    for (topic *t = b->topics; rc == 0 && t; t = t->next) {
+        if (!internal && strncmp(t->name, "__", 2) == 0)
+            continue;
+        if ((v[k] = strdup(t->name)) == NULL)
+            rc = SL_ENOMEM;
+        else
+            k++;
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc) {
+        sl_broker_free_names(v, k);
+        return rc;
+    }
+    qsort(v, k, sizeof(*v), cmp_names);
+    *names = v;
+    *count = k;
+    return 0;
+}
+
+void sl_broker_free_names(char **names, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+int sl_broker_partition_count(sl_broker *b, const char *name, int32_t *count) {
+    pthread_rwlock_rdlock(&b->topics_lock);
+    topic *t = find_topic(b, name);
+    if (t)
+        *count = t->npartitions;
+    pthread_rwlock_unlock(&b->topics_lock);
+    return t ? 0 : SL_ENOENT;
+}
+
+/* ---- data ---- */
+
+static void signal_data(sl_broker *b) {
+    atomic_fetch_add(&b->data_version, 1);
+    if (atomic_load(&b->data_waiters) > 0) {
+        pthread_mutex_lock(&b->data_lock);
+        pthread_cond_broadcast(&b->data_cond);
+        pthread_mutex_unlock(&b->data_lock);
+    }
+}
+
+int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *data, size_t len,
+                      sl_append_result *res, char *errbuf, size_t errlen) {
+    if (atomic_load(&b->stopping))
+        return SL_ESTOPPED;
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    int64_t records = 0;
+    if (part == NULL)
+        snprintf(errbuf, errlen, "topic \"%s\" or its partition %d does not exist", topic_name, p);
+    else
+        rc = sl_partlog_validate(part->log, data, len, &records, errbuf, errlen);
+    if (rc == 0)
+        rc = sl_partlog_append(part->log, data, len, 0, sl_clock_wall_ms(), res);
+    /* One replica: an appended record is committed at once. */
+    if (rc == 0)
+        rc = sl_partlog_set_high_watermark(part->log, res->last_offset + 1);
+    if (rc == 0) {
+        atomic_fetch_add(&part->records_in, (uint64_t)records);
+        atomic_fetch_add(&part->bytes_in, len);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc == 0)
+        signal_data(b);
+    return rc;
+}
+
+static uint64_t count_records(const uint8_t *p, size_t len) {
+    uint64_t n = 0;
+    for (size_t pos = 0; pos + SL_BATCH_HEADER_SIZE <= len;) {
+        size_t total = sl_batch_total_size(p + pos, len - pos);
+        if (total == 0)
+            break;
+        n += sl_be32_get(p + pos + SL_BATCH_OFF_RECORDS_COUNT);
+        pos += total;
+    }
+    return n;
+}
+
+int sl_broker_read(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
+                   size_t max_bytes, sl_buf *out, sl_read_result *res) {
+    int rc = 0;
+    memset(res, 0, sizeof(*res));
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    if (part) {
+        size_t before = out->len;
+        rc = sl_partlog_read(part->log, offset, max_bytes, out, res);
+        if (rc == 0 && out->len > before) {
+            atomic_fetch_add(&part->bytes_out, out->len - before);
+            atomic_fetch_add(&part->records_out,
+                             count_records(out->data + before, out->len - before));
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_list_offset(sl_broker *b, const char *topic_name, int32_t p, int64_t when,
+                          int64_t *offset) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    if (part) {
+        sl_read_result r;
+        sl_partlog_offsets(part->log, &r);
+        if (when == -1)
+            *offset = r.high_watermark;
+        else if (when == -2)
+            *offset = r.log_start_offset;
+        else if (when < 0)
+            rc = SL_EINVAL;
+        else
+            rc = sl_partlog_offset_for_time(part->log, when, offset);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+uint64_t sl_broker_data_version(sl_broker *b) {
+    return atomic_load(&b->data_version);
+}
+
+void sl_broker_wait_for_data(sl_broker *b, uint64_t version, int64_t deadline_mono_ms) {
+    pthread_mutex_lock(&b->data_lock);
+    atomic_fetch_add(&b->data_waiters, 1);
+    while (atomic_load(&b->data_version) == version && !atomic_load(&b->stopping)) {
+        int64_t left = deadline_mono_ms - sl_clock_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts = sl_clock_deadline(left);
+        pthread_cond_timedwait(&b->data_cond, &b->data_lock, &ts);
+    }
+    atomic_fetch_sub(&b->data_waiters, 1);
+    pthread_mutex_unlock(&b->data_lock);
+}
+
+bool sl_broker_stopping(sl_broker *b) {
+    return atomic_load(&b->stopping);
+}
+
+int32_t sl_broker_node_id(const sl_broker *b) {
+    return b->node_id;
+}
+
+/* ---- observability ---- */
+
+void sl_broker_observe(sl_broker *b, int protocol, enum sl_request_kind kind, int64_t ns) {
+    request_stats *s = &b->stats[protocol ? 1 : 0][kind];
+    atomic_fetch_add(&s->count, 1);
+    atomic_fetch_add(&s->sum_ns, (uint64_t)ns);
+    double secs = (double)ns / 1e9;
+    for (size_t i = 0; i < NBOUNDS; i++) {
+        if (secs <= latency_bounds[i]) {
+            atomic_fetch_add(&s->buckets[i], 1);
+            break;
+        }
+    }
+}
+
+#define APPEND(...)                                                                                \
+    do {                                                                                           \
+        char line_[1024];                                                                          \
+        int n_ = snprintf(line_, sizeof(line_), __VA_ARGS__);                                      \
+        if (n_ > 0 && sl_buf_append(out, line_, (size_t)n_ < sizeof(line_) ? (size_t)n_ : 0))    \
+            return SL_ENOMEM;                                                                      \
+    } while (0)
+
+static const char *const kind_names[] = {"produce", "fetch", "list_offsets", "metadata", "admin"};
+static const char *const proto_names[] = {"native", "kafka"};
+
+static int metrics_partitions(sl_broker *b, sl_buf *out) {
+    static const struct {
+        const char *name, *type, *help;
+    } fams[] = {
+        {"sluice_partition_records_in_total", "counter", "Records appended to the partition."},
+        {"sluice_partition_bytes_in_total", "counter", "Batch bytes appended to the partition."},
+        {"sluice_partition_records_out_total", "counter", "Records sent to readers."},
+        {"sluice_partition_bytes_out_total", "counter", "Batch bytes sent to readers."},
+        {"sluice_partition_log_size_bytes", "gauge", "Bytes of the partition's segments."},
+        {"sluice_partition_log_start_offset", "gauge", "First offset still held."},
+        {"sluice_partition_high_watermark", "gauge", "Next offset to be written and read."},
+    };
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+        APPEND("# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help, fams[f].name,
+               fams[f].type);
+        for (topic *t = b->topics; t; t = t->next) {
+            for (int32_t i = 0; i < t->npartitions; i++) {
+                partition *p = &t->parts[i];
+                sl_read_result r;
+                uint64_t v = 0;
+                switch (f) {
+                case 0: v = atomic_load(&p->records_in); break;
+                case 1: v = atomic_load(&p->bytes_in); break;
+                case 2: v = atomic_load(&p->records_out); break;
+                case 3: v = atomic_load(&p->bytes_out); break;
+                case 4: v = (uint64_t)sl_partlog_size_bytes(p->log); break;
+                default:
+                    sl_partlog_offsets(p->log, &r);
+                    v = (uint64_t)(f == 5 ? r.log_start_offset : r.high_watermark);
+                }
+                APPEND("%s{topic=\"%s\",partition=\"%d\"} %" PRIu64 "\n", fams[f].name, t->name, i,
+                       v);
+            }
+        }
+    }
+    return 0;
+}
+
+static int metrics_requests(sl_broker *b, sl_buf *out) {
+    APPEND("# HELP sluice_request_duration_seconds Time to answer a request.\n"
+           "# TYPE sluice_request_duration_seconds histogram\n");
+    for (int pr = 0; pr < 2; pr++) {
+        for (int k = 0; k < SL_REQ_KINDS; k++) {
+            request_stats *s = &b->stats[pr][k];
+            uint64_t count = atomic_load(&s->count), cum = 0;
+            if (count == 0)
+                continue;
+            const char *lbl = kind_names[k], *pn = proto_names[pr];
+            for (size_t i = 0; i < NBOUNDS; i++) {
+                cum += atomic_load(&s->buckets[i]);
+                APPEND("sluice_request_duration_seconds_bucket{protocol=\"%s\",request=\"%s\","
+                       "le=\"%g\"} %" PRIu64 "\n",
+                       pn, lbl, latency_bounds[i], cum);
+            }
+            APPEND("sluice_request_duration_seconds_bucket{protocol=\"%s\",request=\"%s\","
+                   "le=\"+Inf\"} %" PRIu64 "\n",
+                   pn, lbl, count);
+            APPEND("sluice_request_duration_seconds_sum{protocol=\"%s\",request=\"%s\"} %.6f\n",
+                   pn, lbl, (double)atomic_load(&s->sum_ns) / 1e9);
+            APPEND("sluice_request_duration_seconds_count{protocol=\"%s\",request=\"%s\"} "
+                   "%" PRIu64 "\n",
+                   pn, lbl, count);
+        }
+    }
+    return 0;
+}
+
+int sl_broker_metrics(sl_broker *b, sl_buf *out) {
+    APPEND("# HELP sluice_up The broker is serving.\n# TYPE sluice_up gauge\nsluice_up 1\n");
+    pthread_rwlock_rdlock(&b->topics_lock);
+    int rc = metrics_partitions(b, out);
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc == 0)
+        rc = metrics_requests(b, out);
+    return rc;
+}
+
+/* ---- maintenance: retention, flush.ms, segment.ms ---- */
+
+static void *maint_main(void *arg) {
+    sl_broker *b = arg;
+    int64_t tick = b->retention_check_ms < MAINT_TICK_MS ? b->retention_check_ms : MAINT_TICK_MS;
+    int64_t next_retention = sl_clock_mono_ms() + b->retention_check_ms;
+    pthread_mutex_lock(&b->maint_lock);
+    while (!atomic_load(&b->stopping)) {
+        struct timespec ts = sl_clock_deadline(tick);
+        pthread_cond_timedwait(&b->maint_cond, &b->maint_lock, &ts);
+        if (atomic_load(&b->stopping))
+            break;
+        pthread_mutex_unlock(&b->maint_lock);
+        int64_t now = sl_clock_wall_ms();
+        bool retention = sl_clock_mono_ms() >= next_retention;
+        if (retention)
+            next_retention = sl_clock_mono_ms() + b->retention_check_ms;
+        pthread_rwlock_rdlock(&b->topics_lock);
+        for (topic *t = b->topics; t; t = t->next) {
+            for (int32_t i = 0; i < t->npartitions; i++) {
+                sl_partlog_flush_if_due(t->parts[i].log, now);
+                sl_partlog_roll_if_due(t->parts[i].log, now);
+                if (retention)
+                    sl_partlog_enforce_retention(t->parts[i].log, now);
+            }
+        }
+        pthread_rwlock_unlock(&b->topics_lock);
+        pthread_mutex_lock(&b->maint_lock);
+    }
+    pthread_mutex_unlock(&b->maint_lock);
+    return NULL;
+}
+
+/* ---- open and close ---- */
+
+static int check_meta_properties(sl_broker *b) {
+    char path[4200], buf[512];
+    snprintf(path, sizeof(path), "%s/meta.properties", b->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        char text[256];
+        int n = snprintf(text, sizeof(text),
+                         "# Sluice data directory: do not edit\nversion=%d\nnode.id=%d\n",
+                         FORMAT_VERSION, b->node_id);
+        return sl_fs_write_atomic(path, text, (size_t)n);
+    }
+    int version = -1, node = -1;
+    while (fgets(buf, sizeof(buf), f)) {
+        sscanf(buf, "version=%d", &version);
+        sscanf(buf, "node.id=%d", &node);
+    }
+    fclose(f);
+    if (version != FORMAT_VERSION) {
+        sl_error("broker", "%s: data directory format version %d is not %d", path, version,
+                 FORMAT_VERSION);
+        return SL_ECORRUPT;
+    }
+    if (node != b->node_id) {
+        sl_error("broker", "%s: the data directory belongs to node %d, not node %d", path, node,
+                 b->node_id);
+        return SL_EINVAL;
+    }
+    return 0;
+}
+
+static int replay_apply(void *ctx, const sl_meta_record *rec) {
+    sl_broker *b = ctx;
+    topic *t = find_topic(b, rec->name);
+    switch (rec->type) {
+    case SL_META_CREATE:
+        if (t)
+            return 0; /* a repeated create changes nothing */
+        if ((t = topic_new(rec->name, rec->partitions, rec->configs)) == NULL)
+            return SL_ENOMEM;
+        t->next = b->topics;
+        b->topics = t;
+        return 0;
+    case SL_META_DELETE:
+        for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
+            if (*pp == t) {
+                *pp = t->next;
+                topic_free(t);
+                break;
+            }
+        }
+        return 0;
+    case SL_META_CONFIG:
+        if (t && rec->configs) {
+            sl_topic_config_free(&t->config);
+            return sl_topic_config_copy(rec->configs, &t->config);
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* Removes what an interrupted topic deletion left behind. */
+static void sweep_deleted_dirs(sl_broker *b) {
+    DIR *d = opendir(b->data_dir);
+    struct dirent *e;
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n > 8 && strcmp(e->d_name + n - 8, ".deleted") == 0) {
+            char path[4400];
+            snprintf(path, sizeof(path), "%s/%s", b->data_dir, e->d_name);
+            sl_fs_remove_tree(path);
+        }
+    }
+    closedir(d);
+}
+
+int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
+    sl_broker *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return SL_ENOMEM;
+    b->data_dir = strdup(conf->data_dir);
+    b->node_id = conf->node_id;
+    b->retention_check_ms = conf->retention_check_ms > 0 ? conf->retention_check_ms : 5000;
+    b->lock_fd = -1;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Admin changes must not starve behind a steady stream of produce and fetch requests. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&b->topics_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&b->admin_lock, NULL);
+    pthread_mutex_init(&b->data_lock, NULL);
+    pthread_cond_init(&b->data_cond, NULL);
+    pthread_mutex_init(&b->maint_lock, NULL);
+    pthread_cond_init(&b->maint_cond, NULL);
+
+    int rc = b->data_dir ? sl_fs_mkdirs(b->data_dir) : SL_ENOMEM;
+    if (rc)
+        sl_error("broker", "cannot create data directory %s: %s", conf->data_dir,
+                 strerror(errno));
+    if (rc == 0) {
+        char lock_path[4200];
+        snprintf(lock_path, sizeof(lock_path), "%s/.lock", b->data_dir);
+        b->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (b->lock_fd < 0 || flock(b->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            sl_error("broker", "data directory %s is in use by another sluiced", b->data_dir);
+            rc = SL_EEXIST;
+        }
+    }
+    if (rc == 0)
+        rc = check_meta_properties(b);
+    if (rc == 0)
+        sweep_deleted_dirs(b);
+    if (rc == 0)
+        rc = sl_metalog_open(b->data_dir, &b->meta);
+    if (rc == 0)
+        rc = sl_metalog_replay(b->meta, replay_apply, b);
+    size_t ntopics = 0, nparts = 0;
+    for (topic *t = b->topics; rc == 0 && t; t = t->next) {
+        rc = topic_open_logs(b, t, false);
+        ntopics++;
+        nparts += (size_t)t->npartitions;
+    }
+    if (rc == 0 && pthread_create(&b->maint_thread, NULL, maint_main, b) != 0)
+        rc = SL_ENOMEM;
+    if (rc) {
+        atomic_store(&b->stopping, true);
+        b->maint_thread = 0;
+        sl_broker_close(b);
+        return rc;
+    }
+    sl_info("broker", "node %d opened %s: %zu topic%s, %zu partition%s", b->node_id, b->data_dir,
+            ntopics, ntopics == 1 ? "" : "s", nparts, nparts == 1 ? "" : "s");
+    *out = b;
+    return 0;
+}
+
+void sl_broker_shutdown(sl_broker *b) {
+    atomic_store(&b->stopping, true);
+    pthread_mutex_lock(&b->data_lock);
+    pthread_cond_broadcast(&b->data_cond);
+    pthread_mutex_unlock(&b->data_lock);
+    pthread_mutex_lock(&b->maint_lock);
+    pthread_cond_broadcast(&b->maint_cond);
+    pthread_mutex_unlock(&b->maint_lock);
+}
+
+void sl_broker_close(sl_broker *b) {
+    sl_broker_shutdown(b);
+    if (b->maint_thread)
+        pthread_join(b->maint_thread, NULL);
+    while (b->topics) {
+        topic *t = b->topics;
+        b->topics = t->next;
+        for (int32_t i = 0; i < t->npartitions; i++)
+            if (t->parts[i].log)
+                sl_partlog_flush(t->parts[i].log);
+        topic_free(t);
+    }
+    sl_metalog_close(b->meta);
+    if (b->lock_fd >= 0)
+        close(b->lock_fd);
+    pthread_rwlock_destroy(&b->topics_lock);
+    pthread_mutex_destroy(&b->admin_lock);
+    pthread_mutex_destroy(&b->data_lock);
+    pthread_cond_destroy(&b->data_cond);
+    pthread_mutex_destroy(&b->maint_lock);
+    pthread_cond_destroy(&b->maint_cond);
+    free(b->data_dir);
+    free(b);
+}

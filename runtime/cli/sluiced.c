@@ -1,0 +1,180 @@
+/* sluiced: the Sluice broker. Opens the data directory, serves the native protocol and the HTTP
+ * endpoint, and stops cleanly on SIGTERM or SIGINT (stop accepting, flush, exit 0). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "broker/broker.h"
+#include "net/http.h"
+#include "net/native_handler.h"
+#include "net/server.h"
+#include "sluice/client.h"
+
+#define DEFAULT_DATA_DIR "./data"
+#define DEFAULT_LISTEN "tcp://127.0.0.1:9400"
+#define DEFAULT_HTTP "127.0.0.1:9402"
+
+struct options {
+    const char *data_dir;
+    const char *listen;
+    const char *http;
+    const char *ready_file;
+    int node_id;
+    long retention_check_ms;
+};
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "Usage: sluiced [OPTIONS]\n"
+            "\n"
+            "Runs a Sluice broker: a partitioned, persistent log served over the native protocol.\n"
+            "\n"
+            "Options:\n"
+            "  --data-dir DIR         where partitions and metadata live (default %s)\n"
+            "  --listen URL           native protocol address, tcp://HOST:PORT or ipc:///PATH\n"
+            "                         (default %s; port 0 picks a free port)\n"
+            "  --http-listen ADDR     /health and /metrics, HOST:PORT or 'none'\n"
+            "                         (default %s; port 0 picks a free port)\n"
+            "  --ready-file PATH      once serving, write the bound addresses there as JSON\n"
+            "  --node-id N            this node's id (default 1)\n"
+            "  --retention-check-interval-ms N\n"
+            "                         how often retention is enforced (default 5000)\n"
+            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "  -h, --help             show this help\n"
+            "  -V, --version          show the version\n"
+            "\n"
+            "SIGTERM or SIGINT stops the broker cleanly: it stops accepting, flushes and exits 0.\n",
+            DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP);
+}
+
+static int parse_long(const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o) {
+    enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_LOG };
+    static const struct option longopts[] = {
+        {"data-dir", required_argument, NULL, OPT_DATA},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"http-listen", required_argument, NULL, OPT_HTTP},
+        {"ready-file", required_argument, NULL, OPT_READY},
+        {"node-id", required_argument, NULL, OPT_NODE},
+        {"retention-check-interval-ms", required_argument, NULL, OPT_RET},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000};
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DATA: o->data_dir = optarg; break;
+        case OPT_LISTEN: o->listen = optarg; break;
+        case OPT_HTTP: o->http = optarg; break;
+        case OPT_READY: o->ready_file = optarg; break;
+        case OPT_NODE:
+            if (parse_long(optarg, 0, 2147483647, &v)) {
+                fprintf(stderr, "sluiced: --node-id must be a number >= 0, not \"%s\"\n", optarg);
+                return 2;
+            }
+            o->node_id = (int)v;
+            break;
+        case OPT_RET:
+            if (parse_long(optarg, 1, 86400000L, &v)) {
+                fprintf(stderr, "sluiced: --retention-check-interval-ms must be 1 to 86400000\n");
+                return 2;
+            }
+            o->retention_check_ms = v;
+            break;
+        case OPT_LOG: {
+            enum sl_log_level level;
+            if (sl_log_parse_level(optarg, &level)) {
+                fprintf(stderr, "sluiced: --log-level must be debug, info, warn or error\n");
+                return 2;
+            }
+            sl_log_set_level(level);
+            break;
+        }
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("sluiced %s\n", sl_version()); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluiced: unexpected argument \"%s\"\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+static int write_ready_file(const char *path, const char *listen, const char *http, int node) {
+    char text[1024];
+    int n = snprintf(text, sizeof(text),
+                     "{\"listen\":\"%s\",\"http\":\"%s\",\"node_id\":%d,\"pid\":%ld}\n", listen,
+                     http, node, (long)getpid());
+    return sl_fs_write_atomic(path, text, (size_t)n);
+}
+
+int main(int argc, char **argv) {
+    struct options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc)
+        return rc;
+
+    /* Every thread started from here on inherits the blocked set; main waits for the signals. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sl_broker_conf bc = {o.data_dir, o.node_id, o.retention_check_ms};
+    sl_broker *broker;
+    if ((rc = sl_broker_open(&bc, &broker)) != 0) {
+        sl_error("sluiced", "cannot open data directory %s: %s", o.data_dir, sl_strerror(rc));
+        return 1;
+    }
+    char listen_bound[300], http_bound[300] = "none";
+    sl_server *native = NULL;
+    sl_http *http = NULL;
+    rc = sl_server_start(o.listen, "native", sl_native_handle_frame, broker, NULL, &native,
+                         listen_bound, sizeof(listen_bound));
+    if (rc == 0 && strcmp(o.http, "none") != 0)
+        rc = sl_http_start(broker, o.http, &http, http_bound, sizeof(http_bound));
+    if (rc == 0 && o.ready_file &&
+        (rc = write_ready_file(o.ready_file, listen_bound, http_bound, o.node_id)) != 0)
+        sl_error("sluiced", "cannot write ready file %s", o.ready_file);
+    if (rc == 0) {
+        sl_info("sluiced", "sluiced %s serving: native protocol on %s, HTTP on %s, data in %s",
+                sl_version(), listen_bound, http_bound, o.data_dir);
+        int sig;
+        sigwait(&stop_signals, &sig);
+        sl_info("sluiced", "%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    sl_broker_shutdown(broker);
+    if (http)
+        sl_http_stop(http);
+    if (native)
+        sl_server_stop(native);
+    sl_broker_close(broker);
+    if (o.ready_file)
+        unlink(o.ready_file);
+    if (rc == 0)
+        sl_info("sluiced", "stopped cleanly");
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,378 @@
+/* sl_client: admin operations, and the request helpers every handle uses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/internal.h"
+
+/* How long to wait for a TCP connection before saying the broker cannot be reached. */
+#define CONNECT_TIMEOUT_MS 5000
+
+struct sl_client {
+    sl_conf *conf;
+    sl_conf_values v;
+    sl_rpc *rpc;
+    sl_buf req, resp;
+};
+
+int sl_cl_connect(const sl_conf_values *v, sl_rpc **rpc, char *errbuf, size_t errlen) {
+    char list[2048];
+    snprintf(list, sizeof(list), "%s", v->servers);
+    int rc = SL_EINVAL;
+    char *save = NULL;
+    for (char *url = strtok_r(list, ",", &save); url; url = strtok_r(NULL, ",", &save)) {
+        while (*url == ' ')
+            url++;
+        rc = sl_rpc_connect(url, CONNECT_TIMEOUT_MS, rpc);
+        if (rc == 0)
+            return 0;
+    }
+    if (rc == SL_EINVAL)
+        snprintf(errbuf, errlen, "bad broker address \"%s\" (expected tcp://HOST:PORT)",
+                 v->servers);
+    else
+        snprintf(errbuf, errlen, "cannot reach broker at %s", v->servers);
+    return rc == SL_EINVAL ? SL_EINVAL : SL_ECONNREFUSED;
+}
+
+void sl_cl_begin(sl_buf *b, uint32_t id, uint16_t api, msgpack_packer *pk) {
+    sl_rpc_frame_begin(b, id);
+    uint8_t a[2];
+    sl_be16_put(a, api);
+    sl_buf_append(b, a, 2);
+    sl_mp_packer_init(pk, b);
+}
+
+int sl_cl_call(sl_rpc *rpc, sl_buf *req, uint32_t id, int timeout_ms, sl_buf *resp,
+               msgpack_unpacked *up, size_t min, const msgpack_object **items, size_t *n,
+               char *errbuf, size_t errlen) {
+    sl_rpc_frame_end(req);
+    int rc = sl_rpc_call(rpc, id, req->data, req->len, timeout_ms, resp);
+    if (rc) {
+        snprintf(errbuf, errlen, "%s", rc == SL_ECLOSED ? "the broker closed the connection"
+                                                        : sl_strerror(rc));
+        return rc;
+    }
+    int status;
+    char msg[512];
+    if (sl_native_decode_response(resp->data, resp->len, up, 2, items, n, &status, msg,
+                                  sizeof(msg))) {
+        snprintf(errbuf, errlen, "malformed answer from the broker");
+        return SL_EPROTO;
+    }
+    if (status) {
+        snprintf(errbuf, errlen, "%s", msg[0] ? msg : sl_strerror(status));
+        return status;
+    }
+    if (*n < min) {
+        snprintf(errbuf, errlen, "malformed answer from the broker");
+        return SL_EPROTO;
+    }
+    return 0;
+}
+
+/* Per-partition results nest as [[topic, [[partition, ...]...]]...]: the first partition entry
+ * of the first topic, for single-partition requests. */
+static int first_part(const msgpack_object *topics, size_t min, const msgpack_object **fields) {
+    const msgpack_object *t, *tp, *parts;
+    size_t n;
+    if (sl_mp_array(topics, 1, &t, &n) || sl_mp_array(&t[0], 2, &tp, &n) ||
+        sl_mp_array(&tp[1], 1, &parts, &n) || sl_mp_array(&parts[0], min, fields, &n))
+        return SL_EPROTO;
+    return 0;
+}
+
+int sl_cl_partition_count(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t *count) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *topics, *t, *leaders;
+    size_t n, nt;
+    char err[256];
+    uint32_t id = sl_rpc_next_id(rpc);
+    sl_cl_begin(&req, id, SL_API_METADATA, &pk);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, topic);
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(rpc, &req, id, timeout_ms, &resp, &up, 4, &items, &n, err, sizeof(err));
+    int64_t status;
+    if (rc == 0 && (sl_mp_array(&items[3], 1, &topics, &nt) || sl_mp_array(&topics[0], 3, &t, &n) ||
+                    sl_mp_int(&t[1], &status) || sl_mp_array(&t[2], 0, &leaders, &n)))
+        rc = SL_EPROTO;
+    if (rc == 0 && status)
+        rc = (int)status;
+    if (rc == 0)
+        *count = (int32_t)n;
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
+}
+
+int sl_cl_list_offset(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t partition,
+                      int64_t when, int64_t *offset) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *f;
+    size_t n;
+    char err[256];
+    uint32_t id = sl_rpc_next_id(rpc);
+    sl_cl_begin(&req, id, SL_API_LIST_OFFSETS, &pk);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    sl_mp_pack_str(&pk, topic);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int32(&pk, partition);
+    msgpack_pack_int64(&pk, when);
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(rpc, &req, id, timeout_ms, &resp, &up, 3, &items, &n, err, sizeof(err));
+    int64_t status = 0;
+    if (rc == 0 && (first_part(&items[2], 3, &f) || sl_mp_int(&f[1], &status) ||
+                    sl_mp_int(&f[2], offset)))
+        rc = SL_EPROTO;
+    if (rc == 0)
+        rc = (int)status;
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
+}
+
+/* ---- sl_client ---- */
+
+int sl_client_new(sl_conf *conf, sl_client **out, char *errbuf, size_t errlen) {
+    sl_client *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return SL_ENOMEM;
+    sl_conf_values_get(conf, &cl->v);
+    int rc = sl_cl_connect(&cl->v, &cl->rpc, errbuf, errlen);
+    if (rc) {
+        free(cl);
+        return rc;
+    }
+    cl->conf = conf;
+    *out = cl;
+    return 0;
+}
+
+void sl_client_destroy(sl_client *cl) {
+    if (cl == NULL)
+        return;
+    sl_rpc_close(cl->rpc);
+    sl_buf_free(&cl->req);
+    sl_buf_free(&cl->resp);
+    sl_conf_destroy(cl->conf);
+    free(cl);
+}
+
+/* Packs "key=value" strings as a map; SL_EINVAL names a string without '='. */
+static int pack_configs(msgpack_packer *pk, const char *const *configs, size_t n, char *errbuf,
+                        size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        if (strchr(configs[i], '=') == NULL) {
+            snprintf(errbuf, errlen, "config \"%s\" is not key=value", configs[i]);
+            return SL_EINVAL;
+        }
+    }
+    msgpack_pack_map(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(configs[i], '=');
+        msgpack_pack_str(pk, (size_t)(eq - configs[i]));
+        msgpack_pack_str_body(pk, configs[i], (size_t)(eq - configs[i]));
+        sl_mp_pack_str(pk, eq + 1);
+    }
+    return 0;
+}
+
+static int admin_call(sl_client *cl, uint32_t id, msgpack_unpacked *up, size_t min,
+                      const msgpack_object **items, size_t *n, char *errbuf, size_t errlen) {
+    char scratch[256];
+    if (errbuf == NULL || errlen == 0) {
+        errbuf = scratch;
+        errlen = sizeof(scratch);
+    }
+    return sl_cl_call(cl->rpc, &cl->req, id, cl->v.request_timeout_ms, &cl->resp, up, min, items,
+                      n, errbuf, errlen);
+}
+
+int sl_topic_create(sl_client *cl, const char *name, int32_t partitions,
+                    const char *const *configs, size_t nconfigs, char *errbuf, size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_CREATE_TOPIC, &pk);
+    msgpack_pack_array(&pk, 3);
+    sl_mp_pack_str(&pk, name);
+    msgpack_pack_int32(&pk, partitions);
+    int rc = pack_configs(&pk, configs, nconfigs, errbuf, errlen);
+    if (rc)
+        return rc;
+    msgpack_unpacked_init(&up);
+    rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+int sl_topic_alter(sl_client *cl, const char *name, const char *const *configs, size_t nconfigs,
+                   char *errbuf, size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_ALTER_TOPIC, &pk);
+    msgpack_pack_array(&pk, 2);
+    sl_mp_pack_str(&pk, name);
+    int rc = pack_configs(&pk, configs, nconfigs, errbuf, errlen);
+    if (rc)
+        return rc;
+    msgpack_unpacked_init(&up);
+    rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+int sl_topic_delete(sl_client *cl, const char *name, char *errbuf, size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_DELETE_TOPIC, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, name);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+int sl_topic_list(sl_client *cl, char ***names, size_t *count) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *list;
+    size_t n, nn;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_LIST_TOPICS, &pk);
+    msgpack_pack_array(&pk, 0);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 3, &items, &n, NULL, 0);
+    if (rc == 0 && sl_mp_array(&items[2], 0, &list, &nn))
+        rc = SL_EPROTO;
+    char **v = NULL;
+    size_t k = 0;
+    if (rc == 0 && (v = calloc(nn ? nn : 1, sizeof(*v))) == NULL)
+        rc = SL_ENOMEM;
+    for (; rc == 0 && k < nn; k++) {
+        const char *s;
+        size_t len;
+        if (sl_mp_str(&list[k], &s, &len))
+            rc = SL_EPROTO;
+        else if ((v[k] = strndup(s, len)) == NULL)
+            rc = SL_ENOMEM;
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc) {
+        sl_topic_list_free(v, k);
+        return rc;
+    }
+    *names = v;
+    *count = nn;
+    return 0;
+}
+
+void sl_topic_list_free(char **names, size_t count) {
+    if (names == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+static char *obj_strdup(const msgpack_object *o) {
+    const char *s;
+    size_t n;
+    if (sl_mp_str(o, &s, &n))
+        return NULL;
+    return strndup(s, n);
+}
+
+int sl_topic_describe(sl_client *cl, const char *name, sl_topic_info **out, char *errbuf,
+                      size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *parts;
+    size_t n, np;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_DESCRIBE_TOPIC, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, name);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 5, &items, &n, errbuf, errlen);
+    sl_topic_info *info = NULL;
+    if (rc == 0 && (sl_mp_array(&items[3], 0, &parts, &np) || items[4].type != MSGPACK_OBJECT_MAP))
+        rc = SL_EPROTO;
+    if (rc == 0 && (info = calloc(1, sizeof(*info))) == NULL)
+        rc = SL_ENOMEM;
+    if (rc == 0) {
+        size_t nc = items[4].via.map.size;
+        info->name = obj_strdup(&items[2]);
+        info->partitions = calloc(np ? np : 1, sizeof(*info->partitions));
+        info->configs = calloc(nc ? nc : 1, sizeof(*info->configs));
+        if (info->name == NULL || info->partitions == NULL || info->configs == NULL)
+            rc = SL_ENOMEM;
+        for (size_t i = 0; rc == 0 && i < np; i++) {
+            const msgpack_object *f;
+            size_t fn;
+            int64_t v[5];
+            if (sl_mp_array(&parts[i], 5, &f, &fn))
+                rc = SL_EPROTO;
+            for (int k = 0; rc == 0 && k < 5; k++)
+                rc = sl_mp_int(&f[k], &v[k]);
+            if (rc == 0)
+                info->partitions[i] =
+                    (sl_partition_info){(int32_t)v[0], (int32_t)v[1], v[2], v[3], v[4]};
+            info->npartitions = (int32_t)(i + 1);
+        }
+        for (size_t i = 0; rc == 0 && i < nc; i++) {
+            info->configs[i].key = obj_strdup(&items[4].via.map.ptr[i].key);
+            info->configs[i].value = obj_strdup(&items[4].via.map.ptr[i].val);
+            info->nconfigs = i + 1;
+            if (info->configs[i].key == NULL || info->configs[i].value == NULL)
+                rc = SL_EPROTO;
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc) {
+        sl_topic_info_free(info);
+        if (rc == SL_EPROTO && errbuf && errlen)
+            snprintf(errbuf, errlen, "malformed answer from the broker");
+        return rc;
+    }
+    *out = info;
+    return 0;
+}
+
+void sl_topic_info_free(sl_topic_info *info) {
+    if (info == NULL)
+        return;
+    for (size_t i = 0; i < info->nconfigs; i++) {
+        free(info->configs[i].key);
+        free(info->configs[i].value);
+    }
+    free(info->configs);
+    free(info->partitions);
+    free(info->name);
+    free(info);
+}
+
+int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t when,
+                   int64_t *offset) {
+    return sl_cl_list_offset(cl->rpc, cl->v.request_timeout_ms, topic, partition, when, offset);
+}

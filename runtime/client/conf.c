@@ -1,0 +1,119 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/internal.h"
+
+enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET };
+
+struct conf_def {
+    const char *key;
+    enum conf_kind kind;
+    const char *def;
+    long long min, max;
+};
+
+static const struct conf_def conf_defs[] = {
+    {"bootstrap.servers", CONF_STRING, SL_DEFAULT_BROKER, 0, 0},
+    {"client.id", CONF_STRING, "sluice", 0, 0},
+    {"request.timeout.ms", CONF_INT, "30000", 1, 3600000},
+    {"acks", CONF_ACKS, "all", 0, 0},
+    {"batch.size", CONF_INT, "131072", 1, 64 * 1024 * 1024},
+    {"linger.ms", CONF_INT, "5", 0, 3600000},
+    {"fetch.max.wait.ms", CONF_INT, "500", 0, 30000},
+    {"fetch.min.bytes", CONF_INT, "1", 0, 100000000},
+    {"fetch.max.bytes", CONF_INT, "52428800", 1024, 100000000},
+    {"max.partition.fetch.bytes", CONF_INT, "1048576", 1024, 100000000},
+    {"max.in.flight", CONF_INT, "5", 1, 100},
+    {"auto.offset.reset", CONF_RESET, "latest", 0, 0},
+};
+#define NDEFS (sizeof(conf_defs) / sizeof(conf_defs[0]))
+
+struct sl_conf {
+    char *values[NDEFS]; /* NULL: the default */
+};
+
+static int find_def(const char *key) {
+    for (size_t i = 0; i < NDEFS; i++)
+        if (strcmp(conf_defs[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+sl_conf *sl_conf_new(void) {
+    return calloc(1, sizeof(sl_conf));
+}
+
+int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf, size_t errlen) {
+    int i = find_def(key);
+    if (i < 0) {
+        snprintf(errbuf, errlen, "unknown configuration key \"%s\"", key);
+        return SL_EBADCONFIG;
+    }
+    const struct conf_def *d = &conf_defs[i];
+    if (d->kind == CONF_INT) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < d->min || v > d->max) {
+            snprintf(errbuf, errlen, "%s must be a whole number from %lld to %lld, not \"%s\"",
+                     key, d->min, d->max, value);
+            return SL_EBADCONFIG;
+        }
+    } else if (d->kind == CONF_ACKS && strcmp(value, "0") && strcmp(value, "1") &&
+               strcmp(value, "all") && strcmp(value, "-1")) {
+        snprintf(errbuf, errlen, "acks must be 0, 1 or all, not \"%s\"", value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_RESET && strcmp(value, "earliest") && strcmp(value, "latest")) {
+        snprintf(errbuf, errlen, "auto.offset.reset must be earliest or latest, not \"%s\"",
+                 value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_STRING && value[0] == '\0') {
+        snprintf(errbuf, errlen, "%s must not be empty", key);
+        return SL_EBADCONFIG;
+    }
+    char *copy = strdup(value);
+    if (copy == NULL)
+        return SL_ENOMEM;
+    free(conf->values[i]);
+    conf->values[i] = copy;
+    return 0;
+}
+
+const char *sl_conf_get(const sl_conf *conf, const char *key) {
+    int i = find_def(key);
+    if (i < 0)
+        return NULL;
+    return conf->values[i] ? conf->values[i] : conf_defs[i].def;
+}
+
+void sl_conf_destroy(sl_conf *conf) {
+    if (conf == NULL)
+        return;
+    for (size_t i = 0; i < NDEFS; i++)
+        free(conf->values[i]);
+    free(conf);
+}
+
+static long long get_int(const sl_conf *conf, const char *key) {
+    return strtoll(sl_conf_get(conf, key), NULL, 10);
+}
+
+void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v) {
+    const char *acks = sl_conf_get(conf, "acks");
+    v->servers = sl_conf_get(conf, "bootstrap.servers");
+    v->client_id = sl_conf_get(conf, "client.id");
+    v->request_timeout_ms = (int)get_int(conf, "request.timeout.ms");
+    v->acks = strcmp(acks, "all") == 0 ? -1 : atoi(acks);
+    v->batch_size = get_int(conf, "batch.size");
+    v->linger_ms = (int)get_int(conf, "linger.ms");
+    v->fetch_max_wait_ms = (int)get_int(conf, "fetch.max.wait.ms");
+    v->fetch_min_bytes = (int)get_int(conf, "fetch.min.bytes");
+    v->fetch_max_bytes = (int)get_int(conf, "fetch.max.bytes");
+    v->max_partition_fetch_bytes = (int)get_int(conf, "max.partition.fetch.bytes");
+    v->max_in_flight = (int)get_int(conf, "max.in.flight");
+    v->auto_offset_reset = strcmp(sl_conf_get(conf, "auto.offset.reset"), "earliest") == 0
+                               ? SL_OFFSET_BEGINNING
+                               : SL_OFFSET_END;
+}

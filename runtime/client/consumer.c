@@ -1,0 +1,586 @@
+/* sl_consumer: fetches its assigned partitions and hands records out one at a time.
+ *
+ * One fetch is kept in flight while the application works through the previous answer, so
+ * the broker's long-poll and the application's processing overlap. Each partition has two
+ * positions: 'fetch_pos' (where the next fetch starts, moved when an answer arrives) and
+ * 'position' (the next record poll returns). A seek bumps the generation: answers to older
+ * fetches are dropped and every fetch position goes back to its partition's position. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "client/internal.h"
+#include "log/batch.h"
+
+typedef struct assignment {
+    char *topic;
+    int32_t partition;
+    int64_t position;
+    int64_t fetch_pos;
+    int64_t high_watermark;
+} assignment;
+
+/* One fetch answer, copied from the connection, with its records being handed out. */
+typedef struct answer {
+    sl_buf body;
+    uint64_t generation;
+    msgpack_unpacked up;
+    /* iteration state */
+    const msgpack_object *topics;
+    size_t ntopics, ti, pi;
+    const msgpack_object *parts;
+    size_t nparts;
+    assignment *cur; /* partition whose batches are being read */
+    const uint8_t *data, *data_end;
+    sl_record_iter it;
+    bool in_batch;
+    struct answer *next;
+} answer;
+
+struct sl_consumer {
+    sl_conf *conf;
+    sl_conf_values v;
+    sl_rpc *rpc;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    assignment *asg;
+    size_t nasg, asgcap;
+    uint64_t generation;
+    bool inflight;
+    int fetch_error; /* a failed fetch, reported by the next poll */
+    answer *ready_head, *ready_tail;
+    answer *current; /* owned by the polling thread */
+    sl_message msg;
+    sl_header *hdrs;
+    size_t hdrcap;
+    sl_buf hdr_keys;
+    sl_buf req;
+};
+
+int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errlen) {
+    sl_consumer *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return SL_ENOMEM;
+    sl_conf_values_get(conf, &c->v);
+    int rc = sl_cl_connect(&c->v, &c->rpc, errbuf, errlen);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->conf = conf;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    *out = c;
+    return 0;
+}
+
+static void answer_free(answer *a) {
+    if (a == NULL)
+        return;
+    msgpack_unpacked_destroy(&a->up);
+    sl_buf_free(&a->body);
+    free(a);
+}
+
+/* Drops prefetched answers and rewinds fetch positions; called with the lock held. */
+static void invalidate(sl_consumer *c) {
+    c->generation++;
+    while (c->ready_head) {
+        answer *a = c->ready_head;
+        c->ready_head = a->next;
+        answer_free(a);
+    }
+    c->ready_tail = NULL;
+    for (size_t i = 0; i < c->nasg; i++)
+        c->asg[i].fetch_pos = c->asg[i].position;
+}
+
+static assignment *find_asg(sl_consumer *c, const char *topic, int32_t partition) {
+    for (size_t i = 0; i < c->nasg; i++)
+        if (c->asg[i].partition == partition && strcmp(c->asg[i].topic, topic) == 0)
+            return &c->asg[i];
+    return NULL;
+}
+
+/* Resolves SL_OFFSET_BEGINNING/END or a timestamp (when 'by_time') to an offset. */
+static int resolve(sl_consumer *c, const char *topic, int32_t partition, int64_t what,
+                   bool by_time, int64_t *offset) {
+    if (!by_time && what >= 0) {
+        *offset = what;
+        return 0;
+    }
+    return sl_cl_list_offset(c->rpc, c->v.request_timeout_ms, topic, partition, what, offset);
+}
+
+/* Partitions named by (topic, partition); SL_PARTITION_ANY means all of the topic's. */
+static int partition_range(sl_consumer *c, const char *topic, int32_t partition, int32_t *first,
+                           int32_t *last) {
+    if (partition != SL_PARTITION_ANY) {
+        *first = *last = partition;
+        return 0;
+    }
+    int32_t n;
+    int rc = sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, &n);
+    if (rc)
+        return rc;
+    *first = 0;
+    *last = n - 1;
+    return 0;
+}
+
+int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition, int64_t offset) {
+    int32_t first, last, count;
+    int rc = sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, &count);
+    if (rc)
+        return rc;
+    if (partition != SL_PARTITION_ANY && (partition < 0 || partition >= count))
+        return SL_ENOENT;
+    if ((rc = partition_range(c, topic, partition, &first, &last)) != 0)
+        return rc;
+    for (int32_t p = first; p <= last; p++) {
+        int64_t pos;
+        if ((rc = resolve(c, topic, p, offset, false, &pos)) != 0)
+            return rc;
+        pthread_mutex_lock(&c->lock);
+        assignment *a = find_asg(c, topic, p);
+        if (a == NULL) {
+            if (c->nasg == c->asgcap) {
+                size_t cap = c->asgcap ? c->asgcap * 2 : 16;
+                assignment *v = realloc(c->asg, cap * sizeof(*v));
+                if (v == NULL) {
+                    pthread_mutex_unlock(&c->lock);
+                    return SL_ENOMEM;
+                }
+                c->asg = v;
+                c->asgcap = cap;
+            }
+            a = &c->asg[c->nasg];
+            if ((a->topic = strdup(topic)) == NULL) {
+                pthread_mutex_unlock(&c->lock);
+                return SL_ENOMEM;
+            }
+            a->partition = p;
+            a->high_watermark = -1;
+            c->nasg++;
+        }
+        a->position = pos;
+        invalidate(c);
+        pthread_mutex_unlock(&c->lock);
+    }
+    /* The answer being read points into the assignment table, which may have moved. */
+    answer_free(c->current);
+    c->current = NULL;
+    return 0;
+}
+
+static int seek_common(sl_consumer *c, const char *topic, int32_t partition, int64_t what,
+                       bool by_time) {
+    int32_t first, last;
+    int rc = partition_range(c, topic, partition, &first, &last);
+    for (int32_t p = first; rc == 0 && p <= last; p++) {
+        int64_t pos;
+        pthread_mutex_lock(&c->lock);
+        bool assigned = find_asg(c, topic, p) != NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (!assigned)
+            return SL_ENOENT;
+        if ((rc = resolve(c, topic, p, what, by_time, &pos)) != 0)
+            return rc;
+        pthread_mutex_lock(&c->lock);
+        assignment *a = find_asg(c, topic, p);
+        a->position = pos;
+        invalidate(c);
+        pthread_mutex_unlock(&c->lock);
+    }
+    /* The record being iterated may belong to a moved partition: start over from positions. */
+    answer_free(c->current);
+    c->current = NULL;
+    return rc;
+}
+
+int sl_consumer_seek(sl_consumer *c, const char *topic, int32_t partition, int64_t offset) {
+    return seek_common(c, topic, partition, offset, false);
+}
+
+int sl_consumer_seek_time(sl_consumer *c, const char *topic, int32_t partition,
+                          int64_t timestamp_ms) {
+    if (timestamp_ms < 0)
+        return SL_EINVAL;
+    return seek_common(c, topic, partition, timestamp_ms, true);
+}
+
+int sl_consumer_position(sl_consumer *c, const char *topic, int32_t partition,
+                         int64_t *next_offset) {
+    pthread_mutex_lock(&c->lock);
+    assignment *a = find_asg(c, topic, partition);
+    if (a)
+        *next_offset = a->position;
+    pthread_mutex_unlock(&c->lock);
+    return a ? 0 : SL_ENOENT;
+}
+
+int sl_consumer_partition_count(sl_consumer *c, const char *topic, int32_t *count) {
+    return sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, count);
+}
+
+/* ---- fetching ---- */
+
+typedef struct fetch_ctx {
+    sl_consumer *c;
+    uint64_t generation;
+} fetch_ctx;
+
+/* Moves fetch positions past the whole batches an answer carries, so the next fetch can go out
+ * before the application has read them. Lock held. */
+static int advance_fetch_positions(sl_consumer *c, answer *a) {
+    const msgpack_object *items, *topics;
+    size_t n, nt;
+    int status;
+    if (sl_native_decode_response(a->body.data, a->body.len, &a->up, 3, &items, &n, &status,
+                                  NULL, 0))
+        return SL_EPROTO;
+    if (status)
+        return status;
+    if (sl_mp_array(&items[2], 0, &topics, &nt))
+        return SL_EPROTO;
+    for (size_t i = 0; i < nt; i++) {
+        const msgpack_object *t, *parts;
+        size_t tn, np;
+        char name[SL_TOPIC_NAME_MAX + 1];
+        if (sl_mp_array(&topics[i], 2, &t, &tn) || sl_mp_strcpy(&t[0], name, sizeof(name)) ||
+            sl_mp_array(&t[1], 0, &parts, &np))
+            return SL_EPROTO;
+        for (size_t j = 0; j < np; j++) {
+            const msgpack_object *f;
+            size_t fn;
+            int64_t partition, st, hw;
+            if (sl_mp_array(&parts[j], 5, &f, &fn) || sl_mp_int(&f[0], &partition) ||
+                f[1].type != MSGPACK_OBJECT_BIN || sl_mp_int(&f[2], &st) || sl_mp_int(&f[3], &hw))
+                return SL_EPROTO;
+            assignment *as = find_asg(c, name, (int32_t)partition);
+            if (as == NULL)
+                continue;
+            if (st == SL_ERANGE) {
+                /* Our position is gone (retention) or beyond the end: apply auto.offset.reset
+                 * on the next poll by resolving it there. */
+                as->fetch_pos = as->position = c->v.auto_offset_reset;
+                continue;
+            }
+            if (st)
+                continue;
+            if (hw >= 0)
+                as->high_watermark = hw;
+            const uint8_t *p = (const uint8_t *)f[1].via.bin.ptr;
+            size_t len = f[1].via.bin.size, pos = 0;
+            while (pos < len) {
+                size_t total = sl_batch_total_size(p + pos, len - pos);
+                sl_batch_header h;
+                if (total == 0 || pos + total > len || sl_batch_header_parse(p + pos, total, &h))
+                    break;
+                int64_t next = h.base_offset + h.last_offset_delta + 1;
+                if (next > as->fetch_pos)
+                    as->fetch_pos = next;
+                pos += total;
+            }
+        }
+    }
+    return 0;
+}
+
+static void on_fetch(void *arg, int status, const uint8_t *body, size_t len) {
+    fetch_ctx *fc = arg;
+    sl_consumer *c = fc->c;
+    answer *a = NULL;
+    if (status == 0 && (a = calloc(1, sizeof(*a))) != NULL) {
+        msgpack_unpacked_init(&a->up);
+        a->generation = fc->generation;
+        if (sl_buf_append(&a->body, body, len)) {
+            answer_free(a);
+            a = NULL;
+            status = SL_ENOMEM;
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    c->inflight = false;
+    if (status == 0 && a && fc->generation == c->generation) {
+        int rc = advance_fetch_positions(c, a);
+        if (rc) {
+            c->fetch_error = rc;
+            answer_free(a);
+        } else {
+            if (c->ready_tail)
+                c->ready_tail->next = a;
+            else
+                c->ready_head = a;
+            c->ready_tail = a;
+        }
+    } else {
+        if (status && status != SL_ETIMEDOUT)
+            c->fetch_error = status;
+        answer_free(a);
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    free(fc);
+}
+
+/* Sends a fetch for every assigned partition from its fetch position. Lock held. */
+static int send_fetch(sl_consumer *c) {
+    /* Positions still symbolic after an out-of-range answer are resolved first. */
+    for (size_t i = 0; i < c->nasg; i++) {
+        assignment *as = &c->asg[i];
+        if (as->fetch_pos >= 0)
+            continue;
+        int64_t pos;
+        int rc = sl_cl_list_offset(c->rpc, c->v.request_timeout_ms, as->topic, as->partition,
+                                   as->fetch_pos, &pos);
+        if (rc)
+            return rc;
+        as->fetch_pos = as->position = pos;
+    }
+    fetch_ctx *fc = malloc(sizeof(*fc));
+    if (fc == NULL)
+        return SL_ENOMEM;
+    fc->c = c;
+    fc->generation = c->generation;
+    msgpack_packer pk;
+    uint32_t id = sl_rpc_next_id(c->rpc);
+    sl_cl_begin(&c->req, id, SL_API_FETCH, &pk);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, c->v.fetch_max_wait_ms);
+    msgpack_pack_int(&pk, c->v.fetch_min_bytes);
+    msgpack_pack_int(&pk, c->v.fetch_max_bytes);
+    /* One topic entry per partition keeps this simple; the broker accepts repeats. */
+    msgpack_pack_array(&pk, c->nasg);
+    for (size_t i = 0; i < c->nasg; i++) {
+        msgpack_pack_array(&pk, 2);
+        sl_mp_pack_str(&pk, c->asg[i].topic);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_int32(&pk, c->asg[i].partition);
+        msgpack_pack_int64(&pk, c->asg[i].fetch_pos);
+        msgpack_pack_int(&pk, c->v.max_partition_fetch_bytes);
+    }
+    sl_rpc_frame_end(&c->req);
+    c->inflight = true;
+    int rc = sl_rpc_send(c->rpc, id, c->req.data, c->req.len,
+                         c->v.fetch_max_wait_ms + c->v.request_timeout_ms, on_fetch, fc);
+    if (rc) {
+        c->inflight = false;
+        free(fc);
+    }
+    return rc;
+}
+
+/* ---- handing out records ---- */
+
+static int fill_headers(sl_consumer *c, const sl_record_view *rv) {
+    size_t n = (size_t)rv->nheaders;
+    if (n > c->hdrcap) {
+        sl_header *h = realloc(c->hdrs, n * sizeof(*h));
+        if (h == NULL)
+            return SL_ENOMEM;
+        c->hdrs = h;
+        c->hdrcap = n;
+    }
+    /* Header keys are not NUL-terminated in the batch: copy them once into one buffer. */
+    c->hdr_keys.len = 0;
+    const uint8_t *pos = rv->headers;
+    size_t offs[n ? n : 1];
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *k, *v;
+        size_t kl, vl;
+        if (sl_record_header_next(&pos, rv->headers_end, &k, &kl, &v, &vl) != 1)
+            return SL_ECORRUPT;
+        offs[i] = c->hdr_keys.len;
+        if (sl_buf_append(&c->hdr_keys, k, kl) || sl_buf_append(&c->hdr_keys, "", 1))
+            return SL_ENOMEM;
+        c->hdrs[i].value = v;
+        c->hdrs[i].value_len = vl;
+    }
+    for (size_t i = 0; i < n; i++)
+        c->hdrs[i].key = (const char *)c->hdr_keys.data + offs[i];
+    c->msg.headers = n ? c->hdrs : NULL;
+    c->msg.nheaders = n;
+    return 0;
+}
+
+/* Moves to the next partition entry of the answer that has batches. 0 at the end. */
+static int next_partition(sl_consumer *c, answer *a) {
+    for (;;) {
+        if (a->parts && a->pi < a->nparts) {
+            const msgpack_object *f;
+            size_t fn;
+            int64_t partition, st;
+            const msgpack_object *pe = &a->parts[a->pi++];
+            if (sl_mp_array(pe, 5, &f, &fn) || sl_mp_int(&f[0], &partition) ||
+                sl_mp_int(&f[2], &st))
+                return SL_EPROTO;
+            const msgpack_object *t = &a->topics[a->ti - 1].via.array.ptr[0];
+            char name[SL_TOPIC_NAME_MAX + 1];
+            if (sl_mp_strcpy(t, name, sizeof(name)))
+                return SL_EPROTO;
+            pthread_mutex_lock(&c->lock);
+            a->cur = find_asg(c, name, (int32_t)partition);
+            pthread_mutex_unlock(&c->lock);
+            if (st || a->cur == NULL || f[1].via.bin.size == 0)
+                continue;
+            a->data = (const uint8_t *)f[1].via.bin.ptr;
+            a->data_end = a->data + f[1].via.bin.size;
+            a->in_batch = false;
+            return 1;
+        }
+        if (a->ti >= a->ntopics)
+            return 0;
+        const msgpack_object *t;
+        size_t tn;
+        if (sl_mp_array(&a->topics[a->ti++], 2, &t, &tn) ||
+            sl_mp_array(&t[1], 0, &a->parts, &a->nparts))
+            return SL_EPROTO;
+        a->pi = 0;
+    }
+}
+
+/* The next record of the current answer: 1 with c->msg filled, 0 when it is used up. */
+static int next_record(sl_consumer *c, answer *a) {
+    for (;;) {
+        if (a->cur && a->in_batch) {
+            sl_record_view rv;
+            int r = sl_record_iter_next(&a->it, &rv);
+            if (r < 0)
+                return r;
+            if (r == 1) {
+                if (rv.offset < a->cur->position)
+                    continue; /* the fetch returned the whole batch holding our position */
+                c->msg.topic = a->cur->topic;
+                c->msg.partition = a->cur->partition;
+                c->msg.offset = rv.offset;
+                c->msg.timestamp = rv.timestamp;
+                c->msg.key = rv.key;
+                c->msg.key_len = rv.key_len;
+                c->msg.value = rv.value;
+                c->msg.value_len = rv.value_len;
+                int rc = fill_headers(c, &rv);
+                if (rc)
+                    return rc;
+                pthread_mutex_lock(&c->lock);
+                a->cur->position = rv.offset + 1;
+                pthread_mutex_unlock(&c->lock);
+                return 1;
+            }
+            a->in_batch = false;
+        }
+        if (a->cur && a->data < a->data_end) {
+            size_t left = (size_t)(a->data_end - a->data);
+            size_t total = sl_batch_total_size(a->data, left);
+            if (total == 0 || total > left) {
+                a->data = a->data_end; /* a partial trailing batch: fetched again next time */
+                continue;
+            }
+            int rc = sl_record_iter_start(&a->it, a->data, total);
+            a->data += total;
+            if (rc)
+                return rc;
+            a->in_batch = true;
+            continue;
+        }
+        int r = next_partition(c, a);
+        if (r <= 0)
+            return r;
+    }
+}
+
+static int start_answer(answer *a) {
+    const msgpack_object *items;
+    if (a->up.data.type != MSGPACK_OBJECT_ARRAY || a->up.data.via.array.size < 3)
+        return SL_EPROTO;
+    items = a->up.data.via.array.ptr;
+    if (sl_mp_array(&items[2], 0, &a->topics, &a->ntopics))
+        return SL_EPROTO;
+    a->ti = 0;
+    a->parts = NULL;
+    a->cur = NULL;
+    return 0;
+}
+
+int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_mono_ms() + timeout_ms;
+    for (;;) {
+        if (c->current) {
+            int r = next_record(c, c->current);
+            if (r == 1) {
+                *msg = &c->msg;
+                return 0;
+            }
+            answer_free(c->current);
+            c->current = NULL;
+            if (r < 0)
+                return r;
+        }
+        pthread_mutex_lock(&c->lock);
+        if (c->nasg == 0) {
+            pthread_mutex_unlock(&c->lock);
+            return SL_EINVAL;
+        }
+        int rc = 0;
+        if (!c->inflight)
+            rc = send_fetch(c);
+        while (rc == 0 && c->ready_head == NULL && c->fetch_error == 0) {
+            int64_t left = deadline - sl_clock_mono_ms();
+            if (left <= 0) {
+                rc = SL_ETIMEDOUT;
+                break;
+            }
+            struct timespec ts = sl_clock_deadline(left < 1000 ? left : 1000);
+            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            if (!c->inflight && c->ready_head == NULL && c->fetch_error == 0)
+                rc = send_fetch(c);
+        }
+        if (rc == 0 && c->fetch_error) {
+            rc = c->fetch_error;
+            c->fetch_error = 0;
+        }
+        answer *a = NULL;
+        if (rc == 0) {
+            a = c->ready_head;
+            c->ready_head = a->next;
+            if (c->ready_head == NULL)
+                c->ready_tail = NULL;
+            a->next = NULL;
+            /* Prefetch: the next answer is on its way while this one is read. */
+            if (!c->inflight)
+                send_fetch(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (rc)
+            return rc;
+        if ((rc = start_answer(a)) != 0) {
+            answer_free(a);
+            return rc;
+        }
+        c->current = a;
+    }
+}
+
+void sl_consumer_destroy(sl_consumer *c) {
+    if (c == NULL)
+        return;
+    sl_rpc_close(c->rpc); /* an in-flight fetch ends with SL_ECLOSED */
+    answer_free(c->current);
+    pthread_mutex_lock(&c->lock);
+    invalidate(c);
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < c->nasg; i++)
+        free(c->asg[i].topic);
+    free(c->asg);
+    free(c->hdrs);
+    sl_buf_free(&c->hdr_keys);
+    sl_buf_free(&c->req);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
+    sl_conf_destroy(c->conf);
+    free(c);
+}

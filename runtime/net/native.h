@@ -1,0 +1,113 @@
+/* The native protocol: how our client and our nodes talk to a broker.
+ *
+ *   request  = u32 size | u32 correlation id | u16 api | msgpack body
+ *   response = u32 size | u32 correlation id | msgpack body, an array [status, message, ...]
+ *
+ * Record batches travel as msgpack bin values holding the RecordBatch v2 bytes unchanged, so a
+ * produce request's batches are appended straight from the receive buffer and a fetch answer
+ * carries segment bytes as read. Bodies by api (arrays; "parts" nest per topic):
+ *
+ *   PRODUCE         [acks, timeout_ms, [[topic, [[partition, bin batches]...]]...]]
+ *                -> [0, nil, [[topic, [[partition, status, base_offset, log_start, msg]...]]...]]
+ *   FETCH           [max_wait_ms, min_bytes, max_bytes,
+ *                    [[topic, [[partition, offset, max_bytes]...]]...]]
+ *                -> [0, nil, [[topic, [[partition, bin, status, hw, log_start]...]]...]]
+ *   LIST_OFFSETS    [[[topic, [[partition, when]...]]...]]   when: -1 end, -2 start, else ms
+ *                -> [0, nil, [[topic, [[partition, status, offset]...]]...]]
+ *   METADATA        [[topic...] or nil for all]
+ *                -> [0, nil, node_id, [[topic, status, [leader per partition]]...]]
+ *   CREATE_TOPIC    [name, partitions, {key: value}]      -> [status, msg]
+ *   DELETE_TOPIC    [name]                                -> [status, msg]
+ *   ALTER_TOPIC     [name, {key: value}]                  -> [status, msg]
+ *   DESCRIBE_TOPIC  [name] -> [status, msg, name, [[partition, leader, start, end, size]...],
+ *                              {key: value}]
+ *   LIST_TOPICS     []     -> [0, nil, [name...]]
+ *
+ * Status values are SL_E* codes. Produce with acks=0 gets no response at all. */
+#ifndef SL_NET_NATIVE_H
+#define SL_NET_NATIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "base/buf.h"
+
+enum sl_native_api {
+    SL_API_PRODUCE = 1,
+    SL_API_FETCH = 2,
+    SL_API_LIST_OFFSETS = 3,
+    SL_API_METADATA = 4,
+    SL_API_CREATE_TOPIC = 5,
+    SL_API_DELETE_TOPIC = 6,
+    SL_API_ALTER_TOPIC = 7,
+    SL_API_DESCRIBE_TOPIC = 8,
+    SL_API_LIST_TOPICS = 9,
+};
+
+/* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */
+#define SL_TOPIC_NAME_MAX 249
+
+typedef struct sl_native_part {
+    int32_t partition;
+    int64_t offset;    /* FETCH: fetch offset; LIST_OFFSETS: when */
+    int32_t max_bytes; /* FETCH */
+    uint8_t *data;     /* PRODUCE: batches, pointing into the request frame (writable) */
+    size_t len;
+} sl_native_part;
+
+typedef struct sl_native_topic {
+    char name[SL_TOPIC_NAME_MAX + 1];
+    sl_native_part *parts;
+    size_t nparts;
+} sl_native_topic;
+
+typedef struct sl_native_kv {
+    char *key;
+    char *value;
+} sl_native_kv;
+
+/* A decoded request. Strings are copied (NUL-terminated); batch bytes point into the frame. */
+typedef struct sl_native_req {
+    uint32_t id;
+    uint16_t api;
+    int32_t acks, timeout_ms, max_wait_ms, min_bytes, max_bytes, partitions;
+    char name[SL_TOPIC_NAME_MAX + 1]; /* admin requests */
+    sl_native_topic *topics;
+    size_t ntopics;
+    bool all_topics; /* METADATA with nil */
+    sl_native_kv *configs;
+    size_t nconfigs;
+    msgpack_unpacked unpacked;
+} sl_native_req;
+
+/* Decodes a request frame (after the size prefix). SL_EPROTO for anything malformed, with the
+ * request left safe to free; SL_EUNSUPPORTED for an unknown api (req->id is set). */
+int sl_native_decode_request(uint8_t *frame, size_t len, sl_native_req *req);
+void sl_native_req_free(sl_native_req *req);
+
+/* ---- msgpack into an sl_buf ---- */
+
+/* A packer that appends to 'b'. */
+void sl_mp_packer_init(msgpack_packer *pk, sl_buf *b);
+void sl_mp_pack_str(msgpack_packer *pk, const char *s); /* NULL packs nil */
+/* Starts a bin value whose bytes the caller appends to 'b' directly; returns the position of
+ * its length field, to patch with sl_mp_bin_end once the size is known. */
+size_t sl_mp_bin_begin(sl_buf *b);
+void sl_mp_bin_end(sl_buf *b, size_t at);
+
+/* Safe accessors over msgpack objects: 0 or SL_EPROTO. */
+int sl_mp_int(const msgpack_object *o, int64_t *v);
+int sl_mp_str(const msgpack_object *o, const char **s, size_t *len);
+int sl_mp_strcpy(const msgpack_object *o, char *out, size_t outlen); /* SL_EPROTO if too long */
+int sl_mp_array(const msgpack_object *o, size_t min, const msgpack_object **items, size_t *n);
+
+/* Parses a response body: checks it is an array of at least 'min' items, returns the status in
+ * items[0] and the message in 'msg' (borrowed from 'unpacked', may be NULL). */
+int sl_native_decode_response(const uint8_t *body, size_t len, msgpack_unpacked *unpacked,
+                              size_t min, const msgpack_object **items, size_t *n, int *status,
+                              char *msg, size_t msglen);
+
+#endif

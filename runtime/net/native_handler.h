@@ -1,0 +1,15 @@
+/* Serves the native protocol: decodes each request frame, runs it against the broker, and
+ * writes the answer on the same connection. */
+#ifndef SL_NET_NATIVE_HANDLER_H
+#define SL_NET_NATIVE_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker/broker.h"
+#include "net/server.h"
+
+/* An sl_frame_handler; 'ctx' is the sl_broker. */
+int sl_native_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len);
+
+#endif
