@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mpcheck.h"
 #include "log/batch.h"
 #include "log/partlog.h"
 #include "sluice/err.h"
@@ -126,7 +127,8 @@ static int apply_value(const uint8_t *value, size_t len, int64_t offset, sl_meta
     int rc = SL_ECORRUPT;
     sl_topic_config configs = {0};
     char *type = NULL, *name = NULL;
-    if (msgpack_unpack_next(&up, (const char *)value, len, &off) != MSGPACK_UNPACK_SUCCESS)
+    if (sl_mp_check(value, len) ||
+        msgpack_unpack_next(&up, (const char *)value, len, &off) != MSGPACK_UNPACK_SUCCESS)
         goto out;
     type = obj_strdup(map_get(&up.data, "type"));
     name = obj_strdup(map_get(&up.data, "name"));

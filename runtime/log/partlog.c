@@ -100,7 +100,8 @@ static int list_segments(const char *dir, int64_t **out, size_t *count) {
         free(offs);
         return rc;
     }
-    qsort(offs, n, sizeof(*offs), cmp_offsets);
+    if (n > 1) /* an empty directory leaves 'offs' NULL, which qsort may not be given */
+        qsort(offs, n, sizeof(*offs), cmp_offsets);
     *out = offs;
     *count = n;
     return 0;

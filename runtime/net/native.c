@@ -240,7 +240,8 @@ int sl_native_decode_request(uint8_t *frame, size_t len, sl_native_req *req) {
     req->id = sl_be32_get(frame);
     req->api = sl_be16_get(frame + 4);
     size_t off = 0;
-    if (msgpack_unpack_next(&req->unpacked, (const char *)frame + 6, len - 6, &off) !=
+    if (sl_mp_check(frame + 6, len - 6) ||
+        msgpack_unpack_next(&req->unpacked, (const char *)frame + 6, len - 6, &off) !=
             MSGPACK_UNPACK_SUCCESS ||
         off != len - 6)
         return SL_EPROTO;
@@ -271,7 +272,8 @@ int sl_native_decode_response(const uint8_t *body, size_t len, msgpack_unpacked 
     int64_t st;
     if (msglen)
         msg[0] = '\0';
-    if (msgpack_unpack_next(unpacked, (const char *)body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+    if (sl_mp_check(body, len) ||
+        msgpack_unpack_next(unpacked, (const char *)body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
         sl_mp_array(&unpacked->data, min < 2 ? 2 : min, items, n) || sl_mp_int(&(*items)[0], &st))
         return SL_EPROTO;
     *status = (int)st;

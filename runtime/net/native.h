@@ -34,6 +34,7 @@
 #include <msgpack.h>
 
 #include "base/buf.h"
+#include "base/mpcheck.h"
 
 enum sl_native_api {
     SL_API_PRODUCE = 1,
