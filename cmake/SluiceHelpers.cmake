@@ -19,3 +19,16 @@ function(sl_add_test name)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT})
 endfunction()
+
+# sl_add_fuzz(name SOURCES ... DEPS ...): a libFuzzer target, built only with SL_FUZZ (clang).
+# The libraries it links carry coverage too: SL_FUZZ compiles everything with fuzzer-no-link.
+function(sl_add_fuzz name)
+  cmake_parse_arguments(F "" "" "SOURCES;DEPS" ${ARGN})
+  if(NOT SL_FUZZ)
+    return()
+  endif()
+  add_executable(${name} ${F_SOURCES})
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  target_link_libraries(${name} PRIVATE ${F_DEPS})
+endfunction()

@@ -64,7 +64,7 @@ fail_start() {
     say "$*" >&2
     echo "---- last lines of $LOG_FILE ----" >&2
     tail -n 30 "$LOG_FILE" >&2 || true
-    kill -TERM "$pid" 2>/dev/null || true
+    bash scripts/stop.sh >/dev/null || true
     exit 1
 }
 
@@ -73,7 +73,6 @@ say "starting sluiced (pid $pid)"
 deadline=$((SECONDS + READY_TIMEOUT_S))
 while :; do
     if ! alive "$pid"; then
-        rm -f "$PID_FILE"
         fail_start "sluiced exited during start-up"
     fi
     if [ -s "$READY_FILE" ]; then

@@ -116,7 +116,7 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *key)
 static char *obj_strdup(const msgpack_object *o) {
     if (o == NULL || o->type != MSGPACK_OBJECT_STR)
         return NULL;
-    return strndup(o->via.str.ptr, o->via.str.size);
+    return o->via.str.size > 0 ? strndup(o->via.str.ptr, o->via.str.size) : strdup("");
 }
 
 static int apply_value(const uint8_t *value, size_t len, int64_t offset, sl_meta_apply_fn apply,

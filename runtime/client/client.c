@@ -274,7 +274,7 @@ int sl_topic_list(sl_client *cl, char ***names, size_t *count) {
         size_t len;
         if (sl_mp_str(&list[k], &s, &len))
             rc = SL_EPROTO;
-        else if ((v[k] = strndup(s, len)) == NULL)
+        else if ((v[k] = len ? strndup(s, len) : strdup("")) == NULL)
             rc = SL_ENOMEM;
     }
     msgpack_unpacked_destroy(&up);
@@ -300,7 +300,7 @@ static char *obj_strdup(const msgpack_object *o) {
     size_t n;
     if (sl_mp_str(o, &s, &n))
         return NULL;
-    return strndup(s, n);
+    return n > 0 ? strndup(s, n) : strdup("");
 }
 
 int sl_topic_describe(sl_client *cl, const char *name, sl_topic_info **out, char *errbuf,

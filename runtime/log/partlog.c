@@ -180,9 +180,11 @@ void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf) {
     pthread_mutex_unlock(&pl->lock);
 }
 
-int sl_partlog_validate(const sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
+int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
                         char *errbuf, size_t errlen) {
+    pthread_mutex_lock(&pl->lock); /* a topic alter may be changing the config */
     int64_t max_bytes = pl->conf.max_message_bytes;
+    pthread_mutex_unlock(&pl->lock);
     size_t pos = 0;
     int64_t count = 0;
     if (len == 0) {

@@ -59,7 +59,7 @@ void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf);
 /* Checks every batch in 'data' (one or more, as a producer sent them): sizes, magic, CRC-32C,
  * counts; and each against max.message.bytes. Needs no lock: call before append.
  * SL_ECORRUPT or SL_ETOOLARGE with a sentence in errbuf. '*records' gets the record count. */
-int sl_partlog_validate(const sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
+int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
                         char *errbuf, size_t errlen);
 
 /* Appends validated batches: assigns offsets from the LEO by writing each batch's baseOffset

@@ -327,7 +327,8 @@ static int scan_tail(sl_segment *seg, int64_t log_size, int64_t interval) {
     if (r < 0 || first)
         return SL_ECORRUPT;
     /* The newest time entry (its timestamp seeds max_timestamp) must name an offset held here. */
-    if (seg->tidx[seg->ntidx - 1].rel_offset >= seg->next_offset - seg->base_offset)
+    if (seg->ntidx == 0 ||
+        seg->tidx[seg->ntidx - 1].rel_offset >= seg->next_offset - seg->base_offset)
         return SL_ECORRUPT;
     seg->size = pos;
     (void)interval;

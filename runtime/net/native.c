@@ -74,9 +74,10 @@ int sl_mp_str(const msgpack_object *o, const char **s, size_t *len) {
 int sl_mp_strcpy(const msgpack_object *o, char *out, size_t outlen) {
     const char *s;
     size_t n;
-    if (sl_mp_str(o, &s, &n) || n >= outlen || memchr(s, '\0', n))
+    if (sl_mp_str(o, &s, &n) || n >= outlen || (n > 0 && memchr(s, '\0', n)))
         return SL_EPROTO;
-    memcpy(out, s, n);
+    if (n > 0) /* msgpack-c gives an empty string a NULL pointer */
+        memcpy(out, s, n);
     out[n] = '\0';
     return 0;
 }
@@ -92,9 +93,9 @@ int sl_mp_array(const msgpack_object *o, size_t min, const msgpack_object **item
 static char *mp_strdup(const msgpack_object *o) {
     const char *s;
     size_t n;
-    if (sl_mp_str(o, &s, &n) || memchr(s, '\0', n))
+    if (sl_mp_str(o, &s, &n) || (n > 0 && memchr(s, '\0', n)))
         return NULL;
-    return strndup(s, n);
+    return n > 0 ? strndup(s, n) : strdup("");
 }
 
 /* [[topic, [part...]]...] where each part is an array decoded by 'fields'. */

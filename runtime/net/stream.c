@@ -181,6 +181,10 @@ int sl_stream_write(sl_stream *st, const void *data, size_t len) {
 
 void sl_stream_close(sl_stream *st) {
     nng_stream_close(st->ns);
+    /* Closing the stream aborts only operations already posted: a thread about to post its next
+     * receive would then wait forever. Stopping the aios also fails every later operation. */
+    nng_aio_stop(st->rx_aio);
+    nng_aio_stop(st->tx_aio);
 }
 
 const char *sl_stream_peer(const sl_stream *st) {

@@ -1,7 +1,8 @@
 /* Length-prefixed frames over an nng byte stream (tcp:// or ipc://), as both the native and the
  * Kafka protocol frame their messages: a 4-byte big-endian size, then that many bytes.
  *
- * nng's stream API runs close to plain TCP here (see DESIGN.md), unlike its SP sockets, and
+ * nng's stream API runs close to plain TCP on our machines, unlike its SP sockets (about 200 us
+ * per request/reply round trip), and
  * reading into a large buffer lets many pipelined frames arrive per wake-up. */
 #ifndef SL_NET_STREAM_H
 #define SL_NET_STREAM_H
@@ -38,7 +39,8 @@ int sl_stream_read_frame(sl_stream *st, uint8_t **frame, size_t *len);
 int sl_stream_writev(sl_stream *st, const nng_iov *iov, unsigned n);
 int sl_stream_write(sl_stream *st, const void *data, size_t len);
 
-/* Aborts pending reads and writes, from any thread; the stream stays allocated. */
+/* Aborts pending reads and writes and fails later ones, from any thread; may wait for an
+ * operation in progress to finish aborting. The stream stays allocated. */
 void sl_stream_close(sl_stream *st);
 
 /* "127.0.0.1:53122", for log lines. */

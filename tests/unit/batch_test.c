@@ -304,10 +304,9 @@ static void builder_round_trip(void) {
     sl_batch_builder_reset(&b);
     for (size_t i = 0; i < n; i++) {
         size_t before = b.buf.len;
-        size_t predicted = sl_batch_record_size(recs[i].ts - recs[0].ts, (int32_t)i,
-                                                recs[i].key_len, recs[i].key == NULL,
-                                                recs[i].value_len, recs[i].value == NULL,
-                                                recs[i].headers, recs[i].nheaders);
+        size_t predicted = sl_batch_record_size(
+            recs[i].ts - recs[0].ts, (int32_t)i, recs[i].key_len, recs[i].key == NULL,
+            recs[i].value_len, recs[i].value == NULL, recs[i].headers, recs[i].nheaders);
         SL_PASS(sl_batch_builder_add(&b, recs[i].ts, recs[i].key, recs[i].key_len, recs[i].value,
                                      recs[i].value_len, recs[i].headers, recs[i].nheaders));
         SL_EQ(b.buf.len - before, predicted);

@@ -148,8 +148,8 @@ static void check_against_model(sl_segment *seg, const model *m) {
             int64_t want = model_find_time(m, m->nbatches, q);
             int rc = sl_segment_find_time(seg, q, seg->size, &got);
             if (want < 0 ? rc != SL_ERANGE : (rc != 0 || got != want))
-                SL_TEST_FAIL_("find_time(%lld): rc %d offset %lld, expected %lld",
-                              (long long)q, rc, (long long)got, (long long)want);
+                SL_TEST_FAIL_("find_time(%lld): rc %d offset %lld, expected %lld", (long long)q, rc,
+                              (long long)got, (long long)want);
         }
     }
 }
@@ -348,9 +348,9 @@ static void find_time_with_out_of_order_timestamps(void) {
     snprintf(sub, sizeof(sub), "%s/b", dir);
     SL_PASS(sl_fs_mkdirs(sub));
     SL_PASS(sl_segment_create(sub, 0, &s2));
-    static const int64_t a[] = {50, 40};               /* offsets 0-1 */
-    static const int64_t b[] = {100, 300, 200, 250};   /* offsets 2-5 */
-    static const int64_t c[] = {600};                  /* offset 6 */
+    static const int64_t a[] = {50, 40};             /* offsets 0-1 */
+    static const int64_t b[] = {100, 300, 200, 250}; /* offsets 2-5 */
+    static const int64_t c[] = {600};                /* offset 6 */
     append_batch(s2, m2, 2, a, 10, 1);
     append_batch(s2, m2, 4, b, 10, 1);
     append_batch(s2, m2, 1, c, 10, 1);
@@ -577,10 +577,15 @@ enum damage {
     TIMEINDEX_PAST_THE_SEGMENT,
 };
 
-static const char *const damage_names[] = {
-    "deleted .index",     "deleted .timeindex",        "garbage .index",
-    "garbage .timeindex", "empty .index",              "empty .timeindex",
-    "odd-sized .index",   ".index entry past the log", ".timeindex entry past the segment"};
+static const char *const damage_names[] = {"deleted .index",
+                                           "deleted .timeindex",
+                                           "garbage .index",
+                                           "garbage .timeindex",
+                                           "empty .index",
+                                           "empty .timeindex",
+                                           "odd-sized .index",
+                                           ".index entry past the log",
+                                           ".timeindex entry past the segment"};
 
 static void fill_garbage(const char *path) {
     int64_t n = file_size(path);

@@ -1,0 +1,1176 @@
+/* The partition log: offsets, high watermark, reads, lookups by time, rolling, retention,
+ * recovery after a crash, validation and LogAppendTime. Each test works in its own temporary
+ * directory and checks what the log returns against a model of what was appended. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/fs.h"
+#include "log/batch.h"
+#include "log/partlog.h"
+#include "sl_test.h"
+
+/* ---- helpers ---- */
+
+static char *make_dir(void) {
+    char tmpl[] = "/tmp/sl_partlog_test.XXXXXX";
+    SL_TRUE(mkdtemp(tmpl) != NULL);
+    char *d = malloc(strlen(tmpl) + sizeof("/orders-3"));
+    SL_TRUE(d != NULL);
+    sprintf(d, "%s/orders-3", tmpl); /* sl_partlog_open creates the partition directory */
+    return d;
+}
+
+static void drop_dir(char *dir) {
+    *strrchr(dir, '/') = '\0';
+    SL_PASS(sl_fs_remove_tree(dir));
+    struct stat st;
+    SL_TRUE(stat(dir, &st) != 0);
+    free(dir);
+}
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+
+static uint64_t rng(void) { /* xorshift64*: deterministic, so failures reproduce */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static sl_logconf test_conf(void) {
+    sl_logconf c;
+    sl_logconf_defaults(&c);
+    return c;
+}
+
+#define MAX_BATCHES 4000
+#define MAX_RECORDS 16000
+
+/* Every batch the log took, as stored (offsets and epoch written), back to back. */
+typedef struct model {
+    sl_buf all;
+    int64_t base[MAX_BATCHES];
+    int64_t count[MAX_BATCHES];
+    size_t pos[MAX_BATCHES]; /* into 'all' */
+    size_t size[MAX_BATCHES];
+    size_t nbatches;
+    int64_t ts[MAX_RECORDS]; /* record timestamps by offset */
+    int64_t leo;
+} model;
+
+static model *model_new(void) {
+    model *m = calloc(1, sizeof(*m));
+    SL_TRUE(m != NULL);
+    return m;
+}
+
+static void model_free(model *m) {
+    sl_buf_free(&m->all);
+    free(m);
+}
+
+/* Forgets every batch from index 'keep' on (a torn tail took them). */
+static void model_cut(model *m, size_t keep) {
+    m->nbatches = keep;
+    m->all.len = keep ? m->pos[keep - 1] + m->size[keep - 1] : 0;
+    m->leo = keep ? m->base[keep - 1] + m->count[keep - 1] : 0;
+}
+
+/* Adds to 'req' one producer batch of 'n' records; timestamps from 'ts' or ts0 + i. */
+static void build(sl_buf *req, int n, const int64_t *ts, int64_t ts0, size_t value_len) {
+    static uint8_t value[8192];
+    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder_reset(&b);
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof(key), "k%d", i);
+        memset(value, 'a' + i % 26, value_len);
+        SL_PASS(sl_batch_builder_add(&b, ts ? ts[i] : ts0 + i, key, (size_t)kl, value, value_len,
+                                     NULL, 0));
+    }
+    sl_batch_builder_finish(&b);
+    SL_PASS(sl_buf_append(req, b.buf.data, b.buf.len));
+    sl_batch_builder_free(&b);
+}
+
+/* Validates and appends a request, as the broker does, and records the stored batches. */
+static sl_append_result send(sl_partlog *pl, model *m, sl_buf *req, int32_t epoch, int64_t now) {
+    int64_t records = -1;
+    char err[256];
+    SL_PASS(sl_partlog_validate(pl, req->data, req->len, &records, err, sizeof(err)));
+    sl_append_result res;
+    memset(&res, 0xab, sizeof(res));
+    SL_PASS(sl_partlog_append(pl, req->data, req->len, epoch, now, &res));
+    SL_EQ(res.base_offset, m->leo);
+    SL_EQ(res.records, records);
+    size_t pos = 0;
+    while (pos < req->len) {
+        sl_batch_header h;
+        SL_PASS(sl_batch_validate(req->data + pos, req->len - pos, &h)); /* CRC still good */
+        SL_EQ(h.base_offset, m->leo); /* written into the caller's bytes too */
+        SL_EQ(h.leader_epoch, epoch);
+        size_t total = (size_t)h.length + SL_BATCH_LOG_OVERHEAD;
+        SL_TRUE(m->nbatches < MAX_BATCHES);
+        m->base[m->nbatches] = h.base_offset;
+        m->count[m->nbatches] = h.records_count;
+        m->pos[m->nbatches] = m->all.len;
+        m->size[m->nbatches] = total;
+        m->nbatches++;
+        sl_record_iter it;
+        sl_record_view rv;
+        SL_PASS(sl_record_iter_start(&it, req->data + pos, total));
+        while (sl_record_iter_next(&it, &rv) == 1) {
+            SL_TRUE(rv.offset < MAX_RECORDS);
+            m->ts[rv.offset] = rv.timestamp;
+        }
+        SL_PASS(sl_buf_append(&m->all, req->data + pos, total));
+        m->leo += h.records_count;
+        pos += total;
+    }
+    SL_EQ(res.last_offset, m->leo - 1);
+    req->len = 0;
+    return res;
+}
+
+/* One batch of 'n' records at timestamps ts0.. appended with epoch 1 at 'now'. */
+static sl_append_result produce(sl_partlog *pl, model *m, int n, int64_t ts0, size_t value_len,
+                                int64_t now) {
+    sl_buf req = SL_BUF_INIT;
+    build(&req, n, NULL, ts0, value_len);
+    sl_append_result r = send(pl, m, &req, 1, now);
+    sl_buf_free(&req);
+    return r;
+}
+
+static void commit(sl_partlog *pl) {
+    sl_read_result o;
+    sl_partlog_offsets(pl, &o);
+    SL_PASS(sl_partlog_set_high_watermark(pl, o.log_end_offset));
+}
+
+static size_t batch_of(const model *m, int64_t offset) {
+    size_t lo = 0, hi = m->nbatches;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (m->base[mid] <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Checks that 'out' holds whole stored batches, back to back, the first holding 'offset'.
+ * Returns the number of batches. */
+static size_t check_read(const model *m, int64_t offset, const sl_buf *out) {
+    size_t bi = batch_of(m, offset), pos = 0, n = 0;
+    SL_TRUE(m->base[bi] <= offset && offset < m->base[bi] + m->count[bi]);
+    while (pos < out->len) {
+        sl_batch_header h;
+        SL_PASS(sl_batch_validate(out->data + pos, out->len - pos, &h));
+        SL_TRUE(bi + n < m->nbatches);
+        SL_EQ(h.base_offset, m->base[bi + n]);
+        SL_EQ((size_t)h.length + SL_BATCH_LOG_OVERHEAD, m->size[bi + n]);
+        SL_TRUE(memcmp(out->data + pos, m->all.data + m->pos[bi + n], m->size[bi + n]) == 0);
+        pos += m->size[bi + n];
+        n++;
+    }
+    SL_EQ(pos, out->len); /* no partial batch at the end */
+    return n;
+}
+
+/* Reads from every offset in [from, m->leo) and checks each answer. */
+static void check_all_reads(sl_partlog *pl, const model *m, int64_t from) {
+    for (int64_t off = from; off < m->leo; off++) {
+        sl_buf out = SL_BUF_INIT;
+        sl_read_result rr;
+        SL_PASS(sl_partlog_read(pl, off, 1, &out, &rr));
+        SL_EQ(check_read(m, off, &out), 1);
+        sl_buf_free(&out);
+    }
+}
+
+/* The model's answer to offset_for_time among offsets [start, hw). */
+static int64_t model_offset_for_time(const model *m, int64_t start, int64_t hw, int64_t ts) {
+    for (int64_t off = start; off < hw; off++)
+        if (m->ts[off] >= ts)
+            return off;
+    return hw;
+}
+
+static void check_all_times(sl_partlog *pl, const model *m) {
+    sl_read_result o;
+    sl_partlog_offsets(pl, &o);
+    for (int64_t off = o.log_start_offset; off < o.high_watermark; off++) {
+        for (int64_t d = -1; d <= 1; d++) {
+            int64_t ts = m->ts[off] + d, got = -7;
+            SL_PASS(sl_partlog_offset_for_time(pl, ts, &got));
+            int64_t want = model_offset_for_time(m, o.log_start_offset, o.high_watermark, ts);
+            if (got != want)
+                SL_TEST_FAIL_("offset_for_time(%lld) = %lld, expected %lld", (long long)ts,
+                              (long long)got, (long long)want);
+        }
+    }
+}
+
+static int64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+static void seg_file(char *out, size_t len, const char *dir, int64_t base, const char *ext) {
+    snprintf(out, len, "%s/%020" PRId64 "%s", dir, base, ext);
+}
+
+/* Base offsets of the .log files in 'dir', ascending (their names sort as numbers). */
+static size_t list_bases(const char *dir, int64_t *bases, size_t max) {
+    DIR *d = opendir(dir);
+    SL_TRUE(d != NULL);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len == 24 && strcmp(e->d_name + 20, ".log") == 0) {
+            SL_TRUE(n < max);
+            bases[n++] = strtoll(e->d_name, NULL, 10);
+        }
+    }
+    closedir(d);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful of names */
+        for (size_t j = i; j > 0 && bases[j - 1] > bases[j]; j--) {
+            int64_t t = bases[j];
+            bases[j] = bases[j - 1];
+            bases[j - 1] = t;
+        }
+    return n;
+}
+
+static void write_at(const char *path, int64_t off, const void *data, size_t len) {
+    int fd = open(path, O_WRONLY);
+    SL_TRUE(fd >= 0);
+    SL_EQ(pwrite(fd, data, len, off), (ssize_t)len);
+    SL_EQ(close(fd), 0);
+}
+
+static void append_to(const char *path, const void *data, size_t len) {
+    write_at(path, file_size(path), data, len);
+}
+
+/* ---- appends and reads ---- */
+
+static void append_assigns_offsets_and_reads_back(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 0);
+    SL_EQ(rr.log_end_offset, 0);
+    SL_EQ(rr.high_watermark, 0);
+
+    sl_append_result r = produce(pl, m, 3, 1000, 20, 5000);
+    SL_EQ(r.base_offset, 0);
+    SL_EQ(r.last_offset, 2);
+    SL_EQ(r.records, 3);
+    SL_EQ(r.log_start_offset, 0);
+    SL_EQ(r.append_time, -1); /* CreateTime */
+    r = produce(pl, m, 1, 2000, 20, 5000);
+    SL_EQ(r.base_offset, 3);
+    SL_EQ(r.last_offset, 3);
+    /* Two batches in one request, with another leader epoch. */
+    sl_buf req = SL_BUF_INIT;
+    build(&req, 2, NULL, 3000, 20);
+    build(&req, 4, NULL, 4000, 20);
+    r = send(pl, m, &req, 7, 5000);
+    SL_EQ(r.base_offset, 4);
+    SL_EQ(r.last_offset, 9);
+    SL_EQ(r.records, 6);
+    sl_buf_free(&req);
+
+    /* Nothing is readable until the high watermark moves. */
+    sl_buf out = SL_BUF_INIT;
+    SL_PASS(sl_partlog_read(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(out.len, 0);
+    SL_EQ(rr.high_watermark, 0);
+    SL_EQ(rr.log_end_offset, 10);
+    SL_FAIL(sl_partlog_read(pl, 1, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_EQ(rr.log_end_offset, 10); /* filled on refusal too */
+
+    commit(pl);
+    SL_PASS(sl_partlog_read(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(rr.high_watermark, 10);
+    SL_EQ(check_read(m, 0, &out), 4);
+    SL_EQ(out.len, m->all.len);
+    /* Inside a batch: that whole batch first. */
+    for (int64_t off = 0; off < 10; off++) {
+        out.len = 0;
+        SL_PASS(sl_partlog_read(pl, off, 1 << 20, &out, &rr));
+        check_read(m, off, &out);
+        SL_EQ(out.data[SL_BATCH_OFF_BASE_OFFSET + 7], m->base[batch_of(m, off)]);
+    }
+    /* At the HW: empty. Past it: out of range. */
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 10, 1 << 20, &out, &rr));
+    SL_EQ(out.len, 0);
+    SL_FAIL(sl_partlog_read(pl, 11, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_FAIL(sl_partlog_read(pl, -1, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_EQ(out.len, 0);
+    SL_EQ(sl_partlog_size_bytes(pl), (int64_t)m->all.len);
+    SL_EQ(sl_partlog_segment_count(pl), 1);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void high_watermark_bounds_reads(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 5; i++)
+        produce(pl, m, 2, 1000 + 10 * i, 30, 5000); /* batches at 0, 2, 4, 6, 8 */
+    sl_read_result rr;
+    sl_buf out = SL_BUF_INIT;
+    SL_PASS(sl_partlog_set_high_watermark(pl, 4));
+    SL_PASS(sl_partlog_read(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(rr.high_watermark, 4);
+    SL_EQ(check_read(m, 0, &out), 2);
+    /* Never backwards. */
+    SL_PASS(sl_partlog_set_high_watermark(pl, 2));
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.high_watermark, 4);
+    /* Inside a batch: that batch stays hidden until the HW passes its end. */
+    SL_PASS(sl_partlog_set_high_watermark(pl, 7));
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(rr.high_watermark, 7);
+    SL_EQ(check_read(m, 0, &out), 3);
+    int64_t off;
+    SL_PASS(sl_partlog_offset_for_time(pl, 1040, &off)); /* only offsets 8-9 have it */
+    SL_EQ(off, 7);
+    /* Never past the LEO. */
+    SL_PASS(sl_partlog_set_high_watermark(pl, 1000));
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.high_watermark, 10);
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(check_read(m, 0, &out), 5);
+    SL_PASS(sl_partlog_offset_for_time(pl, 1040, &off));
+    SL_EQ(off, 8);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void max_bytes_is_a_soft_limit(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 4; i++)
+        produce(pl, m, 3, 1000, 500, 5000);
+    commit(pl);
+    sl_buf out = SL_BUF_INIT;
+    sl_read_result rr;
+    /* Smaller than the first batch: still that whole batch. */
+    static const size_t tiny[] = {0, 1, 61};
+    for (size_t i = 0; i < 3; i++) {
+        out.len = 0;
+        SL_PASS(sl_partlog_read(pl, 0, tiny[i], &out, &rr));
+        SL_EQ(check_read(m, 0, &out), 1);
+    }
+    /* One batch and a half: the partial second one is trimmed. */
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 0, m->size[0] + m->size[1] / 2, &out, &rr));
+    SL_EQ(check_read(m, 0, &out), 1);
+    /* Exactly two, and one byte short of three. */
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 3, m->size[1] + m->size[2], &out, &rr));
+    SL_EQ(check_read(m, 3, &out), 2);
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 3, m->size[1] + m->size[2] + m->size[3] - 1, &out, &rr));
+    SL_EQ(check_read(m, 3, &out), 2);
+    /* More than there is: up to the HW. */
+    out.len = 0;
+    SL_PASS(sl_partlog_read(pl, 5, 1 << 30, &out, &rr));
+    SL_EQ(check_read(m, 5, &out), 3);
+    /* Reads append to what the buffer already holds. */
+    out.len = 0;
+    SL_PASS(sl_buf_append(&out, "prefix", 6));
+    SL_PASS(sl_partlog_read(pl, 11, 1, &out, &rr));
+    SL_EQ(out.len, 6 + m->size[3]);
+    SL_TRUE(memcmp(out.data, "prefix", 6) == 0);
+    SL_TRUE(memcmp(out.data + 6, m->all.data + m->pos[3], m->size[3]) == 0);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void lookups_use_the_offset_index(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.index_interval_bytes = 256;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 600; i++)
+        produce(pl, m, 1 + i % 4, 1000 + i, 40, 5000);
+    commit(pl);
+    char path[4200];
+    seg_file(path, sizeof(path), dir, 0, ".index");
+    int64_t isize = file_size(path);
+    SL_TRUE(isize > 8 && isize % 8 == 0); /* more than one entry */
+    SL_TRUE(isize / 8 >= (int64_t)m->all.len / 256 / 2);
+    SL_TRUE(isize / 8 <= (int64_t)m->all.len / 256 + 1);
+    seg_file(path, sizeof(path), dir, 0, ".timeindex");
+    SL_TRUE(file_size(path) > 12);
+    check_all_reads(pl, m, 0);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* ---- time ---- */
+
+static void offset_for_time_across_segments(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 1500;
+    conf.index_interval_bytes = 200;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    /* Timestamps jump back and forth inside batches and across batches and segments. */
+    for (int i = 0; i < 120; i++) {
+        int n = 1 + (int)(rng() % 4);
+        int64_t ts[4];
+        for (int k = 0; k < n; k++)
+            ts[k] = 10000 + i * 50 + (int64_t)(rng() % 400) - 200;
+        if (i == 30)
+            ts[0] = 50000; /* the newest, early on */
+        sl_buf req = SL_BUF_INIT;
+        build(&req, n, ts, 0, 60);
+        send(pl, m, &req, 1, 20000);
+        sl_buf_free(&req);
+    }
+    SL_TRUE(sl_partlog_segment_count(pl) > 5);
+    commit(pl);
+    check_all_times(pl, m);
+    int64_t off;
+    SL_PASS(sl_partlog_offset_for_time(pl, INT64_MIN, &off)); /* before everything: start */
+    SL_EQ(off, 0);
+    SL_PASS(sl_partlog_offset_for_time(pl, 50001, &off)); /* after everything: HW */
+    SL_EQ(off, m->leo);
+    SL_PASS(sl_partlog_offset_for_time(pl, INT64_MAX, &off));
+    SL_EQ(off, m->leo);
+    /* The same after a reopen, from the loaded time indexes. */
+    sl_partlog_close(pl);
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    check_all_times(pl, m);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* ---- rolling ---- */
+
+static void segments_roll_at_segment_bytes(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 2000;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 40; i++)
+        produce(pl, m, 1 + i % 3, 1000 + i, 100 + (size_t)i * 5, 5000);
+    commit(pl);
+    int64_t bases[64];
+    size_t n = list_bases(dir, bases, 64);
+    SL_EQ(n, sl_partlog_segment_count(pl));
+    SL_TRUE(n >= 5);
+    SL_EQ(bases[0], 0);
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[4200];
+        /* Kafka's names: the base offset in 20 digits, three files each. */
+        seg_file(path, sizeof(path), dir, bases[i], ".index");
+        SL_TRUE(file_size(path) >= 8);
+        seg_file(path, sizeof(path), dir, bases[i], ".timeindex");
+        SL_TRUE(file_size(path) >= 12);
+        seg_file(path, sizeof(path), dir, bases[i], ".log");
+        int64_t size = file_size(path);
+        total += size;
+        SL_TRUE(size <= 2000);
+        /* Each starts at a batch, and the one before had no room for it. */
+        size_t bi = batch_of(m, bases[i]);
+        SL_EQ(m->base[bi], bases[i]);
+        if (i + 1 < n)
+            SL_TRUE(size + (int64_t)m->size[batch_of(m, bases[i + 1])] > 2000);
+    }
+    SL_EQ(total, (int64_t)m->all.len);
+    SL_EQ(sl_partlog_size_bytes(pl), total);
+    check_all_reads(pl, m, 0);
+    /* A read stays within one segment: from a segment's first offset with a large max_bytes
+     * it ends at the next segment's base. */
+    sl_buf out = SL_BUF_INIT;
+    sl_read_result rr;
+    SL_PASS(sl_partlog_read(pl, bases[1], 1 << 20, &out, &rr));
+    check_read(m, bases[1], &out);
+    SL_EQ(out.len, m->pos[batch_of(m, bases[2])] - m->pos[batch_of(m, bases[1])]);
+    /* A batch larger than segment.bytes still goes in: into a segment of its own. */
+    size_t before = sl_partlog_segment_count(pl);
+    produce(pl, m, 1, 9999, 3000, 5000);
+    produce(pl, m, 1, 9999, 10, 5000);
+    SL_EQ(sl_partlog_segment_count(pl), before + 2);
+    commit(pl);
+    check_all_reads(pl, m, 0);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void segments_roll_at_segment_ms(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_ms = 1000;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    /* The age is that of the segment's first record. */
+    produce(pl, m, 1, 10000, 10, 10000);
+    produce(pl, m, 1, 10500, 10, 10999);
+    SL_EQ(sl_partlog_segment_count(pl), 1);
+    sl_append_result r = produce(pl, m, 1, 11000, 10, 11000);
+    SL_EQ(sl_partlog_segment_count(pl), 2);
+    int64_t bases[8];
+    SL_EQ(list_bases(dir, bases, 8), 2);
+    SL_EQ(bases[1], r.base_offset);
+    /* Without appends, roll_if_due does it, and only once the time has come. */
+    SL_PASS(sl_partlog_roll_if_due(pl, 11999));
+    SL_EQ(sl_partlog_segment_count(pl), 2);
+    SL_PASS(sl_partlog_roll_if_due(pl, 12000));
+    SL_EQ(sl_partlog_segment_count(pl), 3);
+    /* An empty active segment has no age. */
+    SL_PASS(sl_partlog_roll_if_due(pl, 99999999));
+    SL_EQ(sl_partlog_segment_count(pl), 3);
+    SL_EQ(list_bases(dir, bases, 8), 3);
+    SL_EQ(bases[2], m->leo);
+    r = produce(pl, m, 2, 13000, 10, 13000);
+    SL_EQ(r.base_offset, 3);
+    commit(pl);
+    check_all_reads(pl, m, 0);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* ---- retention ---- */
+
+/* A log of 'nseg' closed segments of 3 batches each, batch i at timestamp 1000 * (i + 1), and
+ * an active segment with one batch. */
+static sl_partlog *segmented_log(const char *dir, model *m, sl_logconf *conf, int nseg) {
+    sl_partlog *pl;
+    conf->segment_ms = 1000000000;
+    SL_PASS(sl_partlog_open(dir, "orders-3", conf, &pl));
+    for (int s = 0; s < nseg; s++) {
+        for (int i = 0; i < 3; i++) {
+            int64_t ts = 1000 * (int64_t)(m->nbatches + 1);
+            produce(pl, m, 2, ts, 100, ts);
+        }
+        SL_PASS(sl_partlog_roll_if_due(pl, INT64_MAX / 2));
+    }
+    int64_t ts = 1000 * (int64_t)(m->nbatches + 1);
+    produce(pl, m, 2, ts, 100, ts);
+    SL_EQ(sl_partlog_segment_count(pl), (size_t)nseg + 1);
+    return pl;
+}
+
+static void retention_by_time(void) {
+    char *dir = make_dir();
+    model *m = model_new();
+    sl_logconf conf = test_conf();
+    conf.retention_ms = 1000;
+    sl_partlog *pl = segmented_log(dir, m, &conf, 4); /* segments at 0, 6, 12, 18; active 24 */
+    commit(pl);
+    /* Segment 0's newest record is at 3001: it expires once now - 1000 > 3001. */
+    SL_EQ(sl_partlog_enforce_retention(pl, 4001), 0);
+    SL_EQ(sl_partlog_enforce_retention(pl, 4002), 1);
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 6);
+    char path[4200];
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    for (int i = 0; i < 3; i++) {
+        seg_file(path, sizeof(path), dir, 0, exts[i]);
+        SL_EQ(file_size(path), -1);
+    }
+    sl_buf out = SL_BUF_INIT;
+    SL_FAIL(sl_partlog_read(pl, 5, 1 << 20, &out, &rr), SL_ERANGE); /* below the start */
+    SL_EQ(rr.log_start_offset, 6);
+    int64_t off;
+    SL_PASS(sl_partlog_offset_for_time(pl, 0, &off));
+    SL_EQ(off, 6);
+    check_all_reads(pl, m, 6);
+
+    /* Far in the future everything expires: the active segment is rolled so it can go, and
+     * the log starts at its end. */
+    SL_EQ(sl_partlog_enforce_retention(pl, INT64_C(1) << 50), 4);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 26);
+    SL_EQ(rr.log_end_offset, 26);
+    SL_EQ(rr.high_watermark, 26);
+    SL_EQ(sl_partlog_segment_count(pl), 1);
+    SL_EQ(sl_partlog_size_bytes(pl), 0);
+    int64_t bases[8];
+    SL_EQ(list_bases(dir, bases, 8), 1);
+    SL_EQ(bases[0], 26);
+    SL_FAIL(sl_partlog_read(pl, 25, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_PASS(sl_partlog_read(pl, 26, 1 << 20, &out, &rr));
+    SL_EQ(out.len, 0);
+    SL_PASS(sl_partlog_offset_for_time(pl, 0, &off));
+    SL_EQ(off, 26);
+    sl_append_result r = produce(pl, m, 1, 5, 10, 5);
+    SL_EQ(r.base_offset, 26);
+    SL_EQ(r.log_start_offset, 26);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+
+    /* The start survives a restart. */
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 26);
+    SL_EQ(rr.log_end_offset, 27);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void retention_keeps_what_is_above_the_high_watermark(void) {
+    char *dir = make_dir();
+    model *m = model_new();
+    sl_logconf conf = test_conf();
+    conf.retention_ms = 1000;
+    conf.retention_bytes = 0;
+    sl_partlog *pl = segmented_log(dir, m, &conf, 3); /* 0, 6, 12; active 18 */
+    SL_PASS(sl_partlog_set_high_watermark(pl, 8));    /* inside segment 6 */
+    /* Only segment 0 lies wholly below the HW; the others wait for readers. */
+    SL_EQ(sl_partlog_enforce_retention(pl, INT64_C(1) << 50), 1);
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 6);
+    SL_EQ(rr.log_end_offset, 20);
+    SL_EQ(sl_partlog_segment_count(pl), 3);
+    SL_EQ(sl_partlog_enforce_retention(pl, INT64_C(1) << 50), 0);
+    /* The active segment holds records not yet below the HW: it is not rolled away. */
+    SL_PASS(sl_partlog_set_high_watermark(pl, 19));
+    SL_EQ(sl_partlog_enforce_retention(pl, INT64_C(1) << 50), 2);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 18);
+    SL_EQ(sl_partlog_segment_count(pl), 1);
+    commit(pl);
+    check_all_reads(pl, m, 18);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void retention_by_bytes(void) {
+    char *dir = make_dir();
+    model *m = model_new();
+    sl_logconf conf = test_conf();
+    conf.retention_ms = -1;
+    sl_partlog *pl = segmented_log(dir, m, &conf, 5); /* 0, 6, 12, 18, 24; active 30 */
+    commit(pl);
+    int64_t bases[8], sizes[8], total = 0;
+    size_t n = list_bases(dir, bases, 8);
+    SL_EQ(n, 6);
+    for (size_t i = 0; i < n; i++) {
+        char path[4200];
+        seg_file(path, sizeof(path), dir, bases[i], ".log");
+        sizes[i] = file_size(path);
+        total += sizes[i];
+    }
+    /* Oldest first, while what remains is still at least retention.bytes. */
+    conf.retention_bytes = total - sizes[0] - sizes[1];
+    sl_partlog_set_conf(pl, &conf);
+    SL_EQ(sl_partlog_enforce_retention(pl, 0), 2);
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 12);
+    SL_EQ(sl_partlog_size_bytes(pl), conf.retention_bytes);
+    SL_EQ(list_bases(dir, bases, 8), 4);
+    SL_EQ(bases[0], 12);
+    /* One byte more than would remain after the next deletion: keep it. */
+    conf.retention_bytes = total - sizes[0] - sizes[1] - sizes[2] + 1;
+    sl_partlog_set_conf(pl, &conf);
+    SL_EQ(sl_partlog_enforce_retention(pl, 0), 0);
+    /* Zero: every closed segment goes, the active one stays. */
+    conf.retention_bytes = 0;
+    sl_partlog_set_conf(pl, &conf);
+    SL_EQ(sl_partlog_enforce_retention(pl, 0), 3);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 30);
+    SL_EQ(rr.log_end_offset, 32);
+    SL_EQ(sl_partlog_segment_count(pl), 1);
+    check_all_reads(pl, m, 30);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* ---- restarts ---- */
+
+static void reopen_gives_the_same_log(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 3000;
+    conf.index_interval_bytes = 300;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 60; i++)
+        produce(pl, m, 1 + i % 3, 1000 + i * 10, 80, 5000);
+    commit(pl);
+    size_t nseg = sl_partlog_segment_count(pl);
+    int64_t size = sl_partlog_size_bytes(pl);
+    sl_partlog_close(pl);
+
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, 0);
+    SL_EQ(rr.log_end_offset, m->leo);
+    SL_EQ(rr.high_watermark, m->leo); /* on one node, what was written is committed */
+    SL_EQ(sl_partlog_segment_count(pl), nseg);
+    SL_EQ(sl_partlog_size_bytes(pl), size);
+    check_all_reads(pl, m, 0);
+    check_all_times(pl, m);
+    sl_append_result r = produce(pl, m, 2, 5000, 10, 5000);
+    SL_EQ(r.base_offset, rr.log_end_offset);
+    commit(pl);
+    check_all_reads(pl, m, 0);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+enum tear {
+    TEAR_IN_PREFIX,
+    TEAR_IN_HEADER,
+    TEAR_IN_RECORDS,
+    TEAR_GARBAGE,
+    TEAR_BIT_FLIP,
+    TEAR_ZERO_FILLED
+};
+
+static const char *const tear_names[] = {"in prefix",    "in header", "in records",
+                                         "garbage tail", "bit flip",  "zero-filled tail"};
+
+/* Damages the active segment's .log as a crash could; returns how many of the model's batches
+ * survive. 'next' is a batch that was being written (its bytes, not yet in the model). */
+static size_t tear_active(const char *path, enum tear kind, const model *m, const sl_buf *next) {
+    uint8_t junk[1000];
+    switch (kind) {
+    case TEAR_IN_PREFIX:
+        append_to(path, next->data, 5);
+        break;
+    case TEAR_IN_HEADER:
+        append_to(path, next->data, 40);
+        break;
+    case TEAR_IN_RECORDS:
+        append_to(path, next->data, next->len - 1);
+        break;
+    case TEAR_GARBAGE:
+        for (size_t i = 0; i < sizeof(junk); i++)
+            junk[i] = (uint8_t)rng();
+        append_to(path, junk, sizeof(junk));
+        break;
+    case TEAR_BIT_FLIP: { /* inside the last batch's records */
+        int64_t at = file_size(path) - 10;
+        uint8_t b = m->all.data[m->all.len - 10] ^ 0x20;
+        write_at(path, at, &b, 1);
+        return m->nbatches - 1;
+    }
+    case TEAR_ZERO_FILLED:
+        memset(junk, 0, sizeof(junk));
+        for (int i = 0; i < 4; i++)
+            append_to(path, junk, sizeof(junk));
+        break;
+    }
+    return m->nbatches;
+}
+
+static void recovery_from_torn_tails(void) {
+    for (int kind = TEAR_IN_PREFIX; kind <= TEAR_ZERO_FILLED; kind++) {
+        /* Twice each: with a few batches in the active segment, and with only the one that
+         * gets damaged (so a bit flip empties it). */
+        for (int lone = 0; lone < 2; lone++) {
+            fprintf(stderr, "   tear: %s%s\n", tear_names[kind], lone ? ", lone batch" : "");
+            char *dir = make_dir();
+            sl_logconf conf = test_conf();
+            conf.segment_bytes = 2500;
+            sl_partlog *pl;
+            SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+            model *m = model_new();
+            for (int i = 0; i < 30; i++)
+                produce(pl, m, 1 + i % 4, 1000 + i, 90, 5000);
+            if (lone) {
+                SL_PASS(sl_partlog_roll_if_due(pl, INT64_MAX / 2));
+                produce(pl, m, 3, 2000, 90, 5000);
+            }
+            SL_TRUE(sl_partlog_segment_count(pl) >= 3);
+            int64_t bases[32];
+            size_t nseg = list_bases(dir, bases, 32);
+            sl_partlog_close(pl); /* what a crash leaves behind, plus the damage below */
+
+            char path[4200];
+            seg_file(path, sizeof(path), dir, bases[nseg - 1], ".log");
+            sl_buf next = SL_BUF_INIT;
+            build(&next, 3, NULL, 3000, 90);
+            size_t keep = tear_active(path, (enum tear)kind, m, &next);
+            sl_buf_free(&next);
+            model_cut(m, keep);
+
+            SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+            sl_read_result rr;
+            sl_partlog_offsets(pl, &rr);
+            SL_EQ(rr.log_end_offset, m->leo);
+            SL_EQ(rr.high_watermark, m->leo);
+            SL_EQ(rr.log_start_offset, 0);
+            SL_EQ(sl_partlog_size_bytes(pl), (int64_t)m->all.len);
+            SL_EQ(list_bases(dir, bases, 32), nseg); /* no segment lost or added */
+            check_all_reads(pl, m, 0);
+            sl_append_result r = produce(pl, m, 2, 4000, 90, 5000);
+            SL_EQ(r.base_offset, rr.log_end_offset);
+            commit(pl);
+            check_all_reads(pl, m, 0);
+            sl_partlog_close(pl);
+
+            SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+            sl_partlog_offsets(pl, &rr);
+            SL_EQ(rr.log_end_offset, m->leo);
+            check_all_reads(pl, m, 0);
+            sl_partlog_close(pl);
+            model_free(m);
+            drop_dir(dir);
+        }
+    }
+}
+
+static void damaged_indexes_of_closed_segments_are_rebuilt(void) {
+    static const char *const what[] = {"deleted .index", "deleted .timeindex", "garbage .index",
+                                       "garbage .timeindex"};
+    for (int kind = 0; kind < 4; kind++) {
+        fprintf(stderr, "   damage: %s\n", what[kind]);
+        char *dir = make_dir();
+        sl_logconf conf = test_conf();
+        conf.segment_bytes = 6000;
+        conf.index_interval_bytes = 200;
+        sl_partlog *pl;
+        SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+        model *m = model_new();
+        for (int i = 0; i < 80; i++) {
+            int64_t ts = 1000 + i * 10;
+            if (i == 3)
+                ts = 90000; /* the newest record early in the first segment */
+            produce(pl, m, 2, ts, 100, 5000);
+        }
+        commit(pl);
+        SL_TRUE(sl_partlog_segment_count(pl) >= 3);
+        sl_partlog_close(pl);
+        char path[4200];
+        seg_file(path, sizeof(path), dir, 0, kind % 2 ? ".timeindex" : ".index");
+        int64_t size = file_size(path);
+        SL_TRUE(size > 0);
+        if (kind < 2) {
+            SL_EQ(unlink(path), 0);
+        } else {
+            uint8_t *junk = malloc((size_t)size);
+            SL_TRUE(junk != NULL);
+            for (int64_t i = 0; i < size; i++)
+                junk[i] = (uint8_t)rng();
+            write_at(path, 0, junk, (size_t)size);
+            free(junk);
+        }
+        SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+        SL_TRUE(file_size(path) > 0); /* written again */
+        check_all_reads(pl, m, 0);
+        check_all_times(pl, m);
+        int64_t off;
+        SL_PASS(sl_partlog_offset_for_time(pl, 50000, &off));
+        SL_EQ(off, 6);
+        sl_partlog_close(pl);
+        model_free(m);
+        drop_dir(dir);
+    }
+}
+
+/* ---- validation, flushing, LogAppendTime ---- */
+
+static void validate_refuses_what_it_must(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.max_message_bytes = 1000;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    char err[256];
+    int64_t records = -1;
+    sl_buf req = SL_BUF_INIT;
+
+    /* Exactly max.message.bytes is fine; one byte more is not. */
+    size_t vlen = 1000 - 61 - 20;
+    for (;;) {
+        req.len = 0;
+        build(&req, 1, NULL, 0, vlen);
+        if (req.len == 1000)
+            break;
+        vlen += req.len < 1000 ? 1 : (size_t)-1;
+    }
+    SL_PASS(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)));
+    SL_EQ(records, 1);
+    req.len = 0;
+    build(&req, 1, NULL, 0, vlen + 1);
+    SL_EQ(req.len, 1001);
+    err[0] = '\0';
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)), SL_ETOOLARGE);
+    SL_TRUE(strstr(err, "max.message.bytes") != NULL);
+    SL_TRUE(strstr(err, "1001") != NULL && strstr(err, "1000") != NULL);
+    SL_TRUE(strstr(err, "orders-3") != NULL);
+    /* The size is judged before the CRC, and for each batch of a request. */
+    req.data[req.len - 1] ^= 1;
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)), SL_ETOOLARGE);
+    req.len = 0;
+    build(&req, 2, NULL, 0, 10);
+    build(&req, 1, NULL, 0, vlen + 1);
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)), SL_ETOOLARGE);
+
+    /* Several batches: records add up. */
+    req.len = 0;
+    build(&req, 2, NULL, 0, 10);
+    build(&req, 5, NULL, 0, 10);
+    SL_PASS(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)));
+    SL_EQ(records, 7);
+    /* A CRC failure in the second batch names where it is. */
+    size_t first = sl_batch_total_size(req.data, req.len);
+    req.data[req.len - 2] ^= 0x40;
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)), SL_ECORRUPT);
+    char at[64];
+    snprintf(at, sizeof(at), "byte %zu", first);
+    SL_TRUE(strstr(err, at) != NULL);
+    req.data[req.len - 2] ^= 0x40;
+    /* Trailing bytes that are no batch, a cut batch, an empty request. */
+    SL_PASS(sl_buf_append(&req, "\0\0\0", 3));
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)), SL_ECORRUPT);
+    SL_FAIL(sl_partlog_validate(pl, req.data, req.len - 4, &records, err, sizeof(err)),
+            SL_ECORRUPT);
+    SL_FAIL(sl_partlog_validate(pl, req.data, 0, &records, err, sizeof(err)), SL_ECORRUPT);
+    /* Transactional and control batches wait for transactions. */
+    static const uint16_t attrs[] = {SL_BATCH_ATTR_TRANSACTIONAL, SL_BATCH_ATTR_CONTROL};
+    for (int i = 0; i < 2; i++) {
+        req.len = 0;
+        build(&req, 1, NULL, 0, 10);
+        sl_be16_put(req.data + SL_BATCH_OFF_ATTRIBUTES, attrs[i]);
+        sl_be32_put(req.data + SL_BATCH_OFF_CRC, sl_batch_compute_crc(req.data, req.len));
+        SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)),
+                SL_EUNSUPPORTED);
+    }
+    /* A raised limit takes effect. */
+    conf.max_message_bytes = 2000;
+    sl_partlog_set_conf(pl, &conf);
+    req.len = 0;
+    build(&req, 1, NULL, 0, vlen + 1);
+    SL_PASS(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)));
+    sl_buf_free(&req);
+    sl_partlog_close(pl);
+    drop_dir(dir);
+}
+
+static void flushing_as_configured(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.flush_messages = 1; /* fsync after every append */
+    conf.segment_bytes = 1000;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    for (int i = 0; i < 10; i++)
+        produce(pl, m, 2, 1000 + i, 100, 5000);
+    SL_PASS(sl_partlog_flush(pl));
+    conf.flush_messages = INT64_MAX;
+    conf.flush_ms = 100;
+    sl_partlog_set_conf(pl, &conf);
+    produce(pl, m, 1, 2000, 10, 7000);
+    SL_PASS(sl_partlog_flush_if_due(pl, 7050));
+    SL_PASS(sl_partlog_flush_if_due(pl, 7100));
+    commit(pl);
+    check_all_reads(pl, m, 0);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+static void log_append_time_restamps_batches(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.log_append_time = true;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    produce(pl, m, 2, 1000, 10, 5000);
+    sl_append_result r = produce(pl, m, 3, 1000, 10, 777777);
+    SL_EQ(r.append_time, 777777);
+    SL_EQ(r.base_offset, 2);
+    commit(pl);
+    sl_buf out = SL_BUF_INIT;
+    sl_read_result rr;
+    SL_PASS(sl_partlog_read(pl, 2, 1, &out, &rr));
+    sl_batch_header h;
+    SL_PASS(sl_batch_validate(out.data, out.len, &h)); /* re-signed: the CRC holds */
+    SL_TRUE(h.attributes & SL_BATCH_ATTR_LOG_APPEND_TIME);
+    SL_EQ(h.max_timestamp, 777777);
+    SL_EQ(h.base_timestamp, 1000); /* the producer's, kept */
+    sl_record_iter it;
+    sl_record_view rv;
+    SL_PASS(sl_record_iter_start(&it, out.data, out.len));
+    int n = 0;
+    while (sl_record_iter_next(&it, &rv) == 1) {
+        SL_EQ(rv.timestamp, 777777);
+        n++;
+    }
+    SL_EQ(n, 3);
+    /* Lookups by time see the broker's clock. */
+    int64_t off;
+    SL_PASS(sl_partlog_offset_for_time(pl, 5001, &off));
+    SL_EQ(off, 2);
+    SL_PASS(sl_partlog_offset_for_time(pl, 777778, &off));
+    SL_EQ(off, 5);
+    check_all_times(pl, m);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* ---- a reader racing the writer ---- */
+
+struct race {
+    sl_partlog *pl;
+    atomic_llong target; /* the reader stops on reaching it; -1 while unknown */
+    int64_t batches_seen;
+};
+
+static void *race_reader(void *arg) {
+    struct race *r = arg;
+    int64_t next = 0;
+    sl_buf out = SL_BUF_INIT;
+    for (;;) {
+        long long target = atomic_load(&r->target);
+        if (target >= 0 && next >= target)
+            break;
+        sl_read_result rr;
+        out.len = 0;
+        int rc = sl_partlog_read(r->pl, next, 3000, &out, &rr);
+        if (rc == SL_ERANGE && next < rr.log_start_offset) {
+            next = rr.log_start_offset; /* retention passed us: skip ahead, as consumers do */
+            continue;
+        }
+        SL_PASS(rc);
+        if (out.len == 0) {
+            sched_yield(); /* caught up with the HW */
+            continue;
+        }
+        size_t pos = 0;
+        while (pos < out.len) {
+            sl_batch_header h;
+            SL_PASS(sl_batch_validate(out.data + pos, out.len - pos, &h));
+            /* Batches come in order, the first holding 'next', without gaps. */
+            SL_TRUE(h.base_offset <= next && next <= h.base_offset + h.last_offset_delta);
+            next = h.base_offset + h.last_offset_delta + 1;
+            pos += (size_t)h.length + SL_BATCH_LOG_OVERHEAD;
+            r->batches_seen++;
+        }
+        SL_TRUE(next <= rr.high_watermark);
+    }
+    sl_buf_free(&out);
+    return NULL;
+}
+
+static void reads_race_appends_rolls_and_retention(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 8000;
+    conf.retention_bytes = 40000;
+    conf.retention_ms = -1;
+    conf.index_interval_bytes = 512;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    struct race r = {pl, -1, 0};
+    pthread_t t;
+    SL_EQ(pthread_create(&t, NULL, race_reader, &r), 0);
+    int64_t leo = 0;
+    sl_buf req = SL_BUF_INIT;
+    for (int i = 0; i < 3000; i++) {
+        req.len = 0;
+        build(&req, 1 + i % 5, NULL, 1000 + i, 50 + (size_t)(i % 7) * 20);
+        sl_append_result res;
+        SL_PASS(sl_partlog_append(pl, req.data, req.len, 1, 5000, &res));
+        SL_EQ(res.base_offset, leo);
+        leo = res.last_offset + 1;
+        SL_PASS(sl_partlog_set_high_watermark(pl, leo));
+        if (i % 50 == 0)
+            sl_partlog_enforce_retention(pl, 5000);
+    }
+    atomic_store(&r.target, leo);
+    SL_EQ(pthread_join(t, NULL), 0);
+    SL_TRUE(r.batches_seen > 0);
+    SL_TRUE(sl_partlog_segment_count(pl) > 1);
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_TRUE(rr.log_start_offset > 0); /* retention did run while the reader read */
+    sl_buf_free(&req);
+    sl_partlog_close(pl);
+    drop_dir(dir);
+}
+
+SL_TESTS({"append assigns offsets and reads return stored batches",
+          append_assigns_offsets_and_reads_back},
+         {"high watermark bounds reads and only moves forward", high_watermark_bounds_reads},
+         {"max_bytes is a soft limit: one whole batch at least, no partial ones",
+          max_bytes_is_a_soft_limit},
+         {"lookups by offset use the sparse index", lookups_use_the_offset_index},
+         {"offset_for_time across segments with out-of-order timestamps",
+          offset_for_time_across_segments},
+         {"segments roll at segment.bytes", segments_roll_at_segment_bytes},
+         {"segments roll at segment.ms", segments_roll_at_segment_ms},
+         {"retention by time moves the log start and deletes files", retention_by_time},
+         {"retention keeps what is above the high watermark",
+          retention_keeps_what_is_above_the_high_watermark},
+         {"retention by bytes", retention_by_bytes},
+         {"reopen gives the same log", reopen_gives_the_same_log},
+         {"recovery from torn tails", recovery_from_torn_tails},
+         {"damaged indexes of closed segments are rebuilt",
+          damaged_indexes_of_closed_segments_are_rebuilt},
+         {"validate refuses what it must", validate_refuses_what_it_must},
+         {"flushing as configured", flushing_as_configured},
+         {"LogAppendTime restamps batches and keeps the CRC valid",
+          log_append_time_restamps_batches},
+         {"reads race appends, rolls and retention", reads_race_appends_rolls_and_retention})
