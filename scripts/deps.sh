@@ -8,7 +8,8 @@
 # missing. Needs root (or sudo) only then.
 set -euo pipefail
 
-BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev)
+BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev
+    zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps)
 
 usage() {

@@ -27,6 +27,8 @@ static const struct err_desc err_table[] = {
     {"SL_EREJECT", "record rejected"},
     {"SL_EBADCONFIG", "bad configuration"},
     {"SL_ESTOPPED", "broker is shutting down"},
+    {"SL_EOUTOFORDER", "out-of-order sequence number: a batch before it is missing"},
+    {"SL_EFENCED", "producer fenced: a newer instance with the same producer id exists"},
 };
 
 const char *sl_strerror(int status) {

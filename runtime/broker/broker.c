@@ -23,6 +23,7 @@
 #define TOPIC_NAME_MAX 249     /* Kafka's limit: "<name>-<partition>" must fit a file name */
 #define MAINT_TICK_MS 1000     /* flush.ms and segment.ms are checked at least this often */
 #define FORMAT_VERSION 1       /* of the data directory, in meta.properties */
+#define PID_BLOCK 1000         /* producer ids reserved per metadata record */
 
 /* Latency histogram bounds in seconds (Prometheus "le" labels). */
 static const double latency_bounds[] = {0.0001, 0.0005, 0.001, 0.005, 0.01,
@@ -61,6 +62,8 @@ struct sl_broker {
     topic *topics;
     pthread_mutex_t admin_lock; /* one admin change at a time, in metadata log order */
     sl_metalog *meta;
+    int64_t next_pid;      /* under admin_lock */
+    int64_t pid_block_end; /* ids below this are recorded as handed out */
 
     atomic_uint_fast64_t data_version;
     atomic_int data_waiters;
@@ -223,12 +226,13 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
     }
     if (rc == 0 && (t = topic_new(name, partitions, &cfg)) == NULL)
         rc = SL_ENOMEM;
-    sl_meta_record rec = {SL_META_CREATE, name, partitions, &cfg};
+    sl_meta_record rec = {.type = SL_META_CREATE, .name = name, .partitions = partitions,
+                          .configs = &cfg};
     if (rc == 0)
         rc = sl_metalog_append(b->meta, &rec);
     if (rc == 0 && (rc = topic_open_logs(b, t, true)) != 0) {
         /* The record is written but the files are not there: take the topic back out. */
-        sl_meta_record undo = {SL_META_DELETE, name, 0, NULL};
+        sl_meta_record undo = {.type = SL_META_DELETE, .name = name};
         sl_metalog_append(b->meta, &undo);
         remove_topic_dirs(b, name, partitions);
         snprintf(errbuf, errlen, "cannot create the partition directories of \"%s\"", name);
@@ -258,7 +262,7 @@ int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t 
         snprintf(errbuf, errlen, "topic \"%s\" does not exist", name);
         rc = SL_ENOENT;
     }
-    sl_meta_record rec = {SL_META_DELETE, name, 0, NULL};
+    sl_meta_record rec = {.type = SL_META_DELETE, .name = name};
     if (rc == 0)
         rc = sl_metalog_append(b->meta, &rec);
     topic *t = NULL;
@@ -302,7 +306,7 @@ int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *co
     pthread_rwlock_unlock(&b->topics_lock);
     for (size_t i = 0; i < nconfigs && rc == 0; i++)
         rc = sl_topic_config_set(&cfg, configs[i].key, configs[i].value);
-    sl_meta_record rec = {SL_META_CONFIG, name, 0, &cfg};
+    sl_meta_record rec = {.type = SL_META_CONFIG, .name = name, .configs = &cfg};
     if (rc == 0)
         rc = sl_metalog_append(b->meta, &rec);
     if (rc == 0) {
@@ -415,6 +419,24 @@ int sl_broker_partition_count(sl_broker *b, const char *name, int32_t *count) {
     return t ? 0 : SL_ENOENT;
 }
 
+int sl_broker_init_producer_id(sl_broker *b, int64_t *producer_id, int16_t *epoch) {
+    int rc = 0;
+    pthread_mutex_lock(&b->admin_lock);
+    if (b->next_pid >= b->pid_block_end) {
+        sl_meta_record rec = {.type = SL_META_PIDS, .name = "producer-ids",
+                              .pid_end = b->next_pid + PID_BLOCK};
+        rc = sl_metalog_append(b->meta, &rec);
+        if (rc == 0)
+            b->pid_block_end = rec.pid_end;
+    }
+    if (rc == 0) {
+        *producer_id = b->next_pid++;
+        *epoch = 0;
+    }
+    pthread_mutex_unlock(&b->admin_lock);
+    return rc;
+}
+
 /* ---- data ---- */
 
 static void signal_data(sl_broker *b) {
@@ -443,7 +465,7 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
     /* One replica: an appended record is committed at once. */
     if (rc == 0)
         rc = sl_partlog_set_high_watermark(part->log, res->last_offset + 1);
-    if (rc == 0) {
+    if (rc == 0 && !res->duplicate) {
         atomic_fetch_add(&part->records_in, (uint64_t)records);
         atomic_fetch_add(&part->bytes_in, len);
     }
@@ -720,6 +742,10 @@ static int replay_apply(void *ctx, const sl_meta_record *rec) {
             }
         }
         return 0;
+    case SL_META_PIDS:
+        if (rec->pid_end > b->pid_block_end)
+            b->pid_block_end = rec->pid_end;
+        return 0;
     case SL_META_CONFIG:
         if (t && rec->configs) {
             sl_topic_config_free(&t->config);
@@ -788,6 +814,8 @@ int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
         rc = sl_metalog_open(b->data_dir, &b->meta);
     if (rc == 0)
         rc = sl_metalog_replay(b->meta, replay_apply, b);
+    /* Ids of a block that was being handed out when the broker stopped are skipped, not reused. */
+    b->next_pid = b->pid_block_end;
     size_t ntopics = 0, nparts = 0;
     for (topic *t = b->topics; rc == 0 && t; t = t->next) {
         rc = topic_open_logs(b, t, false);

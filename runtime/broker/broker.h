@@ -70,6 +70,10 @@ void sl_broker_free_names(char **names, size_t count);
 /* SL_ENOENT when the topic does not exist. */
 int sl_broker_partition_count(sl_broker *b, const char *topic, int32_t *count);
 
+/* A new producer id for an idempotent producer, with epoch 0. Ids are never reused: they are
+ * handed out from blocks recorded in the metadata log. */
+int sl_broker_init_producer_id(sl_broker *b, int64_t *producer_id, int16_t *epoch);
+
 /* ---- data ---- */
 
 /* Validates and appends the batches in 'data' (changed in place: offsets assigned), then moves

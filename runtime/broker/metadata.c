@@ -17,7 +17,7 @@ struct sl_metalog {
     sl_partlog *log;
 };
 
-static const char *const type_names[] = {NULL, "create", "delete", "config"};
+static const char *const type_names[] = {NULL, "create", "delete", "config", "pids"};
 
 int sl_metalog_open(const char *data_dir, sl_metalog **out) {
     char dir[4096];
@@ -59,7 +59,8 @@ int sl_metalog_append(sl_metalog *m, const sl_meta_record *rec) {
     sl_buf value = SL_BUF_INIT;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &value, buf_write);
-    size_t nfields = 3 + (rec->type == SL_META_CREATE) + (rec->configs != NULL);
+    size_t nfields = 3 + (rec->type == SL_META_CREATE) + (rec->configs != NULL) +
+                     (rec->type == SL_META_PIDS);
     msgpack_pack_map(&pk, nfields);
     pack_str(&pk, "v");
     msgpack_pack_int(&pk, 1);
@@ -70,6 +71,10 @@ int sl_metalog_append(sl_metalog *m, const sl_meta_record *rec) {
     if (rec->type == SL_META_CREATE) {
         pack_str(&pk, "partitions");
         msgpack_pack_int32(&pk, rec->partitions);
+    }
+    if (rec->type == SL_META_PIDS) {
+        pack_str(&pk, "end");
+        msgpack_pack_int64(&pk, rec->pid_end);
     }
     if (rec->configs) {
         pack_str(&pk, "configs");
@@ -135,12 +140,15 @@ static int apply_value(const uint8_t *value, size_t len, int64_t offset, sl_meta
     if (type == NULL || name == NULL)
         goto out;
     sl_meta_record rec = {.name = name};
-    for (int t = SL_META_CREATE; t <= SL_META_CONFIG; t++)
+    for (int t = SL_META_CREATE; t <= SL_META_PIDS; t++)
         if (strcmp(type, type_names[t]) == 0)
             rec.type = (enum sl_meta_type)t;
     const msgpack_object *parts = map_get(&up.data, "partitions");
     if (parts && parts->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         rec.partitions = (int32_t)parts->via.u64;
+    const msgpack_object *end = map_get(&up.data, "end");
+    if (end && end->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        rec.pid_end = (int64_t)end->via.u64;
     const msgpack_object *cfg = map_get(&up.data, "configs");
     if (cfg && cfg->type == MSGPACK_OBJECT_MAP) {
         for (uint32_t i = 0; i < cfg->via.map.size; i++) {

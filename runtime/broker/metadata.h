@@ -4,8 +4,9 @@
  * same log through a Raft quorum.
  *
  * Each record is a one-record batch: key = topic name, value = msgpack map
- *   {"v": 1, "type": "create" | "delete" | "config", "name": str,
- *    "partitions": int (create), "configs": {str: str} (create, config: the full overrides)} */
+ *   {"v": 1, "type": "create" | "delete" | "config" | "pids", "name": str,
+ *    "partitions": int (create), "configs": {str: str} (create, config: the full overrides),
+ *    "end": int (pids: producer ids below it have been handed out)} */
 #ifndef SL_BROKER_METADATA_H
 #define SL_BROKER_METADATA_H
 
@@ -15,13 +16,14 @@
 
 #define SL_METADATA_TOPIC "__cluster_metadata"
 
-enum sl_meta_type { SL_META_CREATE = 1, SL_META_DELETE, SL_META_CONFIG };
+enum sl_meta_type { SL_META_CREATE = 1, SL_META_DELETE, SL_META_CONFIG, SL_META_PIDS };
 
 typedef struct sl_meta_record {
     enum sl_meta_type type;
     const char *name;
     int32_t partitions;
     const sl_topic_config *configs;
+    int64_t pid_end;
 } sl_meta_record;
 
 typedef struct sl_metalog sl_metalog;

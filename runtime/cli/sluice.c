@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "base/clock.h"
+#include "cli/bench.h"
 #include "cli/format.h"
 #include "cli/timeparse.h"
 #include "sluice/client.h"
@@ -48,9 +49,14 @@ enum {
 };
 
 /* State shared by every command. */
+/* Client properties one invocation may set with -X. */
+#define MAX_PROPERTIES 64
+
 struct cli {
     const char *broker; /* -b, else $SLUICE_BROKER, else SL_DEFAULT_BROKER */
     char path[64];      /* the command being run, "topic create", for messages */
+    const char *properties[MAX_PROPERTIES]; /* -X KEY=VALUE, as typed */
+    size_t nproperties;
 };
 
 typedef int (*cli_command_fn)(struct cli *cli, int argc, char **argv);
@@ -74,11 +80,16 @@ struct cli_group {
     { "broker", required_argument, NULL, 'b' }
 #define HELP_OPTION                                                                                \
     { "help", no_argument, NULL, 'h' }
-#define COMMON_LONG_OPTIONS BROKER_OPTION, HELP_OPTION
+#define PROPERTY_OPTION                                                                            \
+    { "property", required_argument, NULL, 'X' }
+#define COMMON_LONG_OPTIONS BROKER_OPTION, PROPERTY_OPTION, HELP_OPTION
 
 #define COMMON_OPTIONS_HELP                                                                        \
     "  -b, --broker URL       the broker to talk to (default: $SLUICE_BROKER, else\n"              \
     "                         " SL_DEFAULT_BROKER ")\n"                                            \
+    "  -X, --property K=V     set a client configuration property (acks, linger.ms,\n"        \
+    "                         compression.type, enable.idempotence, buffer.memory, ...);\n"   \
+    "                         may be repeated\n"                                               \
     "  -h, --help             show this help and exit\n"
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -159,6 +170,13 @@ static int common_option(struct cli *cli, int opt, char **argv) {
     switch (opt) {
     case 'b':
         cli->broker = optarg;
+        return CLI_GO_ON;
+    case 'X':
+        if (strchr(optarg, '=') == NULL || optarg[0] == '=')
+            return usage_error(cli, "-X wants KEY=VALUE, not \"%s\"", optarg);
+        if (cli->nproperties == MAX_PROPERTIES)
+            return usage_error(cli, "at most %d -X properties", MAX_PROPERTIES);
+        cli->properties[cli->nproperties++] = optarg;
         return CLI_GO_ON;
     case ':':
         /* For a missing value getopt leaves the option itself just before optind. */
@@ -252,18 +270,33 @@ static bool conf_set(sl_conf *conf, const char *key, const char *value) {
     return false;
 }
 
-/* A configuration aimed at the chosen broker, or NULL after saying why not. */
-static sl_conf *broker_conf(const struct cli *cli) {
+/* A configuration for the chosen broker with the -X properties, or NULL after saying why not.
+ * 'key' = 'value' (when key is not NULL) is this command's own default, set before the -X
+ * properties so that they can change it. */
+static sl_conf *broker_conf_with(const struct cli *cli, const char *key, const char *value) {
     sl_conf *conf = sl_conf_new();
     if (conf == NULL) {
         fail("%s", sl_strerror(SL_ENOMEM));
         return NULL;
     }
-    if (!conf_set(conf, "bootstrap.servers", cli->broker)) {
+    bool ok = conf_set(conf, "bootstrap.servers", cli->broker);
+    if (ok && key != NULL)
+        ok = conf_set(conf, key, value);
+    for (size_t i = 0; ok && i < cli->nproperties; i++) {
+        char name[256];
+        const char *eq = strchr(cli->properties[i], '=');
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - cli->properties[i]), cli->properties[i]);
+        ok = conf_set(conf, name, eq + 1);
+    }
+    if (!ok) {
         sl_conf_destroy(conf);
         return NULL;
     }
     return conf;
+}
+
+static sl_conf *broker_conf(const struct cli *cli) {
+    return broker_conf_with(cli, NULL, NULL);
 }
 
 static int open_admin(const struct cli *cli, sl_client **out) {
@@ -307,7 +340,7 @@ static int run_group(struct cli *cli, const struct cli_group *group, int argc, c
     static const struct option options[] = {COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     int opt, rc;
     start_options();
-    while ((opt = getopt_long(argc, argv, "+:b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:b:X:h", options, NULL)) != -1) {
         if (opt == 'h') {
             print_group_help(cli, group, stdout);
             return CLI_OK;
@@ -353,7 +386,7 @@ static int parse_topic_create(struct cli *cli, int argc, char **argv,
                                             {NULL, 0, NULL, 0}};
     int opt, rc = CLI_GO_ON;
     start_options();
-    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:c:b:h", options, NULL)) != -1) {
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:c:b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(topic_create_help);
         else if (opt == 'p')
@@ -408,7 +441,7 @@ static int cmd_topic_list(struct cli *cli, int argc, char **argv) {
     static const struct option options[] = {COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     int opt, rc;
     start_options();
-    while ((opt = getopt_long(argc, argv, ":b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(topic_list_help);
         if ((rc = common_option(cli, opt, argv)) != CLI_GO_ON)
@@ -558,7 +591,7 @@ static int cmd_topic_describe(struct cli *cli, int argc, char **argv) {
     bool json = false;
     int opt, rc;
     start_options();
-    while ((opt = getopt_long(argc, argv, ":b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(topic_describe_help);
         if (opt == OPT_JSON)
@@ -589,7 +622,7 @@ static int parse_topic_alter(struct cli *cli, int argc, char **argv, const char 
         {"config", required_argument, NULL, 'c'}, COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     int opt, rc = CLI_GO_ON;
     start_options();
-    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":c:b:h", options, NULL)) != -1) {
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":c:b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(topic_alter_help);
         else if (opt == 'c')
@@ -650,7 +683,7 @@ static int cmd_topic_delete(struct cli *cli, int argc, char **argv) {
     sl_client *admin;
     int opt, rc;
     start_options();
-    while ((opt = getopt_long(argc, argv, ":b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(topic_delete_help);
         if ((rc = common_option(cli, opt, argv)) != CLI_GO_ON)
@@ -781,7 +814,7 @@ static int parse_produce(struct cli *cli, int argc, char **argv, struct produce_
                                             {NULL, 0, NULL, 0}};
     int opt, rc = CLI_GO_ON;
     start_options();
-    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":k:p:H:vb:h", options, NULL)) != -1)
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":k:p:H:vb:X:h", options, NULL)) != -1)
         rc = produce_option(cli, opt, argv, args);
     return rc == CLI_GO_ON ? one_operand(cli, argc, argv, "topic name", &args->topic) : rc;
 }
@@ -1073,7 +1106,7 @@ static int parse_consume(struct cli *cli, int argc, char **argv, struct consume_
         {NULL, 0, NULL, 0}};
     int opt, rc = CLI_GO_ON;
     start_options();
-    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:o:n:fF:b:h", options, NULL)) != -1)
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:o:n:fF:b:X:h", options, NULL)) != -1)
         rc = consume_option(cli, opt, argv, args);
     return rc == CLI_GO_ON ? one_operand(cli, argc, argv, "topic name", &args->topic) : rc;
 }
@@ -1123,7 +1156,9 @@ static void mark_done(struct consume_run *run, struct partition_progress *part) 
 
 static int open_consumer(const struct cli *cli, sl_consumer **out) {
     char errbuf[ERRBUF_SIZE] = "";
-    sl_conf *conf = broker_conf(cli);
+    /* A position retention has deleted moves to the oldest record still held, never past
+     * records nobody has read (-X auto.offset.reset=latest chooses otherwise). */
+    sl_conf *conf = broker_conf_with(cli, "auto.offset.reset", "earliest");
     if (conf == NULL)
         return CLI_FAILED;
     int status = sl_consumer_new(conf, out, errbuf, sizeof(errbuf));
@@ -1275,10 +1310,13 @@ static int consume_records(struct consume_run *run) {
     const struct consume_args *args = run->args;
     while (!consume_finished(run)) {
         const sl_message *m;
-        int status = sl_consumer_poll(run->consumer, POLL_INTERVAL_MS, &m);
+        int status = sl_consumer_poll(run->consumer, 0, &m);
         if (status == SL_ETIMEDOUT) {
-            /* A quiet moment: let a reader downstream see what we have so far. */
+            /* Nothing more at hand: let a reader downstream see what we have so far. */
             fflush(stdout);
+            status = sl_consumer_poll(run->consumer, POLL_INTERVAL_MS, &m);
+        }
+        if (status == SL_ETIMEDOUT) {
             if (!args->follow)
                 check_positions(run);
             continue;
@@ -1330,6 +1368,13 @@ static int cmd_consume(struct cli *cli, int argc, char **argv) {
     return rc;
 }
 
+/* ---- bench ------------------------------------------------------------------------------- */
+
+/* Lives in bench.c; it takes the broker chosen so far and reads its own options. */
+static int cmd_bench(struct cli *cli, int argc, char **argv) {
+    return sl_cli_bench(argc, argv, cli->broker);
+}
+
 /* ---- version ----------------------------------------------------------------------------- */
 
 static const char version_help[] = "Usage: sluice version\n"
@@ -1342,7 +1387,7 @@ static int cmd_version(struct cli *cli, int argc, char **argv) {
     static const struct option options[] = {COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     int opt, rc;
     start_options();
-    while ((opt = getopt_long(argc, argv, ":b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return show_help(version_help);
         if ((rc = common_option(cli, opt, argv)) != CLI_GO_ON)
@@ -1363,6 +1408,7 @@ static const struct cli_command top_commands[] = {
     {"topic", cmd_topic, "create, list, describe, alter and delete topics"},
     {"produce", cmd_produce, "send lines of standard input to a topic as records"},
     {"consume", cmd_consume, "print the records of a topic"},
+    {"bench", cmd_bench, "measure produce and consume throughput and latency"},
     {"version", cmd_version, "print the version of sluice"},
 };
 

@@ -5,7 +5,7 @@
 
 #include "client/internal.h"
 
-enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET };
+enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET, CONF_BOOL, CONF_CODEC };
 
 struct conf_def {
     const char *key;
@@ -27,6 +27,13 @@ static const struct conf_def conf_defs[] = {
     {"max.partition.fetch.bytes", CONF_INT, "1048576", 1024, 100000000},
     {"max.in.flight", CONF_INT, "5", 1, 100},
     {"auto.offset.reset", CONF_RESET, "latest", 0, 0},
+    {"compression.type", CONF_CODEC, "none", 0, 0},
+    {"enable.idempotence", CONF_BOOL, "true", 0, 0},
+    {"delivery.timeout.ms", CONF_INT, "120000", 1, 86400000},
+    {"retry.backoff.ms", CONF_INT, "100", 0, 3600000},
+    {"retry.backoff.max.ms", CONF_INT, "1000", 0, 3600000},
+    {"buffer.memory", CONF_INT, "33554432", 1024, 1LL << 40},
+    {"max.block.ms", CONF_INT, "60000", 0, 86400000},
 };
 #define NDEFS (sizeof(conf_defs) / sizeof(conf_defs[0]))
 
@@ -68,6 +75,14 @@ int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
     } else if (d->kind == CONF_RESET && strcmp(value, "earliest") && strcmp(value, "latest")) {
         snprintf(errbuf, errlen, "auto.offset.reset must be earliest or latest, not \"%s\"",
                  value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_BOOL && strcmp(value, "true") && strcmp(value, "false")) {
+        snprintf(errbuf, errlen, "%s must be true or false, not \"%s\"", key, value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_CODEC && strcmp(value, "none") && strcmp(value, "gzip") &&
+               strcmp(value, "snappy") && strcmp(value, "lz4") && strcmp(value, "zstd")) {
+        snprintf(errbuf, errlen,
+                 "compression.type must be none, gzip, snappy, lz4 or zstd, not \"%s\"", value);
         return SL_EBADCONFIG;
     } else if (d->kind == CONF_STRING && value[0] == '\0') {
         snprintf(errbuf, errlen, "%s must not be empty", key);
@@ -113,6 +128,13 @@ void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v) {
     v->fetch_max_bytes = (int)get_int(conf, "fetch.max.bytes");
     v->max_partition_fetch_bytes = (int)get_int(conf, "max.partition.fetch.bytes");
     v->max_in_flight = (int)get_int(conf, "max.in.flight");
+    v->compression = sl_conf_get(conf, "compression.type");
+    v->idempotence = strcmp(sl_conf_get(conf, "enable.idempotence"), "true") == 0;
+    v->delivery_timeout_ms = get_int(conf, "delivery.timeout.ms");
+    v->retry_backoff_ms = get_int(conf, "retry.backoff.ms");
+    v->retry_backoff_max_ms = get_int(conf, "retry.backoff.max.ms");
+    v->buffer_memory = get_int(conf, "buffer.memory");
+    v->max_block_ms = get_int(conf, "max.block.ms");
     v->auto_offset_reset = strcmp(sl_conf_get(conf, "auto.offset.reset"), "earliest") == 0
                                ? SL_OFFSET_BEGINNING
                                : SL_OFFSET_END;

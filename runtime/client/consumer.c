@@ -10,10 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/clock.h"
 #include "client/internal.h"
 #include "log/batch.h"
+
+/* Largest decompressed records region accepted from one batch: a compressed batch that would
+ * expand past this is refused rather than allowed to exhaust memory. */
+#define MAX_BATCH_RECORDS_BYTES (256u * 1024 * 1024)
 
 typedef struct assignment {
     char *topic;
@@ -58,6 +63,7 @@ struct sl_consumer {
     size_t hdrcap;
     sl_buf hdr_keys;
     sl_buf req;
+    sl_buf records; /* a compressed batch's records, decompressed */
 };
 
 int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errlen) {
@@ -480,7 +486,8 @@ static int next_record(sl_consumer *c, answer *a) {
                 a->data = a->data_end; /* a partial trailing batch: fetched again next time */
                 continue;
             }
-            int rc = sl_record_iter_start(&a->it, a->data, total);
+            int rc = sl_record_iter_start_decompress(&a->it, a->data, total, &c->records,
+                                                     MAX_BATCH_RECORDS_BYTES);
             a->data += total;
             if (rc)
                 return rc;
@@ -543,6 +550,24 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
             rc = c->fetch_error;
             c->fetch_error = 0;
         }
+        if (rc == SL_ECLOSED) {
+            /* The broker went away: dial it again and carry on from the records handed out,
+             * as long as the caller is willing to wait. */
+            pthread_mutex_unlock(&c->lock);
+            int64_t left = deadline - sl_clock_mono_ms();
+            int wait = left < 1000 ? (int)(left > 0 ? left : 0) : 1000;
+            if (sl_rpc_reconnect(c->rpc, wait > 0 ? wait : 1) == 0) {
+                pthread_mutex_lock(&c->lock);
+                invalidate(c);
+                pthread_mutex_unlock(&c->lock);
+                continue;
+            }
+            if (sl_clock_mono_ms() >= deadline)
+                return SL_ETIMEDOUT;
+            struct timespec pause = {0, 100 * 1000000};
+            nanosleep(&pause, NULL);
+            continue;
+        }
         answer *a = NULL;
         if (rc == 0) {
             a = c->ready_head;
@@ -579,6 +604,7 @@ void sl_consumer_destroy(sl_consumer *c) {
     free(c->hdrs);
     sl_buf_free(&c->hdr_keys);
     sl_buf_free(&c->req);
+    sl_buf_free(&c->records);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
     sl_conf_destroy(c->conf);

@@ -3,6 +3,7 @@
 #define SL_CLIENT_INTERNAL_H
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -24,6 +25,13 @@ typedef struct sl_conf_values {
     int max_partition_fetch_bytes;
     int max_in_flight;
     int64_t auto_offset_reset; /* SL_OFFSET_BEGINNING or SL_OFFSET_END */
+    const char *compression;   /* none, gzip, snappy, lz4, zstd */
+    bool idempotence;
+    int64_t delivery_timeout_ms;
+    int64_t retry_backoff_ms;
+    int64_t retry_backoff_max_ms;
+    int64_t buffer_memory;
+    int64_t max_block_ms;
 } sl_conf_values;
 
 void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);

@@ -3,7 +3,17 @@
  * requests and keeps up to max.in.flight of them on the wire; answers arrive on the connection's
  * reader thread, which runs the delivery reports.
  *
- * Lock order: the producer lock is never held while calling user callbacks or waiting on I/O. */
+ * Delivery guarantees:
+ * - Idempotence: the producer gets an id from the broker; each batch carries it and a sequence
+ *   number per partition, fixed when the batch is closed. A retried batch is written once: the
+ *   broker answers a duplicate with the offsets of the first write.
+ * - Retries: a batch that failed for a transient reason goes to the retry queue (ordered by
+ *   when it was closed) with exponential backoff and jitter, until delivery.timeout.ms. A
+ *   partition sends nothing new while it has batches waiting to be retried, and a retry waits
+ *   for the partition's batches in flight, so order per partition is kept.
+ * - Back pressure: send waits (up to max.block.ms) while buffer.memory bytes are held.
+ *
+ * Lock order: the producer lock is never held while calling user callbacks or doing I/O. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -12,12 +22,19 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "client/internal.h"
 #include "log/batch.h"
+#include "log/compression.h"
 
 /* Batch bytes per produce request: large enough to amortize a round trip, small enough that
  * several requests are in flight at once. */
 #define REQUEST_MAX_BYTES (4u * 1024 * 1024)
+/* Bytes charged per record on top of key, value and headers (varints, attributes). */
+#define RECORD_OVERHEAD 24
+/* Idempotence can only tell a retry from a new batch among the last five (the broker keeps
+ * five per producer and partition). */
+#define MAX_IN_FLIGHT_IDEMPOTENT 5
 
 typedef struct delivery {
     sl_delivery_cb cb;
@@ -32,14 +49,29 @@ typedef struct pbatch {
     sl_batch_builder bb;
     delivery *dl;
     size_t ndl, dlcap;
-    int64_t opened_ms; /* monotonic, for linger.ms */
+    int64_t opened_ms;    /* monotonic: linger.ms and delivery.timeout.ms count from here */
+    int64_t not_before;   /* monotonic: a retry waits until then */
+    uint64_t order;       /* closing order: retries go back in this order */
+    int32_t base_seq;     /* idempotence: sequence of the first record */
+    int attempts;
+    int last_error;
+    int64_t mem;          /* bytes charged against buffer.memory */
+    bool finished;        /* header, sequence and CRC written (once: retries resend as is) */
     struct pbatch *next;
 } pbatch;
+
+typedef struct ppart {
+    pbatch *open;     /* the batch being filled */
+    int32_t next_seq; /* idempotence: sequence of the next record */
+    int inflight;     /* batches on the wire */
+    int retrying;     /* batches in the retry queue */
+    uint64_t picked;  /* the request being built already has a batch of this partition */
+} ppart;
 
 struct ptopic {
     char *name;
     int32_t npartitions;
-    pbatch **open; /* the batch being filled, per partition */
+    ppart *parts;
     int32_t sticky;
     ptopic *next;
 };
@@ -51,12 +83,20 @@ struct sl_producer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     ptopic *topics;
-    pbatch *ready_head, *ready_tail;
+    pbatch *ready_head, *ready_tail; /* closed, never sent; FIFO */
+    pbatch *retry_head;              /* failed transiently; sorted by 'order' */
     pbatch *free_list;
-    int inflight;
-    uint64_t unreported; /* records sent to the producer whose report has not run yet */
+    uint64_t next_order;
+    uint64_t request_gen; /* numbers requests being built, for ppart.picked */
+    int inflight;        /* requests on the wire */
+    uint64_t unreported; /* records given to send whose report has not run */
+    int64_t buffered;    /* bytes charged against buffer.memory */
     int flushers;
     bool closing;
+    int64_t producer_id; /* -1 without idempotence */
+    int16_t epoch;
+    enum sl_codec codec;
+    sl_buf scratch; /* the sender thread's, for compression */
     pthread_t sender;
     atomic_uint_fast64_t failed;
     unsigned rand_state;
@@ -86,6 +126,11 @@ static pbatch *batch_get(sl_producer *p, ptopic *t, int32_t partition) {
     b->ndl = 0;
     b->next = NULL;
     b->opened_ms = sl_clock_mono_ms();
+    b->not_before = 0;
+    b->attempts = 0;
+    b->last_error = 0;
+    b->mem = 0;
+    b->finished = false;
     sl_batch_builder_reset(&b->bb);
     return b;
 }
@@ -101,12 +146,32 @@ static void batch_destroy(pbatch *b) {
     free(b);
 }
 
-/* Moves the open batch of a partition to the ready queue. */
+static bool is_retriable(int status) {
+    switch (status) {
+    case SL_ECLOSED:
+    case SL_ETIMEDOUT:
+    case SL_ESTOPPED:
+    case SL_ECONNREFUSED:
+    case SL_ENOTLEADER:
+    case SL_EIO:
+    case SL_EOUTOFORDER: /* an earlier batch of the partition failed and is being retried */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Moves the open batch of a partition to the ready queue and fixes its sequence. Lock held. */
 static void close_batch(sl_producer *p, ptopic *t, int32_t partition) {
-    pbatch *b = t->open[partition];
+    ppart *pp = &t->parts[partition];
+    pbatch *b = pp->open;
     if (b == NULL)
         return;
-    t->open[partition] = NULL;
+    pp->open = NULL;
+    b->order = p->next_order++;
+    b->base_seq = pp->next_seq;
+    /* Sequences wrap at INT32_MAX, as Kafka's do. */
+    pp->next_seq = (int32_t)(((int64_t)pp->next_seq + b->bb.count) % ((int64_t)INT32_MAX + 1));
     if (p->ready_tail)
         p->ready_tail->next = b;
     else
@@ -128,24 +193,70 @@ static void report(pbatch *b, int status, int64_t base_offset) {
                         status ? -1 : base_offset < 0 ? -1 : base_offset + (int64_t)i);
 }
 
-/* Runs the reports of a finished request and gives its batches back. Called without the lock.
- * With 'status' NULL every batch gets 'all_status'. */
+/* Inserts a failed batch into the retry queue by closing order, with its backoff. Lock held. */
+static void schedule_retry(sl_producer *p, pbatch *b, int status) {
+    int64_t backoff = p->v.retry_backoff_ms;
+    for (int i = 1; i < b->attempts && backoff < p->v.retry_backoff_max_ms; i++)
+        backoff *= 2;
+    if (backoff > p->v.retry_backoff_max_ms)
+        backoff = p->v.retry_backoff_max_ms;
+    /* +-20% jitter, so producers that failed together do not retry together. */
+    int64_t jitter = backoff / 5;
+    if (jitter > 0)
+        backoff += (int64_t)(rand_r(&p->rand_state) % (unsigned)(2 * jitter + 1)) - jitter;
+    b->not_before = sl_clock_mono_ms() + backoff;
+    b->last_error = status;
+    b->topic->parts[b->partition].retrying++;
+    pbatch **pp = &p->retry_head;
+    while (*pp && (*pp)->order < b->order)
+        pp = &(*pp)->next;
+    b->next = *pp;
+    *pp = b;
+}
+
+/* Settles a request's batches: reports what is final, requeues what is retriable. Called
+ * without the lock. With 'status' NULL every batch gets 'all_status'. */
 static void finish_request(request *r, const int *status, const int64_t *base, int all_status) {
     sl_producer *p = r->p;
-    uint64_t records = 0, failed = 0;
+    int64_t now = sl_clock_mono_ms();
+    pbatch *final = NULL;
+    pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < r->n; i++) {
+        pbatch *b = r->batches[i];
         int st = status ? status[i] : all_status;
-        report(r->batches[i], st, base ? base[i] : -1);
-        records += r->batches[i]->ndl;
-        if (st)
-            failed += r->batches[i]->ndl;
+        b->topic->parts[b->partition].inflight--;
+        if (st && is_retriable(st) && !p->closing &&
+            now - b->opened_ms < p->v.delivery_timeout_ms) {
+            schedule_retry(p, b, st);
+            continue;
+        }
+        b->last_error = st;
+        b->not_before = base ? base[i] : -1; /* reused to carry the offset to the report */
+        b->next = final;
+        final = b;
+    }
+    p->inflight--;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+
+    uint64_t records = 0, failed = 0;
+    int64_t mem = 0;
+    for (pbatch *b = final; b; b = b->next) {
+        report(b, b->last_error, b->not_before);
+        records += b->ndl;
+        mem += b->mem;
+        if (b->last_error)
+            failed += b->ndl;
     }
     atomic_fetch_add(&p->failed, failed);
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; i < r->n; i++)
-        batch_put(p, r->batches[i]);
-    p->inflight--;
+    while (final) {
+        pbatch *next = final->next;
+        batch_put(p, final);
+        final = next;
+    }
     p->unreported -= records;
+    p->buffered -= mem;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     free(r->batches);
@@ -195,28 +306,98 @@ static void on_answer(void *arg, int status, const uint8_t *body, size_t len) {
     free(base);
 }
 
-/* Builds and sends one produce request from the ready queue. Called with the lock held; drops
- * it while building and sending. */
-static void send_ready(sl_producer *p, sl_buf *frame) {
-    size_t n = 0, bytes = 0;
-    for (pbatch *b = p->ready_head; b && (n == 0 || bytes + b->bb.buf.len <= REQUEST_MAX_BYTES);
-         b = b->next) {
-        n++;
-        bytes += b->bb.buf.len;
+/* Compresses the records and writes the header, the idempotence fields and the CRC: once per
+ * batch, on the sender thread, so that a retry resends the very same bytes. */
+static void finish_batch(sl_producer *p, pbatch *b) {
+    if (b->finished)
+        return;
+    if (p->producer_id >= 0) {
+        b->bb.producer_id = p->producer_id;
+        b->bb.producer_epoch = p->epoch;
+        b->bb.base_sequence = b->base_seq;
     }
+    if (sl_batch_builder_finish_codec(&b->bb, p->codec, &p->scratch) != 0)
+        sl_batch_builder_finish(&b->bb); /* out of memory to compress: send it as it is */
+    b->finished = true;
+}
+
+/* Whether batch 'b' may join the request being built. One batch per partition per request,
+ * and (with idempotence) at most five on the wire per partition: the broker recognises a retried
+ * batch only among the last five it wrote for the producer and partition, so a request carrying
+ * more would, once retried, look like a gap forever. */
+static bool can_pick(const sl_producer *p, const pbatch *b, size_t n, size_t bytes) {
+    const ppart *part = &b->topic->parts[b->partition];
+    if (part->picked == p->request_gen)
+        return false;
+    if (p->producer_id >= 0 && part->inflight >= MAX_IN_FLIGHT_IDEMPOTENT)
+        return false;
+    return n == 0 || bytes + b->bb.buf.len <= REQUEST_MAX_BYTES;
+}
+
+static void pick(sl_producer *p, pbatch *b, pbatch **out, size_t *n, size_t *bytes) {
+    ppart *part = &b->topic->parts[b->partition];
+    part->picked = p->request_gen;
+    part->inflight++;
+    out[(*n)++] = b;
+    *bytes += b->bb.buf.len;
+}
+
+/* Takes the batches of the next request off the queues. Retries come first, in order, once due
+ * and once their partition has nothing in flight; new batches wait while their partition has
+ * retries pending. Lock held. Returns the number taken into 'out' (room for 'cap'). */
+static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now) {
+    size_t n = 0, bytes = 0;
+    p->request_gen++;
+    for (pbatch **pp = &p->retry_head; *pp && n < cap;) {
+        pbatch *b = *pp;
+        ppart *part = &b->topic->parts[b->partition];
+        if (b->not_before > now || part->inflight > 0 || !can_pick(p, b, n, bytes)) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        part->retrying--;
+        pick(p, b, out, &n, &bytes);
+    }
+    pbatch *prev = NULL;
+    for (pbatch *b = p->ready_head; b && n < cap;) {
+        pbatch *next = b->next;
+        if (b->topic->parts[b->partition].retrying > 0 || !can_pick(p, b, n, bytes)) {
+            prev = b;
+            b = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            p->ready_head = next;
+        if (p->ready_tail == b)
+            p->ready_tail = prev;
+        pick(p, b, out, &n, &bytes);
+        b = next;
+    }
+    return n;
+}
+
+/* Builds and sends one produce request. Lock held; dropped while building and sending. Returns
+ * false when nothing could be sent now. */
+static bool send_some(sl_producer *p, sl_buf *frame, int64_t now) {
+    pbatch *picked[256];
+    size_t n = take_batches(p, picked, 256, now);
+    if (n == 0)
+        return false;
     request *r = malloc(sizeof(*r));
     pbatch **batches = malloc(n * sizeof(*batches));
     if (r == NULL || batches == NULL) {
         free(r);
         free(batches);
-        return; /* try again on the next wake-up */
+        for (size_t i = 0; i < n; i++) {
+            picked[i]->topic->parts[picked[i]->partition].inflight--;
+            schedule_retry(p, picked[i], SL_ENOMEM);
+        }
+        return false;
     }
-    for (size_t i = 0; i < n; i++) {
-        batches[i] = p->ready_head;
-        p->ready_head = p->ready_head->next;
-    }
-    if (p->ready_head == NULL)
-        p->ready_tail = NULL;
+    memcpy(batches, picked, n * sizeof(*batches));
     p->inflight++;
     pthread_mutex_unlock(&p->lock);
 
@@ -230,7 +411,8 @@ static void send_ready(sl_producer *p, sl_buf *frame) {
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++) {
         pbatch *b = batches[i];
-        sl_batch_builder_finish(&b->bb);
+        finish_batch(p, b);
+        b->attempts++;
         msgpack_pack_array(&pk, 2);
         sl_mp_pack_str(&pk, b->topic->name);
         msgpack_pack_array(&pk, 1);
@@ -246,16 +428,17 @@ static void send_ready(sl_producer *p, sl_buf *frame) {
     if (rc || !want_answer)
         finish_request(r, NULL, NULL, rc); /* acks=0: sent is all we will know */
     pthread_mutex_lock(&p->lock);
+    return true;
 }
 
 /* Closes open batches whose linger has passed (all of them when flushing or closing) and
- * returns the earliest deadline among those still open, or -1. */
+ * returns the earliest time something is due (a linger or a retry), or -1. Lock held. */
 static int64_t close_lingered(sl_producer *p, int64_t now) {
     int64_t next = -1;
     bool all = p->flushers > 0 || p->closing;
     for (ptopic *t = p->topics; t; t = t->next) {
         for (int32_t i = 0; i < t->npartitions; i++) {
-            pbatch *b = t->open[i];
+            pbatch *b = t->parts[i].open;
             if (b == NULL)
                 continue;
             int64_t due = b->opened_ms + p->v.linger_ms;
@@ -265,29 +448,133 @@ static int64_t close_lingered(sl_producer *p, int64_t now) {
                 next = due;
         }
     }
+    for (pbatch *b = p->retry_head; b; b = b->next)
+        if (next < 0 || b->not_before < next)
+            next = b->not_before;
     return next;
+}
+
+/* Fails queued batches older than delivery.timeout.ms (they cannot be sent: the broker is
+ * away). Lock held; dropped to report. */
+static void expire_queued(sl_producer *p, int64_t now) {
+    pbatch *expired = NULL;
+    for (pbatch **pp = &p->retry_head; *pp;) {
+        pbatch *b = *pp;
+        if (now - b->opened_ms >= p->v.delivery_timeout_ms) {
+            *pp = b->next;
+            b->topic->parts[b->partition].retrying--;
+            b->next = expired;
+            expired = b;
+        } else {
+            pp = &b->next;
+        }
+    }
+    pbatch *prev = NULL;
+    for (pbatch *b = p->ready_head; b;) {
+        pbatch *next = b->next;
+        if (now - b->opened_ms >= p->v.delivery_timeout_ms) {
+            if (prev)
+                prev->next = next;
+            else
+                p->ready_head = next;
+            if (p->ready_tail == b)
+                p->ready_tail = prev;
+            if (b->last_error == 0)
+                b->last_error = SL_ETIMEDOUT;
+            b->next = expired;
+            expired = b;
+        } else {
+            prev = b;
+        }
+        b = next;
+    }
+    if (expired == NULL)
+        return;
+    pthread_mutex_unlock(&p->lock);
+    uint64_t records = 0;
+    int64_t mem = 0;
+    for (pbatch *b = expired; b; b = b->next) {
+        report(b, b->last_error ? b->last_error : SL_ETIMEDOUT, -1);
+        records += b->ndl;
+        mem += b->mem;
+    }
+    atomic_fetch_add(&p->failed, records);
+    pthread_mutex_lock(&p->lock);
+    while (expired) {
+        pbatch *next = expired->next;
+        batch_put(p, expired);
+        expired = next;
+    }
+    p->unreported -= records;
+    p->buffered -= mem;
+    pthread_cond_broadcast(&p->cond);
 }
 
 static void *sender_main(void *arg) {
     sl_producer *p = arg;
     sl_buf frame = SL_BUF_INIT;
+    int64_t reconnect_wait = p->v.retry_backoff_ms;
     pthread_mutex_lock(&p->lock);
     while (!p->closing) {
-        int64_t next = close_lingered(p, sl_clock_mono_ms());
-        if (p->ready_head && p->inflight < p->v.max_in_flight) {
-            send_ready(p, &frame);
+        int64_t now = sl_clock_mono_ms();
+        int64_t next = close_lingered(p, now);
+        expire_queued(p, now);
+        if (sl_rpc_is_closed(p->rpc)) {
+            /* The broker went away: reconnect with backoff; queued batches wait (and expire
+             * after delivery.timeout.ms). */
+            pthread_mutex_unlock(&p->lock);
+            int rc = sl_rpc_reconnect(p->rpc, p->v.request_timeout_ms);
+            pthread_mutex_lock(&p->lock);
+            if (rc == 0) {
+                sl_debug("producer", "reconnected to %s", p->v.servers);
+                reconnect_wait = p->v.retry_backoff_ms;
+                continue;
+            }
+            struct timespec ts = sl_clock_deadline(reconnect_wait);
+            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+            if (reconnect_wait < p->v.retry_backoff_max_ms)
+                reconnect_wait *= 2;
             continue;
         }
-        if (next < 0 || p->ready_head) {
+        if (p->inflight < p->v.max_in_flight && send_some(p, &frame, now))
+            continue;
+        if (next < 0) {
             pthread_cond_wait(&p->cond, &p->lock);
         } else {
-            struct timespec ts = sl_clock_deadline(next - sl_clock_mono_ms());
+            int64_t wait = next - sl_clock_mono_ms();
+            struct timespec ts = sl_clock_deadline(wait > 0 ? wait : 0);
             pthread_cond_timedwait(&p->cond, &p->lock, &ts);
         }
     }
     pthread_mutex_unlock(&p->lock);
     sl_buf_free(&frame);
+    sl_buf_free(&p->scratch);
     return NULL;
+}
+
+static int init_producer_id(sl_producer *p, char *errbuf, size_t errlen) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    int64_t pid, epoch;
+    uint32_t id = sl_rpc_next_id(p->rpc);
+    sl_cl_begin(&req, id, SL_API_INIT_PRODUCER_ID, &pk);
+    msgpack_pack_array(&pk, 0);
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(p->rpc, &req, id, p->v.request_timeout_ms, &resp, &up, 4, &items, &n,
+                        errbuf, errlen);
+    if (rc == 0 && (sl_mp_int(&items[2], &pid) || sl_mp_int(&items[3], &epoch)))
+        rc = SL_EPROTO;
+    if (rc == 0) {
+        p->producer_id = pid;
+        p->epoch = (int16_t)epoch;
+    }
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
 }
 
 int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errlen) {
@@ -295,8 +582,24 @@ int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errle
     if (p == NULL)
         return SL_ENOMEM;
     sl_conf_values_get(conf, &p->v);
+    p->producer_id = -1;
+    if (sl_codec_parse(p->v.compression, &p->codec) != 0) {
+        snprintf(errbuf, errlen, "unknown compression.type \"%s\"", p->v.compression);
+        free(p);
+        return SL_EBADCONFIG;
+    }
+    if (p->v.idempotence && p->v.max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT) {
+        snprintf(errbuf, errlen, "max.in.flight must be at most %d with enable.idempotence",
+                 MAX_IN_FLIGHT_IDEMPOTENT);
+        free(p);
+        return SL_EBADCONFIG;
+    }
     int rc = sl_cl_connect(&p->v, &p->rpc, errbuf, errlen);
+    if (rc == 0 && p->v.idempotence)
+        rc = init_producer_id(p, errbuf, errlen);
     if (rc) {
+        if (p->rpc)
+            sl_rpc_close(p->rpc);
         free(p);
         return rc;
     }
@@ -328,7 +631,7 @@ static int topic_for(sl_producer *p, const char *name, ptopic **out) {
         return rc;
     t = calloc(1, sizeof(*t));
     if (t == NULL || (t->name = strdup(name)) == NULL ||
-        (t->open = calloc((size_t)n, sizeof(*t->open))) == NULL) {
+        (t->parts = calloc((size_t)n, sizeof(*t->parts))) == NULL) {
         if (t)
             free(t->name);
         free(t);
@@ -339,7 +642,7 @@ static int topic_for(sl_producer *p, const char *name, ptopic **out) {
     pthread_mutex_lock(&p->lock);
     ptopic *raced = find_topic(p, name);
     if (raced) {
-        free(t->open);
+        free(t->parts);
         free(t->name);
         free(t);
         t = raced;
@@ -350,6 +653,23 @@ static int topic_for(sl_producer *p, const char *name, ptopic **out) {
     pthread_mutex_unlock(&p->lock);
     *out = t;
     return 0;
+}
+
+/* Waits for room in buffer.memory. Lock held. */
+static int wait_for_room(sl_producer *p, int64_t need) {
+    if (p->buffered + need <= p->v.buffer_memory || p->buffered == 0)
+        return 0; /* an empty producer always takes one record, however large */
+    if (p->v.max_block_ms == 0)
+        return SL_EFULL;
+    int64_t deadline = sl_clock_mono_ms() + p->v.max_block_ms;
+    while (p->buffered > 0 && p->buffered + need > p->v.buffer_memory && !p->closing) {
+        int64_t left = deadline - sl_clock_mono_ms();
+        if (left <= 0)
+            return SL_EFULL;
+        struct timespec ts = sl_clock_deadline(left);
+        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+    }
+    return p->closing ? SL_ECLOSED : 0;
 }
 
 int sl_producer_send(sl_producer *p, const sl_produce_record *rec) {
@@ -367,21 +687,22 @@ int sl_producer_send(sl_producer *p, const sl_produce_record *rec) {
     sl_batch_header_kv hdrs[16], *hv = hdrs;
     if (rec->nheaders > 16 && (hv = malloc(rec->nheaders * sizeof(*hv))) == NULL)
         return SL_ENOMEM;
-    for (size_t i = 0; i < rec->nheaders; i++)
+    int64_t mem = (int64_t)(rec->key_len + rec->value_len) + RECORD_OVERHEAD;
+    for (size_t i = 0; i < rec->nheaders; i++) {
         hv[i] = (sl_batch_header_kv){rec->headers[i].key, strlen(rec->headers[i].key),
                                      rec->headers[i].value, rec->headers[i].value_len};
+        mem += (int64_t)(hv[i].key_len + hv[i].value_len) + 4;
+    }
     int64_t ts = rec->timestamp ? rec->timestamp : sl_clock_wall_ms();
 
     pthread_mutex_lock(&p->lock);
-    if (p->closing) {
-        pthread_mutex_unlock(&p->lock);
-        if (hv != hdrs)
-            free(hv);
-        return SL_ECLOSED;
-    }
+    rc = p->closing ? SL_ECLOSED : wait_for_room(p, mem);
+    if (rc)
+        goto out;
     if (part == SL_PARTITION_ANY)
         part = t->sticky;
-    pbatch *b = t->open[part];
+    ppart *pp = &t->parts[part];
+    pbatch *b = pp->open;
     if (b && b->bb.count > 0) {
         size_t need = sl_batch_record_size(ts - b->bb.base_timestamp, b->bb.count, rec->key_len,
                                            rec->key == NULL, rec->value_len, rec->value == NULL,
@@ -397,7 +718,7 @@ int sl_producer_send(sl_producer *p, const sl_produce_record *rec) {
             rc = SL_ENOMEM;
             goto out;
         }
-        t->open[part] = b;
+        pp->open = b;
         opened = true;
     }
     if (b->ndl == b->dlcap) {
@@ -415,6 +736,8 @@ int sl_producer_send(sl_producer *p, const sl_produce_record *rec) {
     if (rc)
         goto out;
     b->dl[b->ndl++] = (delivery){rec->cb, rec->opaque};
+    b->mem += mem;
+    p->buffered += mem;
     p->unreported++;
     if (b->bb.buf.len >= (size_t)p->v.batch_size)
         close_batch(p, t, part);
@@ -451,6 +774,16 @@ uint64_t sl_producer_failed_count(sl_producer *p) {
     return atomic_load(&p->failed);
 }
 
+static void fail_queue(sl_producer *p, pbatch *list) {
+    while (list) {
+        pbatch *b = list;
+        list = b->next;
+        report(b, SL_ECLOSED, -1);
+        atomic_fetch_add(&p->failed, b->ndl);
+        batch_destroy(b);
+    }
+}
+
 void sl_producer_destroy(sl_producer *p) {
     if (p == NULL)
         return;
@@ -459,18 +792,13 @@ void sl_producer_destroy(sl_producer *p) {
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->sender, NULL);
-    /* In-flight requests fail with SL_ECLOSED through their callbacks. */
+    /* In-flight requests fail with SL_ECLOSED through their callbacks (not retried: closing). */
     sl_rpc_close(p->rpc);
     /* What never left: report it as not delivered. */
     close_lingered(p, INT64_MAX);
-    while (p->ready_head) {
-        pbatch *b = p->ready_head;
-        p->ready_head = b->next;
-        report(b, SL_ECLOSED, -1);
-        atomic_fetch_add(&p->failed, b->ndl);
-        batch_destroy(b);
-    }
-    while (p->free_list) {
+    fail_queue(p, p->retry_head);
+    fail_queue(p, p->ready_head);
+    while (p->free_list) { /* recycled batches: nothing to report */
         pbatch *b = p->free_list;
         p->free_list = b->next;
         batch_destroy(b);
@@ -478,7 +806,7 @@ void sl_producer_destroy(sl_producer *p) {
     while (p->topics) {
         ptopic *t = p->topics;
         p->topics = t->next;
-        free(t->open);
+        free(t->parts);
         free(t->name);
         free(t);
     }

@@ -36,6 +36,10 @@ size_t sl_batch_total_size(const uint8_t *p, size_t len) {
     return (size_t)length + SL_BATCH_LOG_OVERHEAD;
 }
 
+enum sl_codec sl_batch_codec(const uint8_t *p) {
+    return (enum sl_codec)(p[SL_BATCH_OFF_ATTRIBUTES + 1] & SL_BATCH_ATTR_COMPRESSION_MASK);
+}
+
 uint32_t sl_batch_compute_crc(const uint8_t *p, size_t total) {
     return sl_crc32c(0, p + SL_BATCH_CRC_START, total - SL_BATCH_CRC_START);
 }
@@ -69,6 +73,9 @@ void sl_batch_builder_reset(sl_batch_builder *b) {
     b->count = 0;
     b->base_timestamp = 0;
     b->max_timestamp = 0;
+    b->producer_id = -1;
+    b->producer_epoch = -1;
+    b->base_sequence = -1;
     if (sl_buf_reserve(&b->buf, SL_BATCH_HEADER_SIZE) == 0) {
         memset(b->buf.data, 0, SL_BATCH_HEADER_SIZE);
         b->buf.len = SL_BATCH_HEADER_SIZE;
@@ -142,21 +149,51 @@ int sl_batch_builder_add(sl_batch_builder *b, int64_t timestamp, const void *key
     return 0;
 }
 
-void sl_batch_builder_finish(sl_batch_builder *b) {
+/* Writes every header field of the batch in b->buf (records already final), then the CRC. */
+static void finish_header(sl_batch_builder *b, uint16_t attributes) {
     uint8_t *p = b->buf.data;
     sl_be64_put(p + SL_BATCH_OFF_BASE_OFFSET, 0);
     sl_be32_put(p + SL_BATCH_OFF_LENGTH, (uint32_t)(b->buf.len - SL_BATCH_LOG_OVERHEAD));
     sl_be32_put(p + SL_BATCH_OFF_LEADER_EPOCH, (uint32_t)-1);
     p[SL_BATCH_OFF_MAGIC] = SL_BATCH_MAGIC;
-    sl_be16_put(p + SL_BATCH_OFF_ATTRIBUTES, 0);
+    sl_be16_put(p + SL_BATCH_OFF_ATTRIBUTES, attributes);
     sl_be32_put(p + SL_BATCH_OFF_LAST_OFFSET_DELTA, (uint32_t)(b->count - 1));
     sl_be64_put(p + SL_BATCH_OFF_BASE_TIMESTAMP, (uint64_t)b->base_timestamp);
     sl_be64_put(p + SL_BATCH_OFF_MAX_TIMESTAMP, (uint64_t)b->max_timestamp);
-    sl_be64_put(p + SL_BATCH_OFF_PRODUCER_ID, (uint64_t)-1);
-    sl_be16_put(p + 51, (uint16_t)-1);
-    sl_be32_put(p + 53, (uint32_t)-1);
+    sl_be64_put(p + SL_BATCH_OFF_PRODUCER_ID, (uint64_t)b->producer_id);
+    sl_be16_put(p + 51, (uint16_t)b->producer_epoch);
+    sl_be32_put(p + 53, (uint32_t)b->base_sequence);
     sl_be32_put(p + SL_BATCH_OFF_RECORDS_COUNT, (uint32_t)b->count);
     sl_be32_put(p + SL_BATCH_OFF_CRC, sl_batch_compute_crc(p, b->buf.len));
+}
+
+void sl_batch_builder_finish(sl_batch_builder *b) {
+    finish_header(b, 0);
+}
+
+int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_buf *scratch) {
+    if ((unsigned)codec > SL_CODEC_MAX)
+        return SL_EINVAL;
+    if (b->buf.len < SL_BATCH_HEADER_SIZE)
+        return SL_ENOMEM; /* reset could not allocate the header */
+    if (codec == SL_CODEC_NONE) {
+        sl_batch_builder_finish(b);
+        return 0;
+    }
+    size_t rlen = b->buf.len - SL_BATCH_HEADER_SIZE;
+    sl_buf_reset(scratch);
+    int rc = sl_compress(codec, b->buf.data + SL_BATCH_HEADER_SIZE, rlen, scratch);
+    if (rc)
+        return rc;
+    if (scratch->len > (size_t)INT32_MAX - (SL_BATCH_HEADER_SIZE - SL_BATCH_LOG_OVERHEAD))
+        return SL_ETOOLARGE;
+    /* Room first (incompressible records grow), so a failure leaves the records intact. */
+    if (scratch->len > rlen && sl_buf_reserve(&b->buf, scratch->len - rlen))
+        return SL_ENOMEM;
+    memcpy(b->buf.data + SL_BATCH_HEADER_SIZE, scratch->data, scratch->len);
+    b->buf.len = SL_BATCH_HEADER_SIZE + scratch->len;
+    finish_header(b, (uint16_t)codec);
+    return 0;
 }
 
 void sl_batch_builder_free(sl_batch_builder *b) {
@@ -175,6 +212,28 @@ int sl_record_iter_start(sl_record_iter *it, const uint8_t *batch, size_t total)
         return SL_EUNSUPPORTED;
     it->pos = batch + SL_BATCH_HEADER_SIZE;
     it->end = batch + it->hdr.length + SL_BATCH_LOG_OVERHEAD;
+    it->remaining = it->hdr.records_count;
+    return 0;
+}
+
+int sl_record_iter_start_decompress(sl_record_iter *it, const uint8_t *batch, size_t total,
+                                    sl_buf *scratch, size_t max_out) {
+    int rc = sl_record_iter_start(it, batch, total);
+    if (rc != SL_EUNSUPPORTED)
+        return rc; /* uncompressed (or malformed): as sl_record_iter_start has it */
+    enum sl_codec codec = sl_batch_codec(batch);
+    if ((unsigned)codec > SL_CODEC_MAX)
+        return SL_EUNSUPPORTED;
+    const uint8_t *records = batch + SL_BATCH_HEADER_SIZE;
+    size_t rlen = (size_t)it->hdr.length + SL_BATCH_LOG_OVERHEAD - SL_BATCH_HEADER_SIZE;
+    sl_buf_reset(scratch);
+    if ((rc = sl_decompress(codec, records, rlen, max_out, scratch)))
+        return rc;
+    /* Never a NULL base, even for no records: the walk does pointer arithmetic on it. */
+    if (scratch->data == NULL && sl_buf_reserve(scratch, 1))
+        return SL_ENOMEM;
+    it->pos = scratch->data;
+    it->end = scratch->data + scratch->len;
     it->remaining = it->hdr.records_count;
     return 0;
 }

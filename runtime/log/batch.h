@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "log/compression.h"
 
 #define SL_BATCH_HEADER_SIZE 61
 #define SL_BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength: what batchLength does not count */
@@ -75,6 +76,10 @@ size_t sl_batch_total_size(const uint8_t *p, size_t len);
  * CRC-32C, record count and lastOffsetDelta agree. Fills 'h'. SL_ECORRUPT otherwise. */
 int sl_batch_validate(const uint8_t *p, size_t len, sl_batch_header *h);
 
+/* The codec in the attributes of the batch at 'p' (at least SL_BATCH_HEADER_SIZE bytes). May be
+ * 5..7, which no codec has: callers refuse those. */
+enum sl_codec sl_batch_codec(const uint8_t *p);
+
 /* CRC-32C of the bytes the batch CRC covers. */
 uint32_t sl_batch_compute_crc(const uint8_t *p, size_t total);
 
@@ -96,6 +101,10 @@ typedef struct sl_batch_builder {
     int32_t count;
     int64_t base_timestamp;
     int64_t max_timestamp;
+    /* An idempotent producer's identity, written by finish; reset sets -1 (none). */
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
 } sl_batch_builder;
 
 /* Starts an empty batch in 'b' (reusing its buffer). */
@@ -113,6 +122,16 @@ size_t sl_batch_record_size(int64_t ts_delta, int32_t offset_delta, size_t key_l
 
 /* Completes the header and CRC. The batch is b->buf.data[0 .. b->buf.len). */
 void sl_batch_builder_finish(sl_batch_builder *b);
+
+/* Like sl_batch_builder_finish, with the records region compressed as one 'codec' stream: it is
+ * compressed into 'scratch' (the caller's, reset first, reusable across batches) and copied back
+ * after the header, then the codec goes into the attributes and the length and CRC (over the
+ * compressed bytes) are written. The codec is used even when it does not make the batch smaller,
+ * as Kafka does. SL_CODEC_NONE is sl_batch_builder_finish. Returns 0; SL_EINVAL for an unknown
+ * codec, SL_ENOMEM, SL_ETOOLARGE when batchLength would not fit an int32; and then 'b' still
+ * holds its records, uncompressed and unfinished. Once finished with a codec, 'b' takes no more
+ * records until it is reset. */
+int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_buf *scratch);
 
 void sl_batch_builder_free(sl_batch_builder *b);
 
@@ -138,8 +157,17 @@ typedef struct sl_record_iter {
 } sl_record_iter;
 
 /* Starts reading the records of a validated batch. SL_EUNSUPPORTED for a compressed batch
- * (the caller decompresses first). */
+ * (the caller decompresses first: sl_record_iter_start_decompress). */
 int sl_record_iter_start(sl_record_iter *it, const uint8_t *batch, size_t total);
+
+/* Starts reading the records of a validated batch, compressed or not. A compressed records
+ * region is decompressed into 'scratch' (the caller's, reset first; at most 'max_out' bytes of
+ * records are accepted) and the record views then point into scratch, so it must outlive the
+ * walk and not be reused during it. An uncompressed batch is read in place, as by
+ * sl_record_iter_start, and scratch is left alone. SL_ECORRUPT for a malformed or too large
+ * compressed region, SL_EUNSUPPORTED for codecs 5..7, SL_ENOMEM. */
+int sl_record_iter_start_decompress(sl_record_iter *it, const uint8_t *batch, size_t total,
+                                    sl_buf *scratch, size_t max_out);
 
 /* 1 and 'rec' filled, 0 at the end, SL_ECORRUPT for a malformed record. */
 int sl_record_iter_next(sl_record_iter *it, sl_record_view *rec);

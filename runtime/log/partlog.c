@@ -10,6 +10,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "log/batch.h"
+#include "log/producer_state.h"
 #include "log/segment.h"
 #include "sluice/err.h"
 
@@ -25,6 +26,7 @@ struct sl_partlog {
     size_t hw_seg;  /* index in segs of the segment holding the HW */
     int64_t unflushed_records;
     int64_t oldest_unflushed_ms;
+    sl_producer_state *producers;
 };
 
 void sl_logconf_defaults(sl_logconf *conf) {
@@ -113,6 +115,12 @@ static void set_hw_at_end(sl_partlog *pl) {
     pl->hw_pos = active(pl)->size;
 }
 
+static int remember_producer(void *arg, const sl_batch_header *h) {
+    if (h->producer_id < 0 || (h->attributes & SL_BATCH_ATTR_CONTROL))
+        return 0;
+    return sl_producer_state_update(arg, h);
+}
+
 int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, sl_partlog **out) {
     int rc = sl_fs_mkdirs(dir);
     if (rc) {
@@ -149,6 +157,10 @@ int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, s
                     name, rec.truncated_bytes, seg->next_offset);
     }
     free(bases);
+    if (rc == 0)
+        rc = sl_producer_state_new(&pl->producers);
+    for (size_t i = 0; rc == 0 && i < pl->nsegs; i++)
+        rc = sl_segment_walk(pl->segs[i], pl->segs[i]->size, remember_producer, pl->producers);
     if (rc == 0 && pl->nsegs == 0) {
         sl_segment *seg;
         rc = sl_segment_create(dir, 0, &seg);
@@ -168,6 +180,7 @@ void sl_partlog_close(sl_partlog *pl) {
     for (size_t i = 0; i < pl->nsegs; i++)
         sl_segment_unref(pl->segs[i]);
     free(pl->segs);
+    sl_producer_state_free(pl->producers);
     free(pl->dir);
     free(pl->name);
     pthread_mutex_destroy(&pl->lock);
@@ -208,6 +221,13 @@ int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t
         if (h.attributes & (SL_BATCH_ATTR_CONTROL | SL_BATCH_ATTR_TRANSACTIONAL)) {
             snprintf(errbuf, errlen, "transactional and control batches are not accepted yet");
             return SL_EUNSUPPORTED;
+        }
+        if (h.producer_id >= 0 && (pos != 0 || total != len)) {
+            /* Duplicate detection works per batch: an idempotent batch travels alone. */
+            snprintf(errbuf, errlen, "a batch with a producer id must be the only batch sent to "
+                                     "%s in its request",
+                     pl->name);
+            return SL_EINVAL;
         }
         count += h.records_count;
         pos += total;
@@ -251,11 +271,36 @@ static int flush_locked(sl_partlog *pl) {
     return rc;
 }
 
+/* For an idempotent batch: 0 to append, 1 when it is a duplicate (res filled), or an error. */
+static int check_sequence(sl_partlog *pl, const uint8_t *data, size_t len, sl_append_result *res) {
+    sl_batch_header h;
+    sl_batch_header_parse(data, len, &h);
+    if (h.producer_id < 0)
+        return 0;
+    int64_t first, last;
+    int rc = sl_producer_state_check(pl->producers, &h, &first, &last);
+    if (rc == 1) {
+        memset(res, 0, sizeof(*res));
+        res->base_offset = first;
+        res->last_offset = last;
+        res->log_start_offset = pl->segs[0]->base_offset;
+        res->records = 0;
+        res->append_time = -1;
+        res->duplicate = true;
+    }
+    return rc;
+}
+
 int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
                       int64_t now_ms, sl_append_result *res) {
     pthread_mutex_lock(&pl->lock);
+    int rc = check_sequence(pl, data, len, res);
+    if (rc) {
+        pthread_mutex_unlock(&pl->lock);
+        return rc == 1 ? 0 : rc;
+    }
+    res->duplicate = false;
     sl_segment *seg = active(pl);
-    int rc = 0;
     int64_t limit = pl->conf.segment_bytes < SL_SEGMENT_MAX_BYTES ? pl->conf.segment_bytes
                                                                   : SL_SEGMENT_MAX_BYTES;
     if (seg->size > 0 && (seg->size + (int64_t)len > limit || segment_too_old(pl, seg, now_ms))) {
@@ -289,6 +334,10 @@ int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_
         res->log_start_offset = pl->segs[0]->base_offset;
         res->records = records;
         res->append_time = pl->conf.log_append_time ? now_ms : -1;
+        sl_batch_header h;
+        sl_batch_header_parse(data, len, &h);
+        if (h.producer_id >= 0)
+            rc = sl_producer_state_update(pl->producers, &h);
         if (pl->oldest_unflushed_ms < 0)
             pl->oldest_unflushed_ms = now_ms;
         pl->unflushed_records += records;

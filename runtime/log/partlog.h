@@ -38,6 +38,7 @@ typedef struct sl_append_result {
     int64_t log_start_offset;
     int64_t records;
     int64_t append_time; /* the broker's clock, or -1 when batches keep CreateTime */
+    bool duplicate;      /* an idempotent producer's retry: already written at these offsets */
 } sl_append_result;
 
 typedef struct sl_read_result {
@@ -64,7 +65,10 @@ int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t
 
 /* Appends validated batches: assigns offsets from the LEO by writing each batch's baseOffset
  * and partitionLeaderEpoch in place (and, for LogAppendTime topics, the timestamp and CRC),
- * rolling the segment when due and flushing as configured. */
+ * rolling the segment when due and flushing as configured. A batch of an idempotent producer
+ * (which validate makes travel alone) is checked against the producer's sequence: a duplicate
+ * is answered with its first offsets and res->duplicate, not written; SL_EOUTOFORDER and
+ * SL_EFENCED refuse it. */
 int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
                       int64_t now_ms, sl_append_result *res);
 

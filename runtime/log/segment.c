@@ -423,15 +423,19 @@ int sl_segment_find(sl_segment *seg, int64_t offset, int64_t limit, int64_t *pos
     return r < 0 ? SL_ECORRUPT : SL_ERANGE;
 }
 
+/* Largest records region a time lookup decompresses from one batch. */
+#define TIME_LOOKUP_MAX_RECORDS_BYTES (256u * 1024 * 1024)
+
 /* First record in the batch at 'pos' with timestamp >= ts; batch must have max_timestamp >= ts.
- * A compressed batch answers with its base offset (close enough until codecs are read here). */
+ * A batch that cannot be read record by record answers with its base offset. */
 static int64_t first_at_or_after(sl_segment *seg, int64_t pos, const sl_batch_header *h,
                                  int64_t ts) {
-    sl_buf b = SL_BUF_INIT;
+    sl_buf b = SL_BUF_INIT, records = SL_BUF_INIT;
     int64_t found = h->base_offset;
     sl_record_iter it;
     if (sl_segment_read(seg, pos, (size_t)h->length + SL_BATCH_LOG_OVERHEAD, &b) == 0 &&
-        sl_record_iter_start(&it, b.data, b.len) == 0) {
+        sl_record_iter_start_decompress(&it, b.data, b.len, &records,
+                                        TIME_LOOKUP_MAX_RECORDS_BYTES) == 0) {
         sl_record_view rv;
         while (sl_record_iter_next(&it, &rv) == 1) {
             if (rv.timestamp >= ts) {
@@ -440,6 +444,7 @@ static int64_t first_at_or_after(sl_segment *seg, int64_t pos, const sl_batch_he
             }
         }
     }
+    sl_buf_free(&records);
     sl_buf_free(&b);
     return found;
 }
@@ -472,6 +477,20 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
         p += h.length + SL_BATCH_LOG_OVERHEAD;
     }
     return r < 0 ? SL_ECORRUPT : SL_ERANGE;
+}
+
+int sl_segment_walk(sl_segment *seg, int64_t limit,
+                    int (*fn)(void *arg, const sl_batch_header *h), void *arg) {
+    sl_batch_header h;
+    int64_t pos = 0;
+    int r;
+    while ((r = header_at(seg, pos, limit, &h)) == 1) {
+        int rc = fn(arg, &h);
+        if (rc)
+            return rc;
+        pos += h.length + SL_BATCH_LOG_OVERHEAD;
+    }
+    return r < 0 ? SL_ECORRUPT : 0;
 }
 
 int sl_segment_read(sl_segment *seg, int64_t pos, size_t len, sl_buf *out) {

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "log/batch.h"
 
 /* Relative offsets and positions are 32-bit in Kafka's index format; a segment never grows past
  * this so its positions fit. */
@@ -79,6 +80,11 @@ int sl_segment_find(sl_segment *seg, int64_t offset, int64_t limit, int64_t *pos
 /* The first offset whose record timestamp is >= ts, among bytes below 'limit'. SL_ERANGE if
  * none. */
 int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *offset);
+
+/* Calls 'fn' with the header of every whole batch below 'limit', in order; a non-zero return
+ * stops the walk and is returned. Reads headers only (producer state is rebuilt this way). */
+int sl_segment_walk(sl_segment *seg, int64_t limit,
+                    int (*fn)(void *arg, const sl_batch_header *h), void *arg);
 
 /* Appends 'len' bytes of the log from 'pos' to 'out'. */
 int sl_segment_read(sl_segment *seg, int64_t pos, size_t len, sl_buf *out);

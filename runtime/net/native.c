@@ -227,6 +227,7 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
             return SL_EPROTO;
         return 0;
     case SL_API_LIST_TOPICS:
+    case SL_API_INIT_PRODUCER_ID:
         return 0;
     default:
         return SL_EUNSUPPORTED;
@@ -283,7 +284,8 @@ int sl_native_decode_response(const uint8_t *body, size_t len, msgpack_unpacked 
     if (msglen && sl_mp_str(&(*items)[1], &s, &sn) == 0) {
         if (sn >= msglen)
             sn = msglen - 1;
-        memcpy(msg, s, sn);
+        if (sn > 0) /* an empty string's pointer is NULL */
+            memcpy(msg, s, sn);
         msg[sn] = '\0';
     }
     return 0;

@@ -22,6 +22,7 @@
  *   DESCRIBE_TOPIC  [name] -> [status, msg, name, [[partition, leader, start, end, size]...],
  *                              {key: value}]
  *   LIST_TOPICS     []     -> [0, nil, [name...]]
+ *   INIT_PRODUCER_ID []    -> [0, nil, producer_id, epoch]
  *
  * Status values are SL_E* codes. Produce with acks=0 gets no response at all. */
 #ifndef SL_NET_NATIVE_H
@@ -46,6 +47,7 @@ enum sl_native_api {
     SL_API_ALTER_TOPIC = 7,
     SL_API_DESCRIBE_TOPIC = 8,
     SL_API_LIST_TOPICS = 9,
+    SL_API_INIT_PRODUCER_ID = 10,
 };
 
 /* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */

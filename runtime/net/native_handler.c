@@ -64,6 +64,9 @@ static int handle_produce(sl_broker *b, sl_conn *conn, sl_native_req *req) {
             if (rc && rc != SL_ENOENT)
                 sl_warn("broker", "produce to %s-%d from %s refused: %s", t->name, p->partition,
                         sl_conn_peer(conn), err[0] ? err : sl_strerror(rc));
+            if (rc == 0 && res.duplicate)
+                sl_debug("broker", "duplicate batch to %s-%d from %s answered with offset %lld",
+                         t->name, p->partition, sl_conn_peer(conn), (long long)res.base_offset);
             msgpack_pack_array(&pk, 5);
             msgpack_pack_int32(&pk, p->partition);
             msgpack_pack_int(&pk, rc);
@@ -247,6 +250,23 @@ static int handle_list_topics(sl_broker *b, sl_conn *conn, sl_native_req *req) {
     return finish(conn, out);
 }
 
+static int handle_init_producer_id(sl_broker *b, sl_conn *conn, sl_native_req *req) {
+    int64_t pid;
+    int16_t epoch;
+    int rc = sl_broker_init_producer_id(b, &pid, &epoch);
+    if (rc)
+        return reply_status(conn, req->id, rc, "cannot record producer ids in the metadata log");
+    sl_buf *out = &tls_resp;
+    msgpack_packer pk;
+    begin(out, &pk, req->id);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_int64(&pk, pid);
+    msgpack_pack_int16(&pk, epoch);
+    return finish(conn, out);
+}
+
 static enum sl_request_kind kind_of(uint16_t api) {
     switch (api) {
     case SL_API_PRODUCE: return SL_REQ_PRODUCE;
@@ -280,6 +300,7 @@ int sl_native_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_METADATA: rc = handle_metadata(b, conn, &req); break;
     case SL_API_DESCRIBE_TOPIC: rc = handle_describe(b, conn, &req); break;
     case SL_API_LIST_TOPICS: rc = handle_list_topics(b, conn, &req); break;
+    case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(b, conn, &req); break;
     case SL_API_CREATE_TOPIC:
         rc = sl_broker_create_topic(b, req.name, req.partitions, kv, req.nconfigs, err,
                                     sizeof(err));

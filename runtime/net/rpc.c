@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/clock.h"
 #include "net/stream.h"
@@ -17,6 +18,9 @@ typedef struct pending {
 } pending;
 
 struct sl_rpc {
+    char *url;
+    /* Writers hold it shared while they use 'st'; a reconnect holds it exclusively to swap it. */
+    pthread_rwlock_t st_lock;
     sl_stream *st;
     pthread_t reader;
     pthread_t reaper; /* fails requests whose answer is overdue */
@@ -26,6 +30,7 @@ struct sl_rpc {
     uint32_t next_id;
     bool closed;
     bool stopping;
+    bool reader_running; /* a reader thread exists and must be joined */
 };
 
 static pending *take(sl_rpc *rpc, uint32_t id) {
@@ -106,25 +111,32 @@ static void *reaper_main(void *arg) {
 
 int sl_rpc_connect(const char *url, int timeout_ms, sl_rpc **out) {
     sl_rpc *rpc = calloc(1, sizeof(*rpc));
-    if (rpc == NULL)
+    if (rpc == NULL || (rpc->url = strdup(url)) == NULL) {
+        free(rpc);
         return SL_ENOMEM;
+    }
     int rc = sl_stream_dial(url, timeout_ms, &rpc->st);
     if (rc) {
+        free(rpc->url);
         free(rpc);
         return rc;
     }
+    pthread_rwlock_init(&rpc->st_lock, NULL);
     pthread_mutex_init(&rpc->lock, NULL);
     pthread_cond_init(&rpc->cond, NULL);
     rpc->next_id = 1;
     if (pthread_create(&rpc->reader, NULL, reader_main, rpc) != 0) {
         sl_stream_free(rpc->st);
+        free(rpc->url);
         free(rpc);
         return SL_ENOMEM;
     }
+    rpc->reader_running = true;
     if (pthread_create(&rpc->reaper, NULL, reaper_main, rpc) != 0) {
         sl_stream_close(rpc->st);
         pthread_join(rpc->reader, NULL);
         sl_stream_free(rpc->st);
+        free(rpc->url);
         free(rpc);
         return SL_ENOMEM;
     }
@@ -160,7 +172,9 @@ int sl_rpc_send(sl_rpc *rpc, uint32_t id, const uint8_t *frame, size_t len, int 
         rpc->head = p;
     }
     pthread_mutex_unlock(&rpc->lock);
+    pthread_rwlock_rdlock(&rpc->st_lock);
     int rc = sl_stream_write(rpc->st, frame, len);
+    pthread_rwlock_unlock(&rpc->st_lock);
     if (rc && p) {
         /* Unless the reader already failed it, the request is still ours to withdraw. */
         pthread_mutex_lock(&rpc->lock);
@@ -232,16 +246,49 @@ int sl_rpc_is_closed(sl_rpc *rpc) {
     return closed;
 }
 
+int sl_rpc_reconnect(sl_rpc *rpc, int timeout_ms) {
+    if (!sl_rpc_is_closed(rpc))
+        return 0;
+    sl_stream *fresh;
+    int rc = sl_stream_dial(rpc->url, timeout_ms, &fresh);
+    if (rc)
+        return rc;
+    /* The old reader has failed what was pending and is ending, or has ended. Only the one
+     * thread that reconnects touches reader_running outside close. */
+    if (rpc->reader_running) {
+        pthread_join(rpc->reader, NULL);
+        rpc->reader_running = false;
+    }
+    pthread_rwlock_wrlock(&rpc->st_lock);
+    sl_stream *old = rpc->st;
+    rpc->st = fresh;
+    pthread_rwlock_unlock(&rpc->st_lock);
+    sl_stream_free(old);
+    /* Open before the reader starts: a reader that fails at once must leave it closed. */
+    pthread_mutex_lock(&rpc->lock);
+    rpc->closed = false;
+    pthread_mutex_unlock(&rpc->lock);
+    if (pthread_create(&rpc->reader, NULL, reader_main, rpc) != 0) {
+        fail_all(rpc, SL_ECLOSED); /* closed again; a later reconnect tries again */
+        return SL_ENOMEM;
+    }
+    rpc->reader_running = true;
+    return 0;
+}
+
 void sl_rpc_close(sl_rpc *rpc) {
     sl_stream_close(rpc->st);
-    pthread_join(rpc->reader, NULL); /* the reader fails what is pending */
+    if (rpc->reader_running)
+        pthread_join(rpc->reader, NULL); /* the reader fails what is pending */
     pthread_mutex_lock(&rpc->lock);
     rpc->stopping = true;
     pthread_cond_broadcast(&rpc->cond);
     pthread_mutex_unlock(&rpc->lock);
     pthread_join(rpc->reaper, NULL);
     sl_stream_free(rpc->st);
+    pthread_rwlock_destroy(&rpc->st_lock);
     pthread_cond_destroy(&rpc->cond);
     pthread_mutex_destroy(&rpc->lock);
+    free(rpc->url);
     free(rpc);
 }

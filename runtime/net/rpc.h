@@ -38,8 +38,13 @@ int sl_rpc_call(sl_rpc *rpc, uint32_t id, const uint8_t *frame, size_t len, int 
 void sl_rpc_frame_begin(sl_buf *b, uint32_t id);
 void sl_rpc_frame_end(sl_buf *b);
 
-/* True once the connection has failed; every later send fails with SL_ECLOSED. */
+/* True once the connection has failed; every later send fails with SL_ECLOSED until a
+ * reconnect succeeds. */
 int sl_rpc_is_closed(sl_rpc *rpc);
+
+/* After the connection failed: dials the same URL again (the handle stays valid for every
+ * thread that holds it). SL_ECONNREFUSED if nothing answers within timeout_ms. */
+int sl_rpc_reconnect(sl_rpc *rpc, int timeout_ms);
 
 /* Closes the connection: pending callbacks run with SL_ECLOSED; frees everything. */
 void sl_rpc_close(sl_rpc *rpc);

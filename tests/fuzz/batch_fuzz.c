@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     static const sl_batch_header_kv hdrs[] = {{"trace", 5, "abc", 3}, {"n", 1, NULL, 0}};
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_buf two = SL_BUF_INIT;
 
     sl_batch_builder_reset(&b); /* one plain record */

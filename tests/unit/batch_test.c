@@ -300,7 +300,7 @@ static void builder_round_trip(void) {
         {1700000000001, NULL, 0, NULL, 0, NULL, 0},
     };
     const size_t n = sizeof(recs) / sizeof(recs[0]);
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_batch_builder_reset(&b);
     for (size_t i = 0; i < n; i++) {
         size_t before = b.buf.len;
@@ -367,7 +367,7 @@ static void builder_many_records(void) {
     static uint8_t value[20000];
     for (size_t i = 0; i < sizeof(value); i++)
         value[i] = (uint8_t)(i * 31 + 7);
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_batch_builder_reset(&b);
     int64_t max_ts = INT64_MIN;
     for (int i = 0; i < N; i++) {
@@ -434,7 +434,7 @@ static const uint8_t kafka_batch[] = {
 static void builder_matches_hand_made_kafka_batch(void) {
     static const sl_batch_header_kv h0[] = {{"h", 1, "v", 1}};
     static const sl_batch_header_kv h1[] = {{"n", 1, NULL, 0}};
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_batch_builder_reset(&b);
     SL_PASS(sl_batch_builder_add(&b, 1700000000000, "k", 1, "hello", 5, h0, 1));
     SL_PASS(sl_batch_builder_add(&b, 1700000000005, NULL, 0, "", 0, h1, 1));
@@ -452,7 +452,7 @@ static void builder_matches_hand_made_kafka_batch(void) {
 /* ---- header and CRC checks ---- */
 
 static void crc_covers_every_byte_after_it(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     static const sl_batch_header_kv hk[] = {{"hk", 2, "hv", 2}};
     sl_batch_builder_reset(&b);
     SL_PASS(sl_batch_builder_add(&b, 100, "key", 3, "value", 5, hk, 1));
@@ -495,7 +495,7 @@ static void crc_covers_every_byte_after_it(void) {
 }
 
 static void wrong_magic_is_refused(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     build_simple(&b, 3);
     sl_batch_header h;
     static const uint8_t magics[] = {0, 1, 3, 0x82, 0xff};
@@ -512,7 +512,7 @@ static void wrong_magic_is_refused(void) {
 }
 
 static void batch_length_too_short_or_too_long(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     build_simple(&b, 3);
     size_t total = b.buf.len;
     uint8_t *p = exact_copy(b.buf.data, total);
@@ -562,7 +562,7 @@ static void set_counts(uint8_t *p, size_t total, int32_t last_delta, int32_t cou
 }
 
 static void last_offset_delta_must_match_count(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     build_simple(&b, 3);
     uint8_t *p = b.buf.data;
     size_t total = b.buf.len;
@@ -583,7 +583,7 @@ static void last_offset_delta_must_match_count(void) {
 }
 
 static void truncated_input_at_every_length(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     static const sl_batch_header_kv hk[] = {{"a", 1, "b", 1}, {"c", 1, NULL, 0}};
     sl_batch_builder_reset(&b);
     for (int i = 0; i < 5; i++)
@@ -625,7 +625,7 @@ static void truncated_input_at_every_length(void) {
 }
 
 static void compressed_batches_are_not_iterated(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     build_simple(&b, 2);
     for (int codec = 1; codec <= 4; codec++) {
         sl_be16_put(b.buf.data + SL_BATCH_OFF_ATTRIBUTES, (uint16_t)codec);
@@ -636,7 +636,7 @@ static void compressed_batches_are_not_iterated(void) {
 }
 
 static void log_append_time_reports_max_timestamp(void) {
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     build_simple(&b, 3);
     sl_be16_put(b.buf.data + SL_BATCH_OFF_ATTRIBUTES, SL_BATCH_ATTR_LOG_APPEND_TIME);
     sl_be64_put(b.buf.data + SL_BATCH_OFF_MAX_TIMESTAMP, 999999);

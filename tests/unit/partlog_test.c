@@ -90,7 +90,7 @@ static void model_cut(model *m, size_t keep) {
 /* Adds to 'req' one producer batch of 'n' records; timestamps from 'ts' or ts0 + i. */
 static void build(sl_buf *req, int n, const int64_t *ts, int64_t ts0, size_t value_len) {
     static uint8_t value[8192];
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_batch_builder_reset(&b);
     for (int i = 0; i < n; i++) {
         char key[16];

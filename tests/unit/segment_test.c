@@ -73,7 +73,7 @@ static void model_free(model *m) {
 static void append_batch(sl_segment *seg, model *m, int n, const int64_t *ts, size_t value_len,
                          int64_t interval) {
     static uint8_t value[4096];
-    sl_batch_builder b = {SL_BUF_INIT, 0, 0, 0};
+    sl_batch_builder b = {0};
     sl_batch_builder_reset(&b);
     for (int i = 0; i < n; i++) {
         int64_t off = m->next + i;

@@ -49,6 +49,13 @@ typedef struct sl_conf sl_conf;
  *   fetch.min.bytes     bytes to gather before a fetch answers (1)
  *   fetch.max.bytes     bytes per fetch over all partitions (52428800)
  *   max.partition.fetch.bytes  bytes per partition per fetch (1048576)
+ *   auto.offset.reset   where a consumer goes when its offset is gone: earliest|latest (latest)
+ *   compression.type    none, gzip, snappy, lz4 or zstd (none)
+ *   enable.idempotence  true: the broker writes each batch once, whatever the retries (true)
+ *   delivery.timeout.ms how long a record may take, retries included, before it fails (120000)
+ *   retry.backoff.ms / retry.backoff.max.ms  first and longest wait between retries (100/1000)
+ *   buffer.memory       bytes of records the producer holds before send pushes back (33554432)
+ *   max.block.ms        how long send waits for room; 0: fail at once with SL_EFULL (60000)
  * Unknown keys and bad values are refused with a sentence in errbuf. */
 SL_API sl_conf *sl_conf_new(void);
 SL_API int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,

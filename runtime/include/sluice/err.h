@@ -25,7 +25,9 @@
 #define SL_EREJECT -17      /* this record is bad: route it to the dead-letter topic */
 #define SL_EBADCONFIG -18   /* unknown configuration key or bad value */
 #define SL_ESTOPPED -19     /* the broker is shutting down */
-#define SL_E_LAST -19
+#define SL_EOUTOFORDER -20  /* idempotent producer: a batch's sequence leaves a gap */
+#define SL_EFENCED -21      /* idempotent producer: a newer epoch of this producer exists */
+#define SL_E_LAST -21
 
 #ifdef __cplusplus
 extern "C" {
