@@ -29,6 +29,11 @@ static const struct err_desc err_table[] = {
     {"SL_ESTOPPED", "broker is shutting down"},
     {"SL_EOUTOFORDER", "out-of-order sequence number: a batch before it is missing"},
     {"SL_EFENCED", "producer fenced: a newer instance with the same producer id exists"},
+    {"SL_EUNKNOWNMEMBER", "unknown group member: it left, expired or never joined"},
+    {"SL_EGENERATION", "stale group generation: the group has rebalanced since"},
+    {"SL_EREBALANCE", "the group is rebalancing: join again"},
+    {"SL_EGROUPPROTOCOL", "no assignment strategy in common with the group's other members"},
+    {"SL_EGROUPNOTEMPTY", "the group has active members"},
 };
 
 const char *sl_strerror(int status) {

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "broker/metadata.h"
 #include "log/batch.h"
+#include "log/compact.h"
 #include "sluice/err.h"
 
 #define MAX_PARTITIONS 10000   /* per topic: bounds a create request and the files it makes */
@@ -54,6 +55,7 @@ struct sl_broker {
     char *data_dir;
     int32_t node_id;
     int64_t retention_check_ms;
+    int64_t cleaner_interval_ms;
     int lock_fd;
 
     /* Readers (produce, read, describe) hold it shared while they use a topic's partitions;
@@ -198,10 +200,10 @@ static int check_configs(const sl_config_kv *configs, size_t n, char *errbuf, si
 
 /* ---- admin ---- */
 
-int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
-                           const sl_config_kv *configs, size_t nconfigs, char *errbuf,
-                           size_t errlen) {
-    int rc = check_topic_name(name, errbuf, errlen);
+static int create_topic(sl_broker *b, const char *name, int32_t partitions,
+                        const sl_config_kv *configs, size_t nconfigs, bool internal, char *errbuf,
+                        size_t errlen) {
+    int rc = internal ? 0 : check_topic_name(name, errbuf, errlen);
     if (rc)
         return rc;
     if (partitions < 1 || partitions > MAX_PARTITIONS) {
@@ -250,6 +252,25 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
     pthread_mutex_unlock(&b->admin_lock);
     sl_topic_config_free(&cfg);
     return rc;
+}
+
+int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
+                           const sl_config_kv *configs, size_t nconfigs, char *errbuf,
+                           size_t errlen) {
+    return create_topic(b, name, partitions, configs, nconfigs, false, errbuf, errlen);
+}
+
+int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
+                                    bool compacted, char *errbuf, size_t errlen) {
+    int32_t n;
+    if (sl_broker_partition_count(b, name, &n) == 0)
+        return 0;
+    /* Internal topics are the source of truth for what they hold: never expired by age;
+     * compacted ones keep the latest record per key. */
+    sl_config_kv configs[] = {{(char *)"retention.ms", (char *)"-1"},
+                              {(char *)"cleanup.policy", (char *)"compact"}};
+    int rc = create_topic(b, name, partitions, configs, compacted ? 2 : 1, true, errbuf, errlen);
+    return rc == SL_EEXIST ? 0 : rc;
 }
 
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen) {
@@ -527,6 +548,33 @@ int sl_broker_list_offset(sl_broker *b, const char *topic_name, int32_t p, int64
     return rc;
 }
 
+int sl_broker_record_timestamp(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
+                               int64_t *timestamp) {
+    sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
+    sl_read_result res;
+    /* The first batch at 'offset' is all that is needed: read little. */
+    int rc = sl_broker_read(b, topic, partition, offset, 1, &buf, &res);
+    if (rc == 0 && buf.len == 0)
+        rc = SL_ERANGE;
+    sl_record_iter it;
+    sl_record_view rv;
+    if (rc == 0)
+        rc = sl_record_iter_start_decompress(&it, buf.data, buf.len, &records, 256u << 20);
+    if (rc == 0) {
+        rc = SL_ERANGE;
+        while (sl_record_iter_next(&it, &rv) == 1) {
+            if (rv.offset >= offset) {
+                *timestamp = rv.timestamp;
+                rc = 0;
+                break;
+            }
+        }
+    }
+    sl_buf_free(&buf);
+    sl_buf_free(&records);
+    return rc;
+}
+
 uint64_t sl_broker_data_version(sl_broker *b) {
     return atomic_load(&b->data_version);
 }
@@ -576,7 +624,8 @@ void sl_broker_observe(sl_broker *b, int protocol, enum sl_request_kind kind, in
             return SL_ENOMEM;                                                                      \
     } while (0)
 
-static const char *const kind_names[] = {"produce", "fetch", "list_offsets", "metadata", "admin"};
+static const char *const kind_names[] = {"produce",  "fetch", "list_offsets",
+                                         "metadata", "admin", "group"};
 static const char *const proto_names[] = {"native", "kafka"};
 
 static int metrics_partitions(sl_broker *b, sl_buf *out) {
@@ -656,12 +705,56 @@ int sl_broker_metrics(sl_broker *b, sl_buf *out) {
     return rc;
 }
 
-/* ---- maintenance: retention, flush.ms, segment.ms ---- */
+/* ---- maintenance: retention, flush.ms, segment.ms, compaction ---- */
+
+/* Takes a reference to every partition of a compacted topic, so that a topic deletion during
+ * the pass cannot free it. Topics lock held. */
+static size_t collect_compacted(sl_broker *b, sl_partlog ***logs) {
+    size_t n = 0, cap = 0;
+    *logs = NULL;
+    for (topic *t = b->topics; t; t = t->next) {
+        if (!sl_topic_config_compacted(&t->config))
+            continue;
+        for (int32_t i = 0; i < t->npartitions; i++) {
+            if (n == cap) {
+                size_t c = cap ? cap * 2 : 16;
+                sl_partlog **p = realloc(*logs, c * sizeof(*p));
+                if (p == NULL)
+                    return n; /* the rest waits for the next round */
+                *logs = p;
+                cap = c;
+            }
+            sl_partlog_ref(t->parts[i].log);
+            (*logs)[n++] = t->parts[i].log;
+        }
+    }
+    return n;
+}
+
+/* Compacts what was collected, without the topics lock: a long pass must not hold up topic
+ * admin (nor, the lock preferring writers, every produce queued behind a waiting admin). */
+static void run_cleaner(sl_broker *b, sl_partlog **logs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        sl_compact_stats st;
+        if (!atomic_load(&b->stopping) &&
+            sl_partlog_compact(logs[i], sl_clock_wall_ms(), &st) == 0 &&
+            st.segments_rewritten > 0) {
+            char line[256];
+            sl_compact_stats_format(&st, line, sizeof(line));
+            sl_info("broker", "%s: %s", sl_partlog_name(logs[i]), line);
+        }
+        sl_partlog_unref(logs[i]);
+    }
+    free(logs);
+}
 
 static void *maint_main(void *arg) {
     sl_broker *b = arg;
     int64_t tick = b->retention_check_ms < MAINT_TICK_MS ? b->retention_check_ms : MAINT_TICK_MS;
+    if (b->cleaner_interval_ms < tick)
+        tick = b->cleaner_interval_ms;
     int64_t next_retention = sl_clock_mono_ms() + b->retention_check_ms;
+    int64_t next_clean = sl_clock_mono_ms() + b->cleaner_interval_ms;
     pthread_mutex_lock(&b->maint_lock);
     while (!atomic_load(&b->stopping)) {
         struct timespec ts = sl_clock_deadline(tick);
@@ -673,6 +766,9 @@ static void *maint_main(void *arg) {
         bool retention = sl_clock_mono_ms() >= next_retention;
         if (retention)
             next_retention = sl_clock_mono_ms() + b->retention_check_ms;
+        bool clean = sl_clock_mono_ms() >= next_clean;
+        sl_partlog **logs = NULL;
+        size_t nlogs = 0;
         pthread_rwlock_rdlock(&b->topics_lock);
         for (topic *t = b->topics; t; t = t->next) {
             for (int32_t i = 0; i < t->npartitions; i++) {
@@ -682,7 +778,14 @@ static void *maint_main(void *arg) {
                     sl_partlog_enforce_retention(t->parts[i].log, now);
             }
         }
+        if (clean)
+            nlogs = collect_compacted(b, &logs);
         pthread_rwlock_unlock(&b->topics_lock);
+        if (clean) {
+            run_cleaner(b, logs, nlogs);
+            /* Counted from the end of a pass, so a long one is not followed by another at once. */
+            next_clean = sl_clock_mono_ms() + b->cleaner_interval_ms;
+        }
         pthread_mutex_lock(&b->maint_lock);
     }
     pthread_mutex_unlock(&b->maint_lock);
@@ -780,6 +883,7 @@ int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
     b->data_dir = strdup(conf->data_dir);
     b->node_id = conf->node_id;
     b->retention_check_ms = conf->retention_check_ms > 0 ? conf->retention_check_ms : 5000;
+    b->cleaner_interval_ms = conf->cleaner_interval_ms > 0 ? conf->cleaner_interval_ms : 15000;
     b->lock_fd = -1;
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);

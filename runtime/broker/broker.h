@@ -19,7 +19,9 @@ typedef struct sl_broker sl_broker;
 typedef struct sl_broker_conf {
     const char *data_dir;
     int32_t node_id;
-    int64_t retention_check_ms; /* how often retention, flush.ms and segment.ms are checked */
+    int64_t retention_check_ms;  /* how often retention, flush.ms and segment.ms are checked */
+    int64_t cleaner_interval_ms; /* how often compacted topics are looked at (Kafka's
+                                  * log.cleaner.backoff.ms); <= 0: 15000 */
 } sl_broker_conf;
 
 /* Opens the data directory: checks or writes meta.properties, replays the metadata log, opens
@@ -40,6 +42,11 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
                            const sl_config_kv *configs, size_t nconfigs, char *errbuf,
                            size_t errlen);
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen);
+
+/* Creates an internal topic ("__" name, refused to users) unless it exists; 'compacted' keeps
+ * the latest record per key forever instead of deleting by age. */
+int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
+                                    bool compacted, char *errbuf, size_t errlen);
 int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
                           size_t nconfigs, char *errbuf, size_t errlen);
 
@@ -90,6 +97,11 @@ int sl_broker_read(sl_broker *b, const char *topic, int32_t partition, int64_t o
 int sl_broker_list_offset(sl_broker *b, const char *topic, int32_t partition, int64_t when,
                           int64_t *offset);
 
+/* The timestamp of the record at 'offset' (lag as time needs the age of the oldest record a
+ * group has not consumed). SL_ERANGE if the offset is not in the log. */
+int sl_broker_record_timestamp(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
+                               int64_t *timestamp);
+
 /* Long-poll: a counter that moves on every append. A fetch that found too little takes the value
  * before reading and then waits until it moves, the monotonic deadline passes, or shutdown. */
 uint64_t sl_broker_data_version(sl_broker *b);
@@ -103,6 +115,7 @@ enum sl_request_kind {
     SL_REQ_LIST_OFFSETS,
     SL_REQ_METADATA,
     SL_REQ_ADMIN,
+    SL_REQ_GROUP,
     SL_REQ_KINDS
 };
 

@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mp.h"
 #include "base/mpcheck.h"
 #include "log/batch.h"
 #include "log/partlog.h"
@@ -45,43 +46,33 @@ void sl_metalog_close(sl_metalog *m) {
     }
 }
 
-static int buf_write(void *data, const char *p, size_t len) {
-    return sl_buf_append(data, p, len) ? -1 : 0;
-}
-
-static void pack_str(msgpack_packer *pk, const char *s) {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 int sl_metalog_append(sl_metalog *m, const sl_meta_record *rec) {
     sl_buf value = SL_BUF_INIT;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &value, buf_write);
+    sl_mp_packer_init(&pk, &value);
     size_t nfields = 3 + (rec->type == SL_META_CREATE) + (rec->configs != NULL) +
                      (rec->type == SL_META_PIDS);
     msgpack_pack_map(&pk, nfields);
-    pack_str(&pk, "v");
+    sl_mp_pack_str(&pk, "v");
     msgpack_pack_int(&pk, 1);
-    pack_str(&pk, "type");
-    pack_str(&pk, type_names[rec->type]);
-    pack_str(&pk, "name");
-    pack_str(&pk, rec->name);
+    sl_mp_pack_str(&pk, "type");
+    sl_mp_pack_str(&pk, type_names[rec->type]);
+    sl_mp_pack_str(&pk, "name");
+    sl_mp_pack_str(&pk, rec->name);
     if (rec->type == SL_META_CREATE) {
-        pack_str(&pk, "partitions");
+        sl_mp_pack_str(&pk, "partitions");
         msgpack_pack_int32(&pk, rec->partitions);
     }
     if (rec->type == SL_META_PIDS) {
-        pack_str(&pk, "end");
+        sl_mp_pack_str(&pk, "end");
         msgpack_pack_int64(&pk, rec->pid_end);
     }
     if (rec->configs) {
-        pack_str(&pk, "configs");
+        sl_mp_pack_str(&pk, "configs");
         msgpack_pack_map(&pk, rec->configs->n);
         for (size_t i = 0; i < rec->configs->n; i++) {
-            pack_str(&pk, rec->configs->items[i].key);
-            pack_str(&pk, rec->configs->items[i].value);
+            sl_mp_pack_str(&pk, rec->configs->items[i].key);
+            sl_mp_pack_str(&pk, rec->configs->items[i].value);
         }
     }
     sl_batch_builder b = {0};

@@ -1,19 +1,20 @@
 #include "broker/topic_config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/err.h"
 
-enum cfg_type { CFG_LONG, CFG_CHOICE };
+enum cfg_type { CFG_LONG, CFG_DOUBLE, CFG_CHOICE };
 
 struct cfg_def {
     const char *key;
     enum cfg_type type;
     const char *def;
-    long long min, max;
+    long long min, max;  /* bounds of a CFG_LONG or CFG_DOUBLE */
     const char *choices; /* '|'-separated, for CFG_CHOICE */
 };
 
@@ -21,12 +22,16 @@ struct cfg_def {
 
 /* Kafka's names and defaults, so an operator's habits carry over. */
 static const struct cfg_def cfg_defs[] = {
-    {"cleanup.policy", CFG_CHOICE, "delete", 0, 0, "delete"},
+    /* A list in Kafka: both orders of the pair mean the same. */
+    {"cleanup.policy", CFG_CHOICE, "delete", 0, 0, "delete|compact|compact,delete|delete,compact"},
+    {"delete.retention.ms", CFG_LONG, "86400000", 0, LMAX, NULL},
     {"flush.messages", CFG_LONG, "9223372036854775807", 1, LMAX, NULL},
     {"flush.ms", CFG_LONG, "9223372036854775807", 0, LMAX, NULL},
     {"index.interval.bytes", CFG_LONG, "4096", 0, 2147483647, NULL},
     {"max.message.bytes", CFG_LONG, "1048588", 0, 2147483647, NULL},
     {"message.timestamp.type", CFG_CHOICE, "CreateTime", 0, 0, "CreateTime|LogAppendTime"},
+    {"min.cleanable.dirty.ratio", CFG_DOUBLE, "0.5", 0, 1, NULL},
+    {"min.compaction.lag.ms", CFG_LONG, "0", 0, LMAX, NULL},
     {"retention.bytes", CFG_LONG, "-1", -1, LMAX, NULL},
     {"retention.ms", CFG_LONG, "604800000", -1, LMAX, NULL},
     {"segment.bytes", CFG_LONG, "1073741824", 100, 2147483647, NULL},
@@ -68,6 +73,19 @@ int sl_topic_config_check(const char *key, const char *value, char *errbuf, size
     }
     char *end;
     errno = 0;
+    if (d->type == CFG_DOUBLE) {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end != '\0' || !isfinite(v)) {
+            snprintf(errbuf, errlen, "%s must be a number, not \"%s\"", key, value);
+            return SL_EBADCONFIG;
+        }
+        if (v < (double)d->min || v > (double)d->max) {
+            snprintf(errbuf, errlen, "%s must be between %lld and %lld, not %s", key, d->min,
+                     d->max, value);
+            return SL_EBADCONFIG;
+        }
+        return 0;
+    }
     long long v = strtoll(value, &end, 10);
     if (errno || end == value || *end != '\0') {
         snprintf(errbuf, errlen, "%s must be a whole number, not \"%s\"", key, value);
@@ -127,6 +145,10 @@ static long long get_long(const sl_topic_config *cfg, const char *key) {
     return strtoll(sl_topic_config_get(cfg, key), NULL, 10);
 }
 
+bool sl_topic_config_compacted(const sl_topic_config *cfg) {
+    return strstr(sl_topic_config_get(cfg, "cleanup.policy"), "compact") != NULL;
+}
+
 void sl_topic_config_to_log(const sl_topic_config *cfg, sl_logconf *out) {
     sl_logconf_defaults(out);
     out->segment_bytes = get_long(cfg, "segment.bytes");
@@ -139,6 +161,13 @@ void sl_topic_config_to_log(const sl_topic_config *cfg, sl_logconf *out) {
     out->max_message_bytes = get_long(cfg, "max.message.bytes");
     out->log_append_time =
         strcmp(sl_topic_config_get(cfg, "message.timestamp.type"), "LogAppendTime") == 0;
+    /* The values were checked: "delete", "compact" or both, in either order. */
+    out->compact = sl_topic_config_compacted(cfg);
+    out->delete_retention = strstr(sl_topic_config_get(cfg, "cleanup.policy"), "delete") != NULL;
+    out->delete_retention_ms = get_long(cfg, "delete.retention.ms");
+    out->min_cleanable_dirty_ratio =
+        strtod(sl_topic_config_get(cfg, "min.cleanable.dirty.ratio"), NULL);
+    out->min_compaction_lag_ms = get_long(cfg, "min.compaction.lag.ms");
 }
 
 size_t sl_topic_config_key_count(void) {

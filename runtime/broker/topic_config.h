@@ -4,6 +4,7 @@
 #ifndef SL_BROKER_TOPIC_CONFIG_H
 #define SL_BROKER_TOPIC_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "log/partlog.h"
@@ -27,6 +28,9 @@ int sl_topic_config_set(sl_topic_config *cfg, const char *key, const char *value
 
 /* The effective value of 'key': the override or the default. NULL for an unknown key. */
 const char *sl_topic_config_get(const sl_topic_config *cfg, const char *key);
+
+/* Whether cleanup.policy includes "compact". */
+bool sl_topic_config_compacted(const sl_topic_config *cfg);
 
 /* Fills a log configuration from the effective values. */
 void sl_topic_config_to_log(const sl_topic_config *cfg, sl_logconf *out);

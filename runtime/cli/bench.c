@@ -16,6 +16,8 @@
  * Exit status as for every sluice command: 0 success, 1 failure, 2 usage error. */
 #include "cli/bench.h"
 
+#include "cli/cli.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -32,15 +34,6 @@
 #include "base/clock.h"
 #include "sluice/client.h"
 
-enum {
-    BENCH_OK = 0,
-    BENCH_FAILED = 1,
-    BENCH_USAGE = 2,
-    /* Returned by parsing helpers when all is well and the command should carry on. */
-    BENCH_GO_ON = -1,
-};
-
-#define ERRBUF_SIZE 512
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
 
@@ -69,149 +62,29 @@ enum {
     OPT_JSON,
 };
 
-struct bench {
-    const char *broker;
-    char path[64]; /* "bench produce", for messages */
-};
-
-#define BROKER_OPTION                                                                              \
-    { "broker", required_argument, NULL, 'b' }
-#define HELP_OPTION                                                                                \
-    { "help", no_argument, NULL, 'h' }
-#define COMMON_LONG_OPTIONS BROKER_OPTION, HELP_OPTION
-
-#define COMMON_OPTIONS_HELP                                                                        \
-    "  -b, --broker URL       the broker to talk to (default: $SLUICE_BROKER, else\n"              \
-    "                         " SL_DEFAULT_BROKER ")\n"                                            \
-    "  -h, --help             show this help and exit\n"
-
-/* ---- messages ---------------------------------------------------------------------------- */
-
-static void vsay(const char *fmt, va_list ap) {
-    fputs("sluice: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsay(fmt, ap);
-    va_end(ap);
-    return BENCH_FAILED;
-}
-
-__attribute__((format(printf, 2, 3))) static int usage_error(const struct bench *b, const char *fmt,
-                                                             ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsay(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "Try 'sluice %s --help'.\n", b->path);
-    return BENCH_USAGE;
-}
-
-/* The library's sentence when there is one, else one built from 'status'. */
-static int report_failure(const struct bench *b, int status, const char *errbuf, const char *topic,
-                          const char *doing) {
-    if (errbuf != NULL && errbuf[0] != '\0')
-        return fail("%s", errbuf);
-    if (status == SL_ENOENT && topic != NULL)
-        return fail("topic \"%s\" does not exist", topic);
-    if (status == SL_ECONNREFUSED)
-        return fail("cannot reach broker at %s", b->broker);
-    return fail("%s: %s", doing, sl_strerror(status));
-}
-
 /* ---- option parsing ---------------------------------------------------------------------- */
 
-static void start_options(void) {
-    optind = 0;
-    opterr = 0;
-}
-
-static int common_option(struct bench *b, int opt, char **argv) {
-    char text[64];
-    switch (opt) {
-    case 'b':
-        b->broker = optarg;
-        return BENCH_GO_ON;
-    case ':':
-        return usage_error(b, "option \"%s\" needs a value", argv[optind - 1]);
-    default:
-        if (optopt != 0)
-            snprintf(text, sizeof(text), "-%c", optopt);
-        else
-            snprintf(text, sizeof(text), "%.*s", (int)strcspn(argv[optind - 1], "="),
-                     argv[optind - 1]);
-        return usage_error(b, "unknown option \"%s\"", text);
-    }
-}
-
-static int show_help(const char *help) {
-    fputs(help, stdout);
-    return BENCH_OK;
-}
-
-static int parse_number(const struct bench *b, const char *name, const char *text, int64_t min,
-                        int64_t max, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long value = strtoll(text, &end, 10);
-    bool is_number = ((text[0] >= '0' && text[0] <= '9') || text[0] == '-') && end != text &&
-                     *end == '\0' && errno == 0;
-    if (is_number && value >= min && value <= max) {
-        *out = value;
-        return BENCH_GO_ON;
-    }
-    return usage_error(b, "%s wants a whole number from %" PRId64 " to %" PRId64 ", not \"%s\"",
-                       name, min, max, text);
-}
-
-static int parse_acks(const struct bench *b, const char *text, const char **acks) {
+static int parse_acks(const struct cli *b, const char *text, const char **acks) {
     if (strcmp(text, "0") != 0 && strcmp(text, "1") != 0 && strcmp(text, "all") != 0)
-        return usage_error(b, "--acks wants 0, 1 or all, not \"%s\"", text);
+        return cli_usage_error(b, "--acks wants 0, 1 or all, not \"%s\"", text);
     *acks = text;
-    return BENCH_GO_ON;
+    return CLI_GO_ON;
 }
 
 /* The topic operand, and --records, which both subcommands need. */
-static int topic_and_records(const struct bench *b, int argc, char **argv, int64_t records,
+static int topic_and_records(const struct cli *b, int argc, char **argv, int64_t records,
                              const char **topic) {
     if (optind >= argc)
-        return usage_error(b, "missing topic name");
+        return cli_usage_error(b, "missing topic name");
     if (optind + 1 < argc)
-        return usage_error(b, "unexpected argument \"%s\"", argv[optind + 1]);
+        return cli_usage_error(b, "unexpected argument \"%s\"", argv[optind + 1]);
     if (records < 0)
-        return usage_error(b, "missing --records N");
+        return cli_usage_error(b, "missing --records N");
     *topic = argv[optind];
-    return BENCH_GO_ON;
+    return CLI_GO_ON;
 }
 
 /* ---- shared ------------------------------------------------------------------------------ */
-
-static sl_conf *broker_conf(const struct bench *b) {
-    char errbuf[ERRBUF_SIZE] = "";
-    sl_conf *conf = sl_conf_new();
-    if (conf == NULL) {
-        fail("%s", sl_strerror(SL_ENOMEM));
-        return NULL;
-    }
-    if (sl_conf_set(conf, "bootstrap.servers", b->broker, errbuf, sizeof(errbuf)) != 0) {
-        fail("%s", errbuf[0] ? errbuf : sl_strerror(SL_EBADCONFIG));
-        sl_conf_destroy(conf);
-        return NULL;
-    }
-    return conf;
-}
-
-static bool conf_set(sl_conf *conf, const char *key, const char *value) {
-    char errbuf[ERRBUF_SIZE] = "";
-    if (sl_conf_set(conf, key, value, errbuf, sizeof(errbuf)) == 0)
-        return true;
-    fail("%s", errbuf[0] ? errbuf : sl_strerror(SL_EBADCONFIG));
-    return false;
-}
 
 static double seconds_of(int64_t ns) {
     return (double)ns / (double)NS_PER_S;
@@ -316,34 +189,34 @@ static void on_delivery(void *opaque, int status, const char *topic, int32_t par
     }
 }
 
-static int produce_option(struct bench *b, int opt, char **argv, struct produce_args *args) {
+static int produce_option(struct cli *b, int opt, char **argv, struct produce_args *args) {
     switch (opt) {
     case 'h':
-        return show_help(produce_help);
+        return cli_show_help(produce_help);
     case 'n':
-        return parse_number(b, "--records", optarg, 1, MAX_RECORDS, &args->records);
+        return cli_parse_number(b, "--records", optarg, 1, MAX_RECORDS, &args->records);
     case 's':
-        return parse_number(b, "--size", optarg, 0, MAX_VALUE_BYTES, &args->size);
+        return cli_parse_number(b, "--size", optarg, 0, MAX_VALUE_BYTES, &args->size);
     case OPT_ACKS:
         return parse_acks(b, optarg, &args->acks);
     case OPT_COMPRESSION:
         args->compression = optarg;
-        return BENCH_GO_ON;
+        return CLI_GO_ON;
     case OPT_BATCH_BYTES:
-        return parse_number(b, "--batch-bytes", optarg, 1, INT32_MAX, &args->batch_bytes);
+        return cli_parse_number(b, "--batch-bytes", optarg, 1, INT32_MAX, &args->batch_bytes);
     case OPT_LINGER_MS:
-        return parse_number(b, "--linger-ms", optarg, 0, INT32_MAX, &args->linger_ms);
+        return cli_parse_number(b, "--linger-ms", optarg, 0, INT32_MAX, &args->linger_ms);
     case OPT_RATE:
-        return parse_number(b, "--rate", optarg, 1, 1000000000, &args->rate);
+        return cli_parse_number(b, "--rate", optarg, 1, 1000000000, &args->rate);
     case OPT_JSON:
         args->json = true;
-        return BENCH_GO_ON;
+        return CLI_GO_ON;
     default:
-        return common_option(b, opt, argv);
+        return cli_common_option(b, opt, argv);
     }
 }
 
-static int parse_produce(struct bench *b, int argc, char **argv, struct produce_args *args) {
+static int parse_produce(struct cli *b, int argc, char **argv, struct produce_args *args) {
     static const struct option options[] = {
         {"records", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 's'},
@@ -355,11 +228,11 @@ static int parse_produce(struct bench *b, int argc, char **argv, struct produce_
         {"json", no_argument, NULL, OPT_JSON},
         COMMON_LONG_OPTIONS,
         {NULL, 0, NULL, 0}};
-    int opt, rc = BENCH_GO_ON;
-    start_options();
-    while (rc == BENCH_GO_ON && (opt = getopt_long(argc, argv, ":n:s:b:h", options, NULL)) != -1)
+    int opt, rc = CLI_GO_ON;
+    cli_start_options();
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":n:s:b:X:h", options, NULL)) != -1)
         rc = produce_option(b, opt, argv, args);
-    return rc == BENCH_GO_ON ? topic_and_records(b, argc, argv, args->records, &args->topic) : rc;
+    return rc == CLI_GO_ON ? topic_and_records(b, argc, argv, args->records, &args->topic) : rc;
 }
 
 /* The producer's effective settings, for the heading. */
@@ -376,33 +249,33 @@ static void describe_settings(const sl_conf *conf, const struct produce_args *ar
              sl_conf_get(conf, "batch.size"), compression ? compression : "none", rate);
 }
 
-static int open_producer(const struct bench *b, const struct produce_args *args, sl_producer **out,
+static int open_producer(const struct cli *b, const struct produce_args *args, sl_producer **out,
                          char *settings, size_t settings_len) {
     char errbuf[ERRBUF_SIZE] = "", number[24];
-    sl_conf *conf = broker_conf(b);
+    sl_conf *conf = cli_broker_conf(b);
     bool ok = conf != NULL;
     if (ok && args->acks != NULL)
-        ok = conf_set(conf, "acks", args->acks);
+        ok = cli_conf_set(conf, "acks", args->acks);
     if (ok && args->linger_ms >= 0) {
         snprintf(number, sizeof(number), "%" PRId64, args->linger_ms);
-        ok = conf_set(conf, "linger.ms", number);
+        ok = cli_conf_set(conf, "linger.ms", number);
     }
     if (ok && args->batch_bytes >= 0) {
         snprintf(number, sizeof(number), "%" PRId64, args->batch_bytes);
-        ok = conf_set(conf, "batch.size", number);
+        ok = cli_conf_set(conf, "batch.size", number);
     }
     if (ok && args->compression != NULL)
-        ok = conf_set(conf, "compression.type", args->compression);
+        ok = cli_conf_set(conf, "compression.type", args->compression);
     if (!ok) {
         sl_conf_destroy(conf);
-        return BENCH_FAILED;
+        return CLI_FAILED;
     }
     describe_settings(conf, args, settings, settings_len);
     int status = sl_producer_new(conf, out, errbuf, sizeof(errbuf));
     if (status == 0)
-        return BENCH_GO_ON;
+        return CLI_GO_ON;
     sl_conf_destroy(conf);
-    return report_failure(b, status, errbuf, NULL, "cannot start a producer");
+    return cli_report_failure(b, status, errbuf, NULL, "cannot start a producer");
 }
 
 /* BYTES + VALUE_POOL_SPREAD printable characters from a fixed-seed generator. */
@@ -424,7 +297,7 @@ static char *make_value_pool(size_t size) {
 }
 
 struct produce_run {
-    const struct bench *b;
+    const struct cli *b;
     const struct produce_args *args;
     sl_producer *producer;
     char *pool;
@@ -447,7 +320,7 @@ static void produce_progress(struct produce_run *run, int64_t now) {
                       &run->acked_before, &run->before_ns, extra);
 }
 
-/* Sends every record, paced when --rate asks. Returns BENCH_GO_ON, or the exit status after a
+/* Sends every record, paced when --rate asks. Returns CLI_GO_ON, or the exit status after a
  * refused send. */
 static int send_records(struct produce_run *run) {
     const struct produce_args *args = run->args;
@@ -474,11 +347,11 @@ static int send_records(struct produce_run *run) {
         tally.times[i] = now;
         int status = sl_producer_send(run->producer, &rec);
         if (status != 0)
-            return report_failure(run->b, status, NULL, args->topic, "cannot send a record");
+            return cli_report_failure(run->b, status, NULL, args->topic, "cannot send a record");
         run->sent++;
         produce_progress(run, now);
     }
-    return BENCH_GO_ON;
+    return CLI_GO_ON;
 }
 
 static int compare_int64(const void *a, const void *b) {
@@ -569,20 +442,20 @@ static int report_produce(struct produce_run *run, const char *settings) {
         uint64_t lost = run->sent - r.acked;
         int cause = atomic_load(&tally.first_error);
         fflush(stdout);
-        return fail("%" PRIu64 " of %" PRIu64 " records were not delivered: %s", lost, run->sent,
+        return cli_fail("%" PRIu64 " of %" PRIu64 " records were not delivered: %s", lost, run->sent,
                     cause != 0 ? sl_strerror(cause) : "no delivery report arrived");
     }
-    return BENCH_OK;
+    return CLI_OK;
 }
 
-static int run_produce(const struct bench *b, const struct produce_args *args) {
+static int run_produce(const struct cli *b, const struct produce_args *args) {
     char settings[256];
     struct produce_run run = {.b = b, .args = args, .progress = !args->json};
     int rc;
     tally.times = malloc((size_t)args->records * sizeof(*tally.times));
     run.pool = make_value_pool((size_t)args->size);
     if (tally.times == NULL || run.pool == NULL) {
-        rc = fail("not enough memory for %" PRId64 " records of %" PRId64 " bytes", args->records,
+        rc = cli_fail("not enough memory for %" PRId64 " records of %" PRId64 " bytes", args->records,
                   args->size);
         goto out;
     }
@@ -591,10 +464,10 @@ static int run_produce(const struct bench *b, const struct produce_args *args) {
     if (args->rate > 0)
         prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0); /* sleeps end on time, for even pacing */
     rc = open_producer(b, args, &run.producer, settings, sizeof(settings));
-    if (rc != BENCH_GO_ON)
+    if (rc != CLI_GO_ON)
         goto out;
     rc = send_records(&run);
-    if (rc == BENCH_GO_ON) {
+    if (rc == CLI_GO_ON) {
         wait_for_reports(&run);
         rc = report_produce(&run, settings);
     }
@@ -607,10 +480,10 @@ out:
     return rc;
 }
 
-static int bench_produce(struct bench *b, int argc, char **argv) {
+static int bench_produce(struct cli *b, int argc, char **argv) {
     struct produce_args args = {.records = -1, .size = 100, .batch_bytes = -1, .linger_ms = -1};
     int rc = parse_produce(b, argc, argv, &args);
-    if (rc != BENCH_GO_ON)
+    if (rc != CLI_GO_ON)
         return rc;
     return run_produce(b, &args);
 }
@@ -639,40 +512,40 @@ struct consume_args {
 /* Keeps the sum of value bytes alive, so that reading them cannot be optimized away. */
 static volatile uint64_t value_sink;
 
-static int parse_consume(struct bench *b, int argc, char **argv, struct consume_args *args) {
+static int parse_consume(struct cli *b, int argc, char **argv, struct consume_args *args) {
     static const struct option options[] = {{"records", required_argument, NULL, 'n'},
                                             {"json", no_argument, NULL, OPT_JSON},
                                             COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
-    int opt, rc = BENCH_GO_ON;
-    start_options();
-    while (rc == BENCH_GO_ON && (opt = getopt_long(argc, argv, ":n:b:h", options, NULL)) != -1) {
+    int opt, rc = CLI_GO_ON;
+    cli_start_options();
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":n:b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
-            return show_help(consume_help);
+            return cli_show_help(consume_help);
         if (opt == 'n')
-            rc = parse_number(b, "--records", optarg, 1, INT64_MAX, &args->records);
+            rc = cli_parse_number(b, "--records", optarg, 1, INT64_MAX, &args->records);
         else if (opt == OPT_JSON)
             args->json = true;
         else
-            rc = common_option(b, opt, argv);
+            rc = cli_common_option(b, opt, argv);
     }
-    return rc == BENCH_GO_ON ? topic_and_records(b, argc, argv, args->records, &args->topic) : rc;
+    return rc == CLI_GO_ON ? topic_and_records(b, argc, argv, args->records, &args->topic) : rc;
 }
 
-static int open_consumer(const struct bench *b, const char *topic, sl_consumer **out) {
+static int open_consumer(const struct cli *b, const char *topic, sl_consumer **out) {
     char errbuf[ERRBUF_SIZE] = "";
-    sl_conf *conf = broker_conf(b);
+    sl_conf *conf = cli_broker_conf(b);
     if (conf == NULL)
-        return BENCH_FAILED;
+        return CLI_FAILED;
     int status = sl_consumer_new(conf, out, errbuf, sizeof(errbuf));
     if (status != 0) {
         sl_conf_destroy(conf);
-        return report_failure(b, status, errbuf, NULL, "cannot start a consumer");
+        return cli_report_failure(b, status, errbuf, NULL, "cannot start a consumer");
     }
     status = sl_consumer_assign(*out, topic, SL_PARTITION_ANY, SL_OFFSET_BEGINNING);
     if (status != 0)
-        return report_failure(b, status, NULL, topic, "cannot assign the topic's partitions");
-    return BENCH_GO_ON;
+        return cli_report_failure(b, status, NULL, topic, "cannot assign the topic's partitions");
+    return CLI_GO_ON;
 }
 
 struct consume_totals {
@@ -680,7 +553,7 @@ struct consume_totals {
     int64_t ns;
 };
 
-static int consume_records(const struct bench *b, const struct consume_args *args, sl_consumer *c,
+static int consume_records(const struct cli *b, const struct consume_args *args, sl_consumer *c,
                            struct consume_totals *t) {
     uint64_t n = (uint64_t)args->records, sum = 0, done_before = 0, at_quiet_check = 0;
     int64_t start = sl_clock_mono_ns(), before_ns = start, quiet_since = start;
@@ -697,7 +570,7 @@ static int consume_records(const struct bench *b, const struct consume_args *arg
             if ((t->records & 0xffff) != 0 || args->json)
                 continue;
         } else if (status != SL_ETIMEDOUT) {
-            return report_failure(b, status, NULL, args->topic, "cannot read the topic");
+            return cli_report_failure(b, status, NULL, args->topic, "cannot read the topic");
         }
         int64_t now = sl_clock_mono_ns();
         if (status == SL_ETIMEDOUT) {
@@ -706,7 +579,7 @@ static int consume_records(const struct bench *b, const struct consume_args *arg
                 quiet_since = now - CONSUME_POLL_MS * NS_PER_MS;
             }
             if (now - quiet_since >= CONSUME_QUIET_LIMIT_NS)
-                return fail("only %" PRIu64 " of %" PRIu64 " records of topic \"%s\" arrived: "
+                return cli_fail("only %" PRIu64 " of %" PRIu64 " records of topic \"%s\" arrived: "
                             "none came in the last %lld s (does the topic hold %" PRIu64
                             " records?)",
                             t->records, n, args->topic, CONSUME_QUIET_LIMIT_NS / NS_PER_S, n);
@@ -717,7 +590,7 @@ static int consume_records(const struct bench *b, const struct consume_args *arg
     }
     t->ns = sl_clock_mono_ns() - start;
     value_sink = sum;
-    return BENCH_GO_ON;
+    return CLI_GO_ON;
 }
 
 static void print_consume(const struct consume_args *args, const struct consume_totals *t) {
@@ -738,19 +611,19 @@ static void print_consume(const struct consume_args *args, const struct consume_
     printf("%-16s %14.2f\n", "MB/s", mbps);
 }
 
-static int bench_consume(struct bench *b, int argc, char **argv) {
+static int bench_consume(struct cli *b, int argc, char **argv) {
     struct consume_args args = {.records = -1};
     struct consume_totals totals = {0};
     sl_consumer *c = NULL;
     int rc = parse_consume(b, argc, argv, &args);
-    if (rc != BENCH_GO_ON)
+    if (rc != CLI_GO_ON)
         return rc;
     rc = open_consumer(b, args.topic, &c);
-    if (rc == BENCH_GO_ON)
+    if (rc == CLI_GO_ON)
         rc = consume_records(b, &args, c, &totals);
-    if (rc == BENCH_GO_ON) {
+    if (rc == CLI_GO_ON) {
         print_consume(&args, &totals);
-        rc = BENCH_OK;
+        rc = CLI_OK;
     }
     sl_consumer_destroy(c);
     return rc;
@@ -758,42 +631,19 @@ static int bench_consume(struct bench *b, int argc, char **argv) {
 
 /* ---- bench ------------------------------------------------------------------------------- */
 
-static const char bench_help[] =
-    "Usage: sluice bench [OPTIONS] COMMAND [ARGS]...\n"
-    "\n"
-    "Measures the broker through the client library.\n"
-    "\n"
-    "Commands:\n"
-    "  produce    send N records and print records/s, MB/s and acknowledgement latency\n"
-    "  consume    read N records from the beginning and print records/s and MB/s\n"
-    "\n"
-    "Options:\n" COMMON_OPTIONS_HELP "\n"
-    "Run 'sluice bench COMMAND --help' for the options of a command.\n";
 
-int sl_cli_bench(int argc, char **argv, const char *broker) {
-    static const struct option options[] = {COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
-    struct bench b = {.broker = broker, .path = "bench"};
-    int opt, rc;
-    start_options();
-    while ((opt = getopt_long(argc, argv, "+:b:h", options, NULL)) != -1) {
-        if (opt == 'h')
-            return show_help(bench_help);
-        if ((rc = common_option(&b, opt, argv)) != BENCH_GO_ON)
-            return rc;
-    }
-    if (optind >= argc) {
-        fail("missing command");
-        fputs(bench_help, stderr);
-        return BENCH_USAGE;
-    }
-    const char *command = argv[optind];
-    int (*run)(struct bench *, int, char **) = NULL;
-    if (strcmp(command, "produce") == 0)
-        run = bench_produce;
-    else if (strcmp(command, "consume") == 0)
-        run = bench_consume;
-    else
-        return usage_error(&b, "unknown command \"%s\"", command);
-    snprintf(b.path, sizeof(b.path), "bench %s", command);
-    return run(&b, argc - optind, argv + optind);
+static const struct cli_command bench_commands[] = {
+    {"produce", bench_produce, "send records as fast as possible (or at --rate)"},
+    {"consume", bench_consume, "read records from the beginning"},
+};
+
+static const struct cli_group bench_group = {
+    "sluice bench [OPTIONS] COMMAND [ARGS]...",
+    "Measures throughput and latency against a running broker.",
+    bench_commands,
+    sizeof(bench_commands) / sizeof(bench_commands[0]),
+};
+
+int sl_cli_bench(struct cli *cli, int argc, char **argv) {
+    return cli_run_group(cli, &bench_group, argc, argv);
 }

@@ -2,9 +2,9 @@
 #ifndef SL_CLI_BENCH_H
 #define SL_CLI_BENCH_H
 
-/* Runs "sluice bench ...": argv[0] is "bench", the rest its options and subcommand. 'broker' is
- * the URL chosen so far (-b before the command, $SLUICE_BROKER, or the default); a -b after
- * "bench" overrides it. Borrowed. Returns the exit status: 0 success, 1 failure, 2 usage. */
-int sl_cli_bench(int argc, char **argv, const char *broker);
+#include "cli/cli.h"
+
+/* The 'bench' command: dispatches to "produce" and "consume". Returns the exit status. */
+int sl_cli_bench(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -27,6 +27,7 @@ struct options {
     const char *ready_file;
     int node_id;
     long retention_check_ms;
+    long cleaner_interval_ms;
 };
 
 static void usage(FILE *out) {
@@ -45,6 +46,9 @@ static void usage(FILE *out) {
             "  --node-id N            this node's id (default 1)\n"
             "  --retention-check-interval-ms N\n"
             "                         how often retention is enforced (default 5000)\n"
+            "  --cleaner-interval-ms N\n"
+            "                         how often compacted topics are compacted when dirty enough\n"
+            "                         (default 15000)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  -h, --help             show this help\n"
             "  -V, --version          show the version\n"
@@ -64,7 +68,8 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_LOG };
+    enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_CLEAN,
+           OPT_LOG };
     static const struct option longopts[] = {
         {"data-dir", required_argument, NULL, OPT_DATA},
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -72,12 +77,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"ready-file", required_argument, NULL, OPT_READY},
         {"node-id", required_argument, NULL, OPT_NODE},
         {"retention-check-interval-ms", required_argument, NULL, OPT_RET},
+        {"cleaner-interval-ms", required_argument, NULL, OPT_CLEAN},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000};
+    *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -99,6 +105,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
                 return 2;
             }
             o->retention_check_ms = v;
+            break;
+        case OPT_CLEAN:
+            if (parse_long(optarg, 1, 86400000L, &v)) {
+                fprintf(stderr, "sluiced: --cleaner-interval-ms must be 1 to 86400000\n");
+                return 2;
+            }
+            o->cleaner_interval_ms = v;
             break;
         case OPT_LOG: {
             enum sl_log_level level;
@@ -143,7 +156,7 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sl_broker_conf bc = {o.data_dir, o.node_id, o.retention_check_ms};
+    sl_broker_conf bc = {o.data_dir, o.node_id, o.retention_check_ms, o.cleaner_interval_ms};
     sl_broker *broker;
     if ((rc = sl_broker_open(&bc, &broker)) != 0) {
         sl_error("sluiced", "cannot open data directory %s: %s", o.data_dir, sl_strerror(rc));
@@ -152,10 +165,14 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    rc = sl_server_start(o.listen, "native", sl_native_handle_frame, broker, NULL, &native,
-                         listen_bound, sizeof(listen_bound));
+    sl_native_ctx ctx = {broker, NULL};
+    if ((rc = sl_coord_open(broker, &ctx.coord)) != 0)
+        sl_error("sluiced", "cannot start the group coordinator: %s", sl_strerror(rc));
+    if (rc == 0)
+        rc = sl_server_start(o.listen, "native", sl_native_handle_frame, &ctx, NULL, &native,
+                             listen_bound, sizeof(listen_bound));
     if (rc == 0 && strcmp(o.http, "none") != 0)
-        rc = sl_http_start(broker, o.http, &http, http_bound, sizeof(http_bound));
+        rc = sl_http_start(&ctx, o.http, &http, http_bound, sizeof(http_bound));
     if (rc == 0 && o.ready_file &&
         (rc = write_ready_file(o.ready_file, listen_bound, http_bound, o.node_id)) != 0)
         sl_error("sluiced", "cannot write ready file %s", o.ready_file);
@@ -167,10 +184,14 @@ int main(int argc, char **argv) {
         sl_info("sluiced", "%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
     sl_broker_shutdown(broker);
+    if (ctx.coord)
+        sl_coord_shutdown(ctx.coord); /* wakes members waiting in a join or sync */
     if (http)
         sl_http_stop(http);
     if (native)
         sl_server_stop(native);
+    if (ctx.coord)
+        sl_coord_close(ctx.coord);
     sl_broker_close(broker);
     if (o.ready_file)
         unlink(o.ready_file);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "client/internal.h"
+#include "group/consumer_protocol.h"
 
 /* How long to wait for a TCP connection before saying the broker cannot be reached. */
 #define CONNECT_TIMEOUT_MS 5000
@@ -375,4 +376,200 @@ void sl_topic_info_free(sl_topic_info *info) {
 int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t when,
                    int64_t *offset) {
     return sl_cl_list_offset(cl->rpc, cl->v.request_timeout_ms, topic, partition, when, offset);
+}
+
+/* ---- group admin ---- */
+
+int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *list;
+    size_t n, nn = 0, k = 0;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_LIST_GROUPS, &pk);
+    msgpack_pack_array(&pk, 0);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 3, &items, &n, NULL, 0);
+    if (rc == 0 && sl_mp_array(&items[2], 0, &list, &nn))
+        rc = SL_EPROTO;
+    char **v = NULL, **s = NULL;
+    if (rc == 0 && ((v = calloc(nn ? nn : 1, sizeof(*v))) == NULL ||
+                    (s = calloc(nn ? nn : 1, sizeof(*s))) == NULL))
+        rc = SL_ENOMEM;
+    for (; rc == 0 && k < nn; k++) {
+        const msgpack_object *f;
+        size_t fn;
+        if (sl_mp_array(&list[k], 2, &f, &fn))
+            rc = SL_EPROTO;
+        else if ((v[k] = obj_strdup(&f[0])) == NULL || (s[k] = obj_strdup(&f[1])) == NULL)
+            rc = SL_ENOMEM;
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc) {
+        sl_topic_list_free(v, k + (v && k < nn && v[k] ? 1 : 0));
+        sl_topic_list_free(s, k);
+        return rc;
+    }
+    *names = v;
+    *states = s;
+    *count = nn;
+    return 0;
+}
+
+/* Decodes a member's assignment bytes (Kafka's consumer protocol) into its partitions. */
+static int member_partitions(const msgpack_object *bin, sl_group_member_info *m) {
+    sl_partition_set set = {0};
+    if (bin->type != MSGPACK_OBJECT_BIN)
+        return SL_EPROTO;
+    int rc = sl_assignment_decode((const uint8_t *)bin->via.bin.ptr, bin->via.bin.size, &set);
+    size_t n = rc == 0 ? sl_pset_count(&set) : 0;
+    if (rc == 0 && (m->partitions = calloc(n ? n : 1, sizeof(*m->partitions))) == NULL)
+        rc = SL_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < set.ntopics; i++) {
+        for (size_t j = 0; rc == 0 && j < set.topics[i].n; j++) {
+            char *t = strdup(set.topics[i].topic);
+            if (t == NULL)
+                rc = SL_ENOMEM;
+            else
+                m->partitions[m->npartitions++] =
+                    (sl_topic_partition){t, set.topics[i].partitions[j], -1};
+        }
+    }
+    sl_pset_free(&set);
+    return rc;
+}
+
+int sl_group_describe(sl_client *cl, const char *group, sl_group_info **out, char *errbuf,
+                      size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *members, *offsets;
+    size_t n, nm = 0, no = 0;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_DESCRIBE_GROUP, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, group);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 8, &items, &n, errbuf, errlen);
+    int64_t generation = 0;
+    if (rc == 0 && (sl_mp_int(&items[5], &generation) || sl_mp_array(&items[6], 0, &members, &nm) ||
+                    sl_mp_array(&items[7], 0, &offsets, &no)))
+        rc = SL_EPROTO;
+    sl_group_info *info = NULL;
+    if (rc == 0 && (info = calloc(1, sizeof(*info))) == NULL)
+        rc = SL_ENOMEM;
+    if (rc == 0) {
+        info->group = obj_strdup(&items[2]);
+        info->state = obj_strdup(&items[3]);
+        info->protocol = obj_strdup(&items[4]);
+        info->generation = (int32_t)generation;
+        info->members = calloc(nm ? nm : 1, sizeof(*info->members));
+        info->offsets = calloc(no ? no : 1, sizeof(*info->offsets));
+        if (!info->group || !info->state || !info->protocol || !info->members || !info->offsets)
+            rc = SL_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < nm; i++) {
+        const msgpack_object *f;
+        size_t fn;
+        sl_group_member_info *m = &info->members[info->nmembers++];
+        if (sl_mp_array(&members[i], 4, &f, &fn)) {
+            rc = SL_EPROTO;
+            break;
+        }
+        m->member_id = obj_strdup(&f[0]);
+        m->client_id = obj_strdup(&f[1]);
+        m->host = obj_strdup(&f[2]);
+        if (!m->member_id || !m->client_id || !m->host)
+            rc = SL_EPROTO;
+        else
+            rc = member_partitions(&f[3], m);
+    }
+    for (size_t i = 0; rc == 0 && i < no; i++) {
+        const msgpack_object *f;
+        size_t fn;
+        int64_t v[5];
+        sl_group_offset_info *o = &info->offsets[info->noffsets++];
+        if (sl_mp_array(&offsets[i], 6, &f, &fn) || (o->topic = obj_strdup(&f[0])) == NULL) {
+            rc = SL_EPROTO;
+            break;
+        }
+        for (int k = 0; rc == 0 && k < 5; k++)
+            rc = sl_mp_int(&f[k + 1], &v[k]);
+        o->partition = (int32_t)v[0];
+        o->committed = v[1];
+        o->end_offset = v[2];
+        o->lag = v[3];
+        o->lag_ms = v[4];
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc) {
+        sl_group_info_free(info);
+        if (rc == SL_EPROTO && errbuf && errlen)
+            snprintf(errbuf, errlen, "malformed answer from the broker");
+        return rc;
+    }
+    *out = info;
+    return 0;
+}
+
+void sl_group_info_free(sl_group_info *info) {
+    if (info == NULL)
+        return;
+    for (size_t i = 0; i < info->nmembers; i++) {
+        free(info->members[i].member_id);
+        free(info->members[i].client_id);
+        free(info->members[i].host);
+        sl_topic_partitions_free(info->members[i].partitions, info->members[i].npartitions);
+    }
+    free(info->members);
+    for (size_t i = 0; i < info->noffsets; i++)
+        free(info->offsets[i].topic);
+    free(info->offsets);
+    free(info->group);
+    free(info->state);
+    free(info->protocol);
+    free(info);
+}
+
+int sl_group_delete(sl_client *cl, const char *group, char *errbuf, size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_DELETE_GROUP, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, group);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
+int sl_group_set_offsets(sl_client *cl, const char *group, const sl_topic_partition *offsets,
+                         size_t n, char *errbuf, size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t k;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_OFFSET_COMMIT, &pk);
+    msgpack_pack_array(&pk, 4);
+    sl_mp_pack_str(&pk, group);
+    msgpack_pack_int32(&pk, -1); /* a tool, not a member: only for a group with no members */
+    sl_mp_pack_str(&pk, "");
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 2);
+        sl_mp_pack_str(&pk, offsets[i].topic);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_int32(&pk, offsets[i].partition);
+        msgpack_pack_int64(&pk, offsets[i].offset);
+        sl_mp_pack_str(&pk, "");
+    }
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 2, &items, &k, errbuf, errlen);
+    msgpack_unpacked_destroy(&up);
+    return rc;
 }

@@ -5,7 +5,7 @@
 
 #include "client/internal.h"
 
-enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET, CONF_BOOL, CONF_CODEC };
+enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET, CONF_BOOL, CONF_CODEC, CONF_ASSIGNOR };
 
 struct conf_def {
     const char *key;
@@ -34,6 +34,13 @@ static const struct conf_def conf_defs[] = {
     {"retry.backoff.max.ms", CONF_INT, "1000", 0, 3600000},
     {"buffer.memory", CONF_INT, "33554432", 1024, 1LL << 40},
     {"max.block.ms", CONF_INT, "60000", 0, 86400000},
+    {"group.id", CONF_STRING, "", 0, 0},
+    {"session.timeout.ms", CONF_INT, "10000", 1000, 1800000},
+    {"heartbeat.interval.ms", CONF_INT, "3000", 10, 1800000},
+    {"max.poll.interval.ms", CONF_INT, "300000", 1000, 86400000},
+    {"partition.assignment.strategy", CONF_ASSIGNOR, "range", 0, 0},
+    {"enable.auto.commit", CONF_BOOL, "true", 0, 0},
+    {"auto.commit.interval.ms", CONF_INT, "5000", 0, 86400000},
 };
 #define NDEFS (sizeof(conf_defs) / sizeof(conf_defs[0]))
 
@@ -84,7 +91,14 @@ int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
         snprintf(errbuf, errlen,
                  "compression.type must be none, gzip, snappy, lz4 or zstd, not \"%s\"", value);
         return SL_EBADCONFIG;
-    } else if (d->kind == CONF_STRING && value[0] == '\0') {
+    } else if (d->kind == CONF_ASSIGNOR && strcmp(value, "range") &&
+               strcmp(value, "roundrobin") && strcmp(value, "cooperative-sticky")) {
+        snprintf(errbuf, errlen,
+                 "partition.assignment.strategy must be range, roundrobin or cooperative-sticky, "
+                 "not \"%s\"",
+                 value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_STRING && value[0] == '\0' && strcmp(key, "group.id") != 0) {
         snprintf(errbuf, errlen, "%s must not be empty", key);
         return SL_EBADCONFIG;
     }
@@ -135,6 +149,13 @@ void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v) {
     v->retry_backoff_max_ms = get_int(conf, "retry.backoff.max.ms");
     v->buffer_memory = get_int(conf, "buffer.memory");
     v->max_block_ms = get_int(conf, "max.block.ms");
+    v->group_id = sl_conf_get(conf, "group.id");
+    v->session_timeout_ms = (int)get_int(conf, "session.timeout.ms");
+    v->heartbeat_interval_ms = (int)get_int(conf, "heartbeat.interval.ms");
+    v->max_poll_interval_ms = (int)get_int(conf, "max.poll.interval.ms");
+    v->assignor = sl_conf_get(conf, "partition.assignment.strategy");
+    v->auto_commit = strcmp(sl_conf_get(conf, "enable.auto.commit"), "true") == 0;
+    v->auto_commit_interval_ms = get_int(conf, "auto.commit.interval.ms");
     v->auto_offset_reset = strcmp(sl_conf_get(conf, "auto.offset.reset"), "earliest") == 0
                                ? SL_OFFSET_BEGINNING
                                : SL_OFFSET_END;

@@ -13,58 +13,7 @@
 #include <time.h>
 
 #include "base/clock.h"
-#include "client/internal.h"
-#include "log/batch.h"
-
-/* Largest decompressed records region accepted from one batch: a compressed batch that would
- * expand past this is refused rather than allowed to exhaust memory. */
-#define MAX_BATCH_RECORDS_BYTES (256u * 1024 * 1024)
-
-typedef struct assignment {
-    char *topic;
-    int32_t partition;
-    int64_t position;
-    int64_t fetch_pos;
-    int64_t high_watermark;
-} assignment;
-
-/* One fetch answer, copied from the connection, with its records being handed out. */
-typedef struct answer {
-    sl_buf body;
-    uint64_t generation;
-    msgpack_unpacked up;
-    /* iteration state */
-    const msgpack_object *topics;
-    size_t ntopics, ti, pi;
-    const msgpack_object *parts;
-    size_t nparts;
-    assignment *cur; /* partition whose batches are being read */
-    const uint8_t *data, *data_end;
-    sl_record_iter it;
-    bool in_batch;
-    struct answer *next;
-} answer;
-
-struct sl_consumer {
-    sl_conf *conf;
-    sl_conf_values v;
-    sl_rpc *rpc;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    assignment *asg;
-    size_t nasg, asgcap;
-    uint64_t generation;
-    bool inflight;
-    int fetch_error; /* a failed fetch, reported by the next poll */
-    answer *ready_head, *ready_tail;
-    answer *current; /* owned by the polling thread */
-    sl_message msg;
-    sl_header *hdrs;
-    size_t hdrcap;
-    sl_buf hdr_keys;
-    sl_buf req;
-    sl_buf records; /* a compressed batch's records, decompressed */
-};
+#include "client/consumer_internal.h"
 
 int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errlen) {
     sl_consumer *c = calloc(1, sizeof(*c));
@@ -137,7 +86,125 @@ static int partition_range(sl_consumer *c, const char *topic, int32_t partition,
     return 0;
 }
 
+/* Adds (or moves) a partition at 'pos'. Lock held. */
+static int add_locked(sl_consumer *c, const char *topic, int32_t p, int64_t pos) {
+    assignment *a = find_asg(c, topic, p);
+    if (a == NULL) {
+        if (c->nasg == c->asgcap) {
+            size_t cap = c->asgcap ? c->asgcap * 2 : 16;
+            assignment *v = realloc(c->asg, cap * sizeof(*v));
+            if (v == NULL)
+                return SL_ENOMEM;
+            c->asg = v;
+            c->asgcap = cap;
+        }
+        a = &c->asg[c->nasg];
+        memset(a, 0, sizeof(*a));
+        if ((a->topic = strdup(topic)) == NULL)
+            return SL_ENOMEM;
+        a->partition = p;
+        a->high_watermark = -1;
+        c->nasg++;
+    }
+    a->position = pos;
+    invalidate(c);
+    return 0;
+}
+
+/* The answer being read points into the assignment table, which may have moved. */
+static void drop_current(sl_consumer *c) {
+    answer_free(c->current);
+    c->current = NULL;
+}
+
+int sl_consumer_add_partition(sl_consumer *c, const char *topic, int32_t partition,
+                              int64_t offset) {
+    int64_t pos;
+    int rc = resolve(c, topic, partition, offset, false, &pos);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&c->lock);
+    rc = add_locked(c, topic, partition, pos);
+    pthread_mutex_unlock(&c->lock);
+    drop_current(c);
+    return rc;
+}
+
+void sl_consumer_remove_partitions(sl_consumer *c, const sl_partition_set *set) {
+    pthread_mutex_lock(&c->lock);
+    size_t keep = 0;
+    for (size_t i = 0; i < c->nasg; i++) {
+        if (set == NULL || sl_pset_contains(set, c->asg[i].topic, c->asg[i].partition))
+            free(c->asg[i].topic);
+        else
+            c->asg[keep++] = c->asg[i];
+    }
+    c->nasg = keep;
+    invalidate(c);
+    pthread_mutex_unlock(&c->lock);
+    drop_current(c);
+}
+
+int sl_consumer_positions(sl_consumer *c, sl_topic_partition **parts, size_t *n) {
+    pthread_mutex_lock(&c->lock);
+    size_t count = c->nasg;
+    sl_topic_partition *v = calloc(count ? count : 1, sizeof(*v));
+    int rc = v ? 0 : SL_ENOMEM;
+    size_t k = 0;
+    for (; rc == 0 && k < count; k++) {
+        char *t = strdup(c->asg[k].topic);
+        if (t == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        v[k] = (sl_topic_partition){t, c->asg[k].partition, c->asg[k].position};
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc) {
+        sl_topic_partitions_free(v, k);
+        return rc;
+    }
+    *parts = v;
+    *n = count;
+    return 0;
+}
+
+int sl_consumer_assignment(sl_consumer *c, sl_topic_partition **parts, size_t *n) {
+    return sl_consumer_positions(c, parts, n);
+}
+
+void sl_topic_partitions_free(sl_topic_partition *parts, size_t n) {
+    if (parts == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free((char *)parts[i].topic);
+    free(parts);
+}
+
+static int set_paused(sl_consumer *c, const char *topic, int32_t partition, bool paused) {
+    pthread_mutex_lock(&c->lock);
+    assignment *a = find_asg(c, topic, partition);
+    if (a) {
+        a->paused = paused;
+        invalidate(c); /* prefetched records of a paused partition must not be handed out */
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (a)
+        drop_current(c);
+    return a ? 0 : SL_ENOENT;
+}
+
+int sl_consumer_pause(sl_consumer *c, const char *topic, int32_t partition) {
+    return set_paused(c, topic, partition, true);
+}
+
+int sl_consumer_resume(sl_consumer *c, const char *topic, int32_t partition) {
+    return set_paused(c, topic, partition, false);
+}
+
 int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition, int64_t offset) {
+    if (c->grouped)
+        return SL_EINVAL; /* the group decides the partitions of a subscribed consumer */
     int32_t first, last, count;
     int rc = sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, &count);
     if (rc)
@@ -151,35 +218,13 @@ int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition, int
         if ((rc = resolve(c, topic, p, offset, false, &pos)) != 0)
             return rc;
         pthread_mutex_lock(&c->lock);
-        assignment *a = find_asg(c, topic, p);
-        if (a == NULL) {
-            if (c->nasg == c->asgcap) {
-                size_t cap = c->asgcap ? c->asgcap * 2 : 16;
-                assignment *v = realloc(c->asg, cap * sizeof(*v));
-                if (v == NULL) {
-                    pthread_mutex_unlock(&c->lock);
-                    return SL_ENOMEM;
-                }
-                c->asg = v;
-                c->asgcap = cap;
-            }
-            a = &c->asg[c->nasg];
-            if ((a->topic = strdup(topic)) == NULL) {
-                pthread_mutex_unlock(&c->lock);
-                return SL_ENOMEM;
-            }
-            a->partition = p;
-            a->high_watermark = -1;
-            c->nasg++;
-        }
-        a->position = pos;
-        invalidate(c);
+        rc = add_locked(c, topic, p, pos);
         pthread_mutex_unlock(&c->lock);
+        if (rc)
+            break;
     }
-    /* The answer being read points into the assignment table, which may have moved. */
-    answer_free(c->current);
-    c->current = NULL;
-    return 0;
+    drop_current(c);
+    return rc;
 }
 
 static int seek_common(sl_consumer *c, const char *topic, int32_t partition, int64_t what,
@@ -347,6 +392,11 @@ static int send_fetch(sl_consumer *c) {
             return rc;
         as->fetch_pos = as->position = pos;
     }
+    size_t active = 0;
+    for (size_t i = 0; i < c->nasg; i++)
+        active += !c->asg[i].paused;
+    if (active == 0)
+        return 0; /* nothing to fetch: poll waits for its deadline or a rebalance */
     fetch_ctx *fc = malloc(sizeof(*fc));
     if (fc == NULL)
         return SL_ENOMEM;
@@ -360,8 +410,10 @@ static int send_fetch(sl_consumer *c) {
     msgpack_pack_int(&pk, c->v.fetch_min_bytes);
     msgpack_pack_int(&pk, c->v.fetch_max_bytes);
     /* One topic entry per partition keeps this simple; the broker accepts repeats. */
-    msgpack_pack_array(&pk, c->nasg);
+    msgpack_pack_array(&pk, active);
     for (size_t i = 0; i < c->nasg; i++) {
+        if (c->asg[i].paused)
+            continue;
         msgpack_pack_array(&pk, 2);
         sl_mp_pack_str(&pk, c->asg[i].topic);
         msgpack_pack_array(&pk, 1);
@@ -516,6 +568,11 @@ static int start_answer(answer *a) {
 int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_mono_ms() + timeout_ms;
     for (;;) {
+        if (c->grouped) {
+            int grc = sl_group_poll(c);
+            if (grc)
+                return grc;
+        }
         if (c->current) {
             int r = next_record(c, c->current);
             if (r == 1) {
@@ -528,14 +585,19 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
                 return r;
         }
         pthread_mutex_lock(&c->lock);
-        if (c->nasg == 0) {
+        if (c->nasg == 0 && !c->grouped) {
             pthread_mutex_unlock(&c->lock);
             return SL_EINVAL;
         }
         int rc = 0;
         if (!c->inflight)
             rc = send_fetch(c);
+        bool regroup = false;
         while (rc == 0 && c->ready_head == NULL && c->fetch_error == 0) {
+            if (c->grouped && (c->need_rejoin || c->lost)) {
+                regroup = true; /* the heartbeat thread says the group is rebalancing */
+                break;
+            }
             int64_t left = deadline - sl_clock_mono_ms();
             if (left <= 0) {
                 rc = SL_ETIMEDOUT;
@@ -545,6 +607,10 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
             if (!c->inflight && c->ready_head == NULL && c->fetch_error == 0)
                 rc = send_fetch(c);
+        }
+        if (regroup) {
+            pthread_mutex_unlock(&c->lock);
+            continue;
         }
         if (rc == 0 && c->fetch_error) {
             rc = c->fetch_error;
@@ -590,9 +656,16 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
     }
 }
 
+int sl_consumer_close(sl_consumer *c) {
+    return c->grouped ? sl_group_close(c) : 0;
+}
+
 void sl_consumer_destroy(sl_consumer *c) {
     if (c == NULL)
         return;
+    if (c->grouped)
+        sl_group_close(c);
+    sl_group_destroy(c); /* also closes the connection a commit by a non-member opened */
     sl_rpc_close(c->rpc); /* an in-flight fetch ends with SL_ECLOSED */
     answer_free(c->current);
     pthread_mutex_lock(&c->lock);
@@ -605,6 +678,9 @@ void sl_consumer_destroy(sl_consumer *c) {
     sl_buf_free(&c->hdr_keys);
     sl_buf_free(&c->req);
     sl_buf_free(&c->records);
+    for (size_t i = 0; i < c->nsubscription; i++)
+        free(c->subscription[i]);
+    free(c->subscription);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
     sl_conf_destroy(c->conf);

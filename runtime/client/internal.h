@@ -32,6 +32,13 @@ typedef struct sl_conf_values {
     int64_t retry_backoff_max_ms;
     int64_t buffer_memory;
     int64_t max_block_ms;
+    const char *group_id; /* "" when none */
+    int session_timeout_ms;
+    int heartbeat_interval_ms;
+    int max_poll_interval_ms;
+    const char *assignor;
+    bool auto_commit;
+    int64_t auto_commit_interval_ms;
 } sl_conf_values;
 
 void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);

@@ -58,6 +58,21 @@ int sl_batch_validate(const uint8_t *p, size_t len, sl_batch_header *h) {
     return 0;
 }
 
+int sl_batch_validate_stored(const uint8_t *p, size_t len, sl_batch_header *h) {
+    int rc = sl_batch_header_parse(p, len, h);
+    if (rc)
+        return rc;
+    size_t total = (size_t)h->length + SL_BATCH_LOG_OVERHEAD;
+    if (total > len)
+        return SL_ECORRUPT;
+    if (h->records_count < 0 || h->last_offset_delta < 0 ||
+        h->records_count - 1 > h->last_offset_delta)
+        return SL_ECORRUPT;
+    if (sl_batch_compute_crc(p, total) != h->crc)
+        return SL_ECORRUPT;
+    return 0;
+}
+
 void sl_batch_set_base_offset(uint8_t *p, int64_t base_offset) {
     sl_be64_put(p + SL_BATCH_OFF_BASE_OFFSET, (uint64_t)base_offset);
 }

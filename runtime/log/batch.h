@@ -76,6 +76,12 @@ size_t sl_batch_total_size(const uint8_t *p, size_t len);
  * CRC-32C, record count and lastOffsetDelta agree. Fills 'h'. SL_ECORRUPT otherwise. */
 int sl_batch_validate(const uint8_t *p, size_t len, sl_batch_header *h);
 
+/* Check of one batch as it may lie on disk: as sl_batch_validate, except that compaction may
+ * have removed records, so recordsCount may be anything from 0 to lastOffsetDelta + 1 (the
+ * batch keeps its offset range; the records keep their offsetDelta). Fills 'h'. SL_ECORRUPT
+ * otherwise. Producers' batches are checked with sl_batch_validate, which wants them whole. */
+int sl_batch_validate_stored(const uint8_t *p, size_t len, sl_batch_header *h);
+
 /* The codec in the attributes of the batch at 'p' (at least SL_BATCH_HEADER_SIZE bytes). May be
  * 5..7, which no codec has: callers refuse those. */
 enum sl_codec sl_batch_codec(const uint8_t *p);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "log/batch.h"
+#include "log/compact.h"
 #include "log/producer_state.h"
 #include "log/segment.h"
 #include "sluice/err.h"
@@ -27,6 +29,11 @@ struct sl_partlog {
     int64_t unflushed_records;
     int64_t oldest_unflushed_ms;
     sl_producer_state *producers;
+    atomic_int refs;
+    bool closed;          /* sl_partlog_close was called: the cleaner swaps nothing more */
+    bool cleaning;        /* a compaction pass is running */
+    bool clean_broken;    /* a swap failed half-way, or unreadable data: no more passes */
+    int64_t cleaned_upto; /* the compaction clean point (log/compact.c) */
 };
 
 void sl_logconf_defaults(sl_logconf *conf) {
@@ -39,6 +46,11 @@ void sl_logconf_defaults(sl_logconf *conf) {
     conf->index_interval_bytes = 4096;
     conf->max_message_bytes = 1048588;
     conf->log_append_time = false;
+    conf->compact = false;
+    conf->delete_retention = true;
+    conf->delete_retention_ms = 86400000;
+    conf->min_cleanable_dirty_ratio = 0.5;
+    conf->min_compaction_lag_ms = 0;
 }
 
 static sl_segment *active(sl_partlog *pl) {
@@ -131,13 +143,19 @@ int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, s
     if (pl == NULL)
         return SL_ENOMEM;
     pthread_mutex_init(&pl->lock, NULL);
+    atomic_init(&pl->refs, 1);
     pl->dir = strdup(dir);
     pl->name = strdup(name);
     pl->conf = *conf;
     pl->oldest_unflushed_ms = -1;
     int64_t *bases = NULL;
     size_t n = 0;
-    rc = (pl->dir && pl->name) ? list_segments(dir, &bases, &n) : SL_ENOMEM;
+    rc = (pl->dir && pl->name) ? 0 : SL_ENOMEM;
+    /* Before listing: a compaction swap interrupted by a crash is completed or undone. */
+    if (rc == 0)
+        rc = sl_compact_recover_dir(dir, name);
+    if (rc == 0)
+        rc = list_segments(dir, &bases, &n);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         sl_segment *seg;
         sl_segment_recovery rec;
@@ -172,11 +190,31 @@ int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, s
         return rc;
     }
     set_hw_at_end(pl);
+    if (sl_compact_read_checkpoint(dir, name, &pl->cleaned_upto) == 1 &&
+        pl->cleaned_upto > pl->hw) {
+        sl_warn("log", "%s: cleaner checkpoint %" PRId64 " is past the log end %" PRId64
+                       "; compacting the whole log again",
+                name, pl->cleaned_upto, pl->hw);
+        pl->cleaned_upto = 0;
+    }
     *out = pl;
     return 0;
 }
 
+void sl_partlog_ref(sl_partlog *pl) {
+    atomic_fetch_add(&pl->refs, 1);
+}
+
 void sl_partlog_close(sl_partlog *pl) {
+    pthread_mutex_lock(&pl->lock);
+    pl->closed = true;
+    pthread_mutex_unlock(&pl->lock);
+    sl_partlog_unref(pl);
+}
+
+void sl_partlog_unref(sl_partlog *pl) {
+    if (atomic_fetch_sub(&pl->refs, 1) != 1)
+        return;
     for (size_t i = 0; i < pl->nsegs; i++)
         sl_segment_unref(pl->segs[i]);
     free(pl->segs);
@@ -193,18 +231,60 @@ void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf) {
     pthread_mutex_unlock(&pl->lock);
 }
 
+/* Largest records region the produce check of a compacted log decompresses from one batch. */
+#define KEY_CHECK_MAX_RECORDS_BYTES (64u * 1024 * 1024)
+
+/* Every record of the batch at byte 'at' of a request must have a key and the offset delta of
+ * its place (compacted logs). */
+static int check_keys(const sl_partlog *pl, const uint8_t *batch, size_t total, size_t at,
+                      sl_buf *scratch, char *errbuf, size_t errlen) {
+    sl_record_iter it;
+    sl_record_view rv;
+    int rc =
+        sl_record_iter_start_decompress(&it, batch, total, scratch, KEY_CHECK_MAX_RECORDS_BYTES);
+    if (rc == SL_ENOMEM)
+        return rc;
+    int32_t n = 0;
+    while (rc == 0 && (rc = sl_record_iter_next(&it, &rv)) == 1) {
+        /* Compaction keys records by their offsets, so these must be what they claim. */
+        if ((uint64_t)rv.offset - (uint64_t)it.hdr.base_offset != (uint64_t)n) {
+            snprintf(errbuf, errlen,
+                     "record %d of the batch at byte %zu for %s has offset delta %" PRId64, n,
+                     at, pl->name, (int64_t)((uint64_t)rv.offset - (uint64_t)it.hdr.base_offset));
+            return SL_ECORRUPT;
+        }
+        if (rv.key == NULL) {
+            snprintf(errbuf, errlen,
+                     "%s is compacted (cleanup.policy=compact) and every record needs a key: "
+                     "record %d of the batch at byte %zu has none",
+                     pl->name, n, at);
+            return SL_EINVAL;
+        }
+        n++;
+        rc = 0;
+    }
+    if (rc < 0 || n != it.hdr.records_count || it.pos != it.end) {
+        snprintf(errbuf, errlen, "malformed records in the batch at byte %zu for %s", at, pl->name);
+        return SL_ECORRUPT;
+    }
+    return 0;
+}
+
 int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
                         char *errbuf, size_t errlen) {
     pthread_mutex_lock(&pl->lock); /* a topic alter may be changing the config */
     int64_t max_bytes = pl->conf.max_message_bytes;
+    bool compact = pl->conf.compact;
     pthread_mutex_unlock(&pl->lock);
+    sl_buf scratch = SL_BUF_INIT;
+    int rc = 0;
     size_t pos = 0;
     int64_t count = 0;
     if (len == 0) {
         snprintf(errbuf, errlen, "empty produce request for %s", pl->name);
         return SL_ECORRUPT;
     }
-    while (pos < len) {
+    while (rc == 0 && pos < len) {
         sl_batch_header h;
         size_t total = sl_batch_total_size(data + pos, len - pos);
         if (total > (size_t)max_bytes) {
@@ -212,26 +292,32 @@ int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t
                      "record batch of %zu bytes is larger than max.message.bytes (%" PRId64
                      ") of %s",
                      total, max_bytes, pl->name);
-            return SL_ETOOLARGE;
-        }
-        if (sl_batch_validate(data + pos, len - pos, &h)) {
+            rc = SL_ETOOLARGE;
+        } else if (sl_batch_validate(data + pos, len - pos, &h)) {
             snprintf(errbuf, errlen, "corrupt record batch at byte %zu for %s", pos, pl->name);
-            return SL_ECORRUPT;
-        }
-        if (h.attributes & (SL_BATCH_ATTR_CONTROL | SL_BATCH_ATTR_TRANSACTIONAL)) {
+            rc = SL_ECORRUPT;
+        } else if (h.attributes & (SL_BATCH_ATTR_CONTROL | SL_BATCH_ATTR_TRANSACTIONAL)) {
             snprintf(errbuf, errlen, "transactional and control batches are not accepted yet");
-            return SL_EUNSUPPORTED;
-        }
-        if (h.producer_id >= 0 && (pos != 0 || total != len)) {
+            rc = SL_EUNSUPPORTED;
+        } else if (h.producer_id >= 0 && (pos != 0 || total != len)) {
             /* Duplicate detection works per batch: an idempotent batch travels alone. */
             snprintf(errbuf, errlen, "a batch with a producer id must be the only batch sent to "
                                      "%s in its request",
                      pl->name);
-            return SL_EINVAL;
+            rc = SL_EINVAL;
+        } else if (compact) {
+            /* Compaction keys every record: a record without one could never be cleaned
+             * (Kafka refuses them too). Per-record work, but only on compacted logs. */
+            rc = check_keys(pl, data + pos, total, pos, &scratch, errbuf, errlen);
         }
-        count += h.records_count;
-        pos += total;
+        if (rc == 0) {
+            count += h.records_count;
+            pos += total;
+        }
     }
+    sl_buf_free(&scratch);
+    if (rc)
+        return rc;
     *records = count;
     return 0;
 }
@@ -431,8 +517,9 @@ int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *ou
     size_t i = segment_for(pl, offset);
     int64_t limit = readable_limit(pl, i), pos;
     int rc = sl_segment_find(pl->segs[i], offset, limit, &pos);
-    if (rc == SL_ERANGE && i + 1 < pl->nsegs) {
-        /* 'offset' falls in a gap after this segment (compaction may leave one): read on. */
+    while (rc == SL_ERANGE && i + 1 < pl->nsegs) {
+        /* 'offset' falls in a gap after this segment (compaction may leave one): read on. Past
+         * the HW segment the readable limit is 0, so this never reads beyond the HW. */
         i++;
         limit = readable_limit(pl, i);
         rc = sl_segment_find(pl->segs[i], pl->segs[i]->base_offset, limit, &pos);
@@ -475,6 +562,10 @@ int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset) {
     return rc;
 }
 
+const char *sl_partlog_name(const sl_partlog *pl) {
+    return pl->name;
+}
+
 int64_t sl_partlog_size_bytes(sl_partlog *pl) {
     int64_t total = 0;
     pthread_mutex_lock(&pl->lock);
@@ -497,6 +588,10 @@ int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms) {
     const char *reason = NULL;
     pthread_mutex_lock(&pl->lock);
     const sl_logconf *c = &pl->conf;
+    if (!c->delete_retention) { /* cleanup.policy=compact: compaction alone removes records */
+        pthread_mutex_unlock(&pl->lock);
+        return 0;
+    }
     if (c->retention_ms >= 0 && active(pl)->size > 0 && active(pl)->next_offset == pl->hw &&
         active(pl)->max_timestamp < now_ms - c->retention_ms) {
         /* Everything has expired: start a fresh segment so the old one can go. */
@@ -563,4 +658,138 @@ int sl_partlog_roll_if_due(sl_partlog *pl, int64_t now_ms) {
         rc = roll(pl);
     pthread_mutex_unlock(&pl->lock);
     return rc;
+}
+
+/* ---- the cleaner's access (log/compact.h) ---- */
+
+int sl_partlog_clean_begin(sl_partlog *pl, int64_t now_ms, sl_clean_view *v) {
+    memset(v, 0, sizeof(*v));
+    pthread_mutex_lock(&pl->lock);
+    v->cleaned_upto = pl->cleaned_upto;
+    if (!pl->conf.compact || pl->closed || pl->cleaning || pl->clean_broken) {
+        pthread_mutex_unlock(&pl->lock);
+        return 1;
+    }
+    /* Whole segments below the active one and the HW segment: they no longer change. */
+    size_t n = pl->nsegs - 1;
+    if (pl->hw_seg < n)
+        n = pl->hw_seg;
+    if (pl->conf.min_compaction_lag_ms > 0) {
+        int64_t newest; /* records newer than this are too young to compact */
+        if (__builtin_sub_overflow(now_ms, pl->conf.min_compaction_lag_ms, &newest))
+            newest = INT64_MIN;
+        for (size_t i = 0; i < n; i++) {
+            if (pl->segs[i]->max_timestamp > newest) {
+                n = i; /* a prefix only: what follows is younger still, or about as young */
+                break;
+            }
+        }
+    }
+    if (n == 0) {
+        pthread_mutex_unlock(&pl->lock);
+        return 1;
+    }
+    v->segs = malloc(n * sizeof(*v->segs));
+    if (v->segs == NULL) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v->segs[i] = pl->segs[i];
+        sl_segment_ref(v->segs[i]);
+    }
+    v->nsegs = n;
+    v->end_offset = pl->segs[n]->base_offset;
+    v->conf = pl->conf;
+    v->dir = pl->dir;
+    v->name = pl->name;
+    pl->cleaning = true;
+    pthread_mutex_unlock(&pl->lock);
+    return 0;
+}
+
+void sl_partlog_clean_end(sl_partlog *pl, sl_clean_view *v, int status, int64_t cleaned_upto) {
+    pthread_mutex_lock(&pl->lock);
+    if (status == 0) {
+        pl->cleaned_upto = cleaned_upto;
+        /* Under the lock, so a topic deleted and made again meanwhile never gets our file. A
+         * checkpoint that fails to be written only makes a later start compact more. */
+        if (!pl->closed)
+            sl_compact_write_checkpoint(pl->dir, pl->name, cleaned_upto);
+    } else if (status == SL_ECORRUPT) {
+        pl->clean_broken = true;
+    }
+    pl->cleaning = false;
+    pthread_mutex_unlock(&pl->lock);
+    for (size_t i = 0; i < v->nsegs; i++)
+        sl_segment_unref(v->segs[i]);
+    free(v->segs);
+    v->segs = NULL;
+    v->nsegs = 0;
+}
+
+int sl_partlog_clean_swap(sl_partlog *pl, sl_segment *const *old, size_t nold, sl_segment *fresh,
+                          int64_t end_offset) {
+    pthread_mutex_lock(&pl->lock);
+    if (pl->closed) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ECLOSED;
+    }
+    /* Retention may have removed some of them meanwhile (compact,delete). */
+    size_t at = 0;
+    while (at < pl->nsegs && pl->segs[at] != old[0])
+        at++;
+    bool same = at + nold < pl->nsegs && at + nold <= pl->hw_seg;
+    for (size_t j = 0; same && j < nold; j++)
+        same = pl->segs[at + j] == old[j];
+    if (!same) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ERETRY;
+    }
+    int64_t base = old[0]->base_offset;
+    /* Allocation first: past the commit point nothing may fail for want of memory. */
+    char path[4096];
+    sl_segment_path(path, sizeof(path), pl->dir, base);
+    char *canonical = strdup(path);
+    int rc = canonical ? sl_compact_commit_swap(pl->dir, base, end_offset) : SL_ENOMEM;
+    if (rc) {
+        /* A failed commit may still have renamed the file: let a reopen sort it out. */
+        if (canonical)
+            pl->clean_broken = true;
+        pthread_mutex_unlock(&pl->lock);
+        free(canonical);
+        return rc;
+    }
+    /* Committed: the old files go, the new ones take their names. Readers that hold the old
+     * segments keep reading their open files. */
+    for (size_t j = 0; j < nold; j++)
+        sl_segment_unlink(old[j]);
+    rc = sl_compact_finish_swap(pl->dir, base, end_offset);
+    if (rc) {
+        /* The disk is half-way; a reopen completes the swap from the .swap file. Until then
+         * the old segments stay in memory (their files are open) and no pass runs. */
+        pl->clean_broken = true;
+        pthread_mutex_unlock(&pl->lock);
+        free(canonical);
+        return rc;
+    }
+    free(fresh->path);
+    fresh->path = canonical;
+    pl->segs[at] = fresh;
+    memmove(pl->segs + at + 1, pl->segs + at + nold, (pl->nsegs - at - nold) * sizeof(*pl->segs));
+    pl->nsegs -= nold - 1;
+    pl->hw_seg -= nold - 1;
+    pthread_mutex_unlock(&pl->lock);
+    for (size_t j = 0; j < nold; j++)
+        sl_segment_unref(old[j]);
+    return 0;
+}
+
+bool sl_partlog_clean_is_producer_tail(sl_partlog *pl, int64_t pid, int64_t last_offset) {
+    int64_t last;
+    pthread_mutex_lock(&pl->lock);
+    bool tail =
+        sl_producer_state_last_offset(pl->producers, pid, &last) == 1 && last == last_offset;
+    pthread_mutex_unlock(&pl->lock);
+    return tail;
 }

@@ -24,6 +24,14 @@ typedef struct sl_logconf {
     int64_t index_interval_bytes; /* bytes between sparse index entries */
     int64_t max_message_bytes;    /* largest batch accepted */
     bool log_append_time;         /* stamp batches with the broker's clock */
+    /* cleanup.policy: 'compact' keeps the latest record per key (log/compact.h) and refuses
+     * records without a key; 'delete_retention' applies retention.ms and retention.bytes.
+     * "compact" alone sets only the first, "compact,delete" both, "delete" only the second. */
+    bool compact;
+    bool delete_retention;
+    int64_t delete_retention_ms;      /* how long compaction keeps a tombstone */
+    double min_cleanable_dirty_ratio; /* compact once this share of the cleanable log is dirty */
+    int64_t min_compaction_lag_ms;    /* records younger than this are not compacted */
 } sl_logconf;
 
 /* The defaults Kafka uses. */
@@ -51,15 +59,24 @@ typedef struct sl_read_result {
  * back to the last whole batch and logged. 'name' ("orders-3") is used in log lines. */
 int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, sl_partlog **out);
 
-/* Closes the files; 'pl' is freed. Readers must be done. */
+/* Closes the log: it is freed, its files closed, once the last reference is dropped (at once
+ * unless the cleaner holds one; a pass still running then stops before its next swap). Readers
+ * must be done. */
 void sl_partlog_close(sl_partlog *pl);
+
+/* References for a caller that uses the log without holding whatever keeps it open (the
+ * broker's cleaner, while a topic may be deleted): the log stays allocated until unref. */
+void sl_partlog_ref(sl_partlog *pl);
+void sl_partlog_unref(sl_partlog *pl);
 
 /* Replaces the configuration (topic alter). */
 void sl_partlog_set_conf(sl_partlog *pl, const sl_logconf *conf);
 
 /* Checks every batch in 'data' (one or more, as a producer sent them): sizes, magic, CRC-32C,
- * counts; and each against max.message.bytes. Needs no lock: call before append.
- * SL_ECORRUPT or SL_ETOOLARGE with a sentence in errbuf. '*records' gets the record count. */
+ * counts; and each against max.message.bytes. On a compacted log every record must have a key,
+ * which takes reading the records (decompressing them): SL_EINVAL otherwise. Needs no lock: call
+ * before append. SL_ECORRUPT or SL_ETOOLARGE with a sentence in errbuf. '*records' gets the
+ * record count. */
 int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t *records,
                         char *errbuf, size_t errlen);
 
@@ -86,11 +103,15 @@ int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *ou
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset);
 
 void sl_partlog_offsets(sl_partlog *pl, sl_read_result *res);
+
+/* The name given at open ("orders-3"); valid while the log is. */
+const char *sl_partlog_name(const sl_partlog *pl);
 int64_t sl_partlog_size_bytes(sl_partlog *pl);
 size_t sl_partlog_segment_count(sl_partlog *pl);
 
 /* Deletes old segments per retention.ms and retention.bytes (never past the HW), rolling an
- * expired active segment first. Returns the number of segments deleted. */
+ * expired active segment first; nothing on a log whose cleanup.policy lacks "delete". Returns the
+ * number of segments deleted. */
 int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms);
 
 /* fsync now, or only if flush.ms has passed since the oldest unflushed append. */

@@ -137,3 +137,13 @@ int sl_producer_state_update(sl_producer_state *ps, const sl_batch_header *h) {
                                        h->base_offset, h->base_offset + h->last_offset_delta};
     return 0;
 }
+
+int sl_producer_state_last_offset(const sl_producer_state *ps, int64_t pid, int64_t *last_offset) {
+    if (pid < 0)
+        return 0;
+    const entry *e = lookup(ps, pid);
+    if (e->pid < 0 || e->nkept == 0)
+        return 0;
+    *last_offset = e->kept[e->nkept - 1].last_offset;
+    return 1;
+}

@@ -31,6 +31,10 @@ int sl_producer_state_check(const sl_producer_state *ps, const sl_batch_header *
 /* Records batch 'h' as written (its base_offset is the assigned one). */
 int sl_producer_state_update(sl_producer_state *ps, const sl_batch_header *h);
 
+/* The last offset of the latest batch of producer 'pid' into '*last_offset': 1 if the producer is
+ * known, 0 if not. Compaction keeps that batch (emptied if need be) so the state survives. */
+int sl_producer_state_last_offset(const sl_producer_state *ps, int64_t pid, int64_t *last_offset);
+
 /* Producers known. */
 size_t sl_producer_state_count(const sl_producer_state *ps);
 

@@ -72,9 +72,23 @@ static int open_all(sl_segment *seg, int flags) {
 }
 
 int sl_segment_create(const char *dir, int64_t base_offset, sl_segment **out) {
+    return sl_segment_create_tagged(dir, base_offset, "", out);
+}
+
+int sl_segment_create_tagged(const char *dir, int64_t base_offset, const char *tag,
+                             sl_segment **out) {
     sl_segment *seg = segment_alloc(dir, base_offset);
     if (seg == NULL)
         return SL_ENOMEM;
+    if (tag[0]) {
+        char *path = NULL;
+        if (asprintf(&path, "%s%s", seg->path, tag) < 0) {
+            segment_free(seg);
+            return SL_ENOMEM;
+        }
+        free(seg->path);
+        seg->path = path;
+    }
     int rc = open_all(seg, O_TRUNC);
     if (rc) {
         segment_free(seg);
@@ -219,15 +233,17 @@ static int scan_and_rebuild(sl_segment *seg, bool check_crc, int64_t interval,
             break;
         }
         int64_t total = h.length + SL_BATCH_LOG_OVERHEAD;
-        if (h.base_offset < expected || h.records_count < 1 ||
-            h.last_offset_delta != h.records_count - 1) {
+        /* Compaction leaves gaps between batches and batches with fewer records than their
+         * offset range (even none): offsets only have to grow. */
+        if (h.base_offset < expected || h.records_count < 0 || h.last_offset_delta < 0 ||
+            h.records_count - 1 > h.last_offset_delta) {
             why = "batch offsets out of sequence";
             break;
         }
         if (check_crc) {
             batch.len = 0;
             if (sl_segment_read(seg, pos, (size_t)total, &batch) ||
-                sl_batch_validate(batch.data, batch.len, &h)) {
+                sl_batch_validate_stored(batch.data, batch.len, &h)) {
                 why = "batch fails its CRC-32C";
                 break;
             }
@@ -271,7 +287,7 @@ static int load_indexes(sl_segment *seg, int64_t log_size) {
         if ((int64_t)pos >= log_size ||
             (seg->nidx && (rel <= seg->idx[seg->nidx - 1].rel_offset ||
                            pos <= seg->idx[seg->nidx - 1].position)) ||
-            (i == 0 && (rel != 0 || pos != 0)))
+            (i == 0 && pos != 0)) /* rel may be > 0: compaction may drop the first batch */
             rc = SL_ECORRUPT;
         else
             rc = idx_push(seg, rel, pos);
@@ -392,7 +408,8 @@ int sl_segment_append(sl_segment *seg, const uint8_t *data, size_t len,
     return 0;
 }
 
-/* Index of the last entry whose relative offset is <= rel (entry 0 is always rel 0). */
+/* Index of the last entry whose relative offset is <= rel, or 0 (entry 0 is at position 0, so
+ * a scan from it finds any offset below it too). */
 static size_t idx_floor(const sl_segment *seg, uint32_t rel) {
     size_t lo = 0, hi = seg->nidx;
     while (hi - lo > 1) {
@@ -426,27 +443,30 @@ int sl_segment_find(sl_segment *seg, int64_t offset, int64_t limit, int64_t *pos
 /* Largest records region a time lookup decompresses from one batch. */
 #define TIME_LOOKUP_MAX_RECORDS_BYTES (256u * 1024 * 1024)
 
-/* First record in the batch at 'pos' with timestamp >= ts; batch must have max_timestamp >= ts.
- * A batch that cannot be read record by record answers with its base offset. */
-static int64_t first_at_or_after(sl_segment *seg, int64_t pos, const sl_batch_header *h,
-                                 int64_t ts) {
+/* First record in the batch at 'pos' with timestamp >= ts into '*found': 1. A batch that cannot
+ * be read record by record answers with its base offset. 0 when the batch has no such record:
+ * compaction may have removed the records that made its maxTimestamp (Kafka then reads on). */
+static int first_at_or_after(sl_segment *seg, int64_t pos, const sl_batch_header *h, int64_t ts,
+                             int64_t *found) {
     sl_buf b = SL_BUF_INIT, records = SL_BUF_INIT;
-    int64_t found = h->base_offset;
     sl_record_iter it;
+    int r = 1;
+    *found = h->base_offset;
     if (sl_segment_read(seg, pos, (size_t)h->length + SL_BATCH_LOG_OVERHEAD, &b) == 0 &&
         sl_record_iter_start_decompress(&it, b.data, b.len, &records,
                                         TIME_LOOKUP_MAX_RECORDS_BYTES) == 0) {
         sl_record_view rv;
-        while (sl_record_iter_next(&it, &rv) == 1) {
+        while ((r = sl_record_iter_next(&it, &rv)) == 1) {
             if (rv.timestamp >= ts) {
-                found = rv.offset;
+                *found = rv.offset;
                 break;
             }
         }
+        r = r < 0 ? 1 : r; /* a malformed record: the base offset, as for an unreadable batch */
     }
     sl_buf_free(&records);
     sl_buf_free(&b);
-    return found;
+    return r;
 }
 
 int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *offset) {
@@ -470,10 +490,8 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
     sl_batch_header h;
     int r;
     while ((r = header_at(seg, p, limit, &h)) == 1) {
-        if (h.max_timestamp >= ts) {
-            *offset = first_at_or_after(seg, p, &h, ts);
+        if (h.max_timestamp >= ts && first_at_or_after(seg, p, &h, ts, offset) == 1)
             return 0;
-        }
         p += h.length + SL_BATCH_LOG_OVERHEAD;
     }
     return r < 0 ? SL_ECORRUPT : SL_ERANGE;

@@ -10,7 +10,11 @@
  * Concurrency: one writer (the partition, under its lock) appends; readers that hold a reference
  * may pread whole batches below the size they observed under the partition lock, because bytes
  * once written are never changed. A segment removed by retention is unlinked at once and freed
- * when its last reference goes. */
+ * when its last reference goes; compaction replaces segments the same way.
+ *
+ * After compaction a segment may have gaps between its batches, may start after its base
+ * offset, and may hold batches with fewer records (even none) than their offset range: each
+ * batch keeps its baseOffset and lastOffsetDelta, so next_offset never moves back. */
 #ifndef SL_LOG_SEGMENT_H
 #define SL_LOG_SEGMENT_H
 
@@ -61,6 +65,11 @@ typedef struct sl_segment_recovery {
 
 /* Creates an empty segment (files truncated). The caller holds the one reference. */
 int sl_segment_create(const char *dir, int64_t base_offset, sl_segment **out);
+
+/* Like sl_segment_create, with files named "<dir>/<20-digit base offset><tag>.log" and so on
+ * (compaction writes "<base>.cleaned.log" beside the live segment). */
+int sl_segment_create_tagged(const char *dir, int64_t base_offset, const char *tag,
+                             sl_segment **out);
 
 /* Opens an existing segment. With 'full_check' (the active segment after a restart) every batch
  * is verified, CRC included; a torn or corrupt tail is cut back to the last whole batch and the

@@ -31,8 +31,8 @@ static void reply(nng_aio *aio, uint16_t status, const char *type, const void *b
 
 static void on_health(nng_aio *aio) {
     nng_http_handler *h = nng_aio_get_input(aio, 1);
-    sl_broker *b = nng_http_handler_get_data(h);
-    if (sl_broker_stopping(b)) {
+    sl_native_ctx *ctx = nng_http_handler_get_data(h);
+    if (sl_broker_stopping(ctx->broker)) {
         static const char body[] = "{\"status\":\"stopping\"}\n";
         reply(aio, 503, "application/json", body, sizeof(body) - 1);
         return;
@@ -43,9 +43,9 @@ static void on_health(nng_aio *aio) {
 
 static void on_metrics(nng_aio *aio) {
     nng_http_handler *h = nng_aio_get_input(aio, 1);
-    sl_broker *b = nng_http_handler_get_data(h);
+    sl_native_ctx *ctx = nng_http_handler_get_data(h);
     sl_buf out = SL_BUF_INIT;
-    if (sl_broker_metrics(b, &out) == 0)
+    if (sl_broker_metrics(ctx->broker, &out) == 0 && sl_coord_metrics(ctx->coord, &out) == 0)
         reply(aio, 200, "text/plain; version=0.0.4", out.data, out.len);
     else
         reply(aio, 500, "text/plain", "out of memory\n", 14);
@@ -53,19 +53,20 @@ static void on_metrics(nng_aio *aio) {
 }
 
 static int add_handler(nng_http_server *srv, const char *path, void (*fn)(nng_aio *),
-                       sl_broker *b) {
+                       sl_native_ctx *ctx) {
     nng_http_handler *h;
     int rv = nng_http_handler_alloc(&h, path, fn);
     if (rv == 0)
         rv = nng_http_handler_set_method(h, "GET");
     if (rv == 0)
-        rv = nng_http_handler_set_data(h, b, NULL);
+        rv = nng_http_handler_set_data(h, ctx, NULL);
     if (rv == 0)
         rv = nng_http_server_add_handler(srv, h);
     return rv;
 }
 
-int sl_http_start(sl_broker *b, const char *addr, sl_http **out, char *bound, size_t boundlen) {
+int sl_http_start(sl_native_ctx *ctx, const char *addr, sl_http **out, char *bound,
+                  size_t boundlen) {
     sl_http *h = calloc(1, sizeof(*h));
     char urlstr[300];
     if (h == NULL)
@@ -75,9 +76,9 @@ int sl_http_start(sl_broker *b, const char *addr, sl_http **out, char *bound, si
     if (rv == 0)
         rv = nng_http_server_hold(&h->srv, h->url);
     if (rv == 0)
-        rv = add_handler(h->srv, "/health", on_health, b);
+        rv = add_handler(h->srv, "/health", on_health, ctx);
     if (rv == 0)
-        rv = add_handler(h->srv, "/metrics", on_metrics, b);
+        rv = add_handler(h->srv, "/metrics", on_metrics, ctx);
     if (rv == 0)
         rv = nng_http_server_start(h->srv);
     if (rv) {

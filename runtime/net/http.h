@@ -5,12 +5,14 @@
 
 #include <stddef.h>
 
-#include "broker/broker.h"
+#include "net/native_handler.h"
 
 typedef struct sl_http sl_http;
 
-/* 'addr' is "host:port" (port 0 picks a free port); 'bound' gets "host:port" as bound. */
-int sl_http_start(sl_broker *b, const char *addr, sl_http **out, char *bound, size_t boundlen);
+/* 'addr' is "host:port" (port 0 picks a free port); 'bound' gets "host:port" as bound. 'ctx'
+ * (broker and group coordinator) must outlive the server. */
+int sl_http_start(sl_native_ctx *ctx, const char *addr, sl_http **out, char *bound,
+                  size_t boundlen);
 void sl_http_stop(sl_http *h);
 
 #endif

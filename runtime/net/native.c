@@ -11,24 +11,6 @@
 #define MAX_PARTS_PER_TOPIC 100000
 #define MAX_CONFIGS 1000
 
-static int buf_write(void *data, const char *p, size_t len) {
-    return sl_buf_append(data, p, len) ? -1 : 0;
-}
-
-void sl_mp_packer_init(msgpack_packer *pk, sl_buf *b) {
-    msgpack_packer_init(pk, b, buf_write);
-}
-
-void sl_mp_pack_str(msgpack_packer *pk, const char *s) {
-    if (s == NULL) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
 size_t sl_mp_bin_begin(sl_buf *b) {
     uint8_t hdr[5] = {0xc6, 0, 0, 0, 0}; /* bin 32: fixed size, so it can be patched */
     size_t at = b->len;
@@ -229,6 +211,25 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
     case SL_API_LIST_TOPICS:
     case SL_API_INIT_PRODUCER_ID:
         return 0;
+    case SL_API_JOIN_GROUP:
+    case SL_API_SYNC_GROUP:
+    case SL_API_HEARTBEAT:
+    case SL_API_LEAVE_GROUP:
+    case SL_API_OFFSET_COMMIT:
+    case SL_API_OFFSET_FETCH:
+    case SL_API_LIST_GROUPS:
+    case SL_API_DESCRIBE_GROUP:
+    case SL_API_DELETE_GROUP: {
+        static const size_t min_fields[] = {7, 4, 3, 2, 4, 2, 0, 1, 1};
+        if (n < min_fields[req->api - SL_API_JOIN_GROUP])
+            return SL_EPROTO;
+        if (req->api != SL_API_LIST_GROUPS &&
+            sl_mp_strcpy(&a[0], req->name, sizeof(req->name))) /* the group id */
+            return SL_EPROTO;
+        req->body = a;
+        req->nbody = n;
+        return 0;
+    }
     default:
         return SL_EUNSUPPORTED;
     }

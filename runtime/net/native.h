@@ -24,6 +24,25 @@
  *   LIST_TOPICS     []     -> [0, nil, [name...]]
  *   INIT_PRODUCER_ID []    -> [0, nil, producer_id, epoch]
  *
+ * Consumer groups (Kafka's classic protocol; metadata and assignments are Kafka's consumer
+ * protocol bytes):
+ *   JOIN_GROUP      [group, member_id, client_id, session_ms, rebalance_ms, protocol_type,
+ *                    [[protocol, bin metadata]...]]
+ *                -> [0, nil, generation, protocol, leader, member_id, [[member_id, bin]...]]
+ *   SYNC_GROUP      [group, generation, member_id, [[member_id, bin assignment]...]]
+ *                -> [0, nil, bin assignment]
+ *   HEARTBEAT       [group, generation, member_id]                  -> [status, msg]
+ *   LEAVE_GROUP     [group, member_id]                              -> [status, msg]
+ *   OFFSET_COMMIT   [group, generation, member_id, [[topic, [[partition, offset, md]...]]...]]
+ *                -> [status, msg]          (generation -1: a tool, only for an empty group)
+ *   OFFSET_FETCH    [group, [[topic, [partition...]]...] or nil for all]
+ *                -> [0, nil, [[topic, [[partition, offset]...]]...]]   (offset -1: none)
+ *   LIST_GROUPS     []      -> [0, nil, [[group, state]...]]
+ *   DESCRIBE_GROUP  [group] -> [status, msg, group, state, protocol, generation,
+ *                               [[member_id, client_id, host, bin assignment]...],
+ *                               [[topic, partition, committed, end, lag, lag_ms]...]]
+ *   DELETE_GROUP    [group] -> [status, msg]
+ *
  * Status values are SL_E* codes. Produce with acks=0 gets no response at all. */
 #ifndef SL_NET_NATIVE_H
 #define SL_NET_NATIVE_H
@@ -35,6 +54,7 @@
 #include <msgpack.h>
 
 #include "base/buf.h"
+#include "base/mp.h"
 #include "base/mpcheck.h"
 
 enum sl_native_api {
@@ -48,6 +68,15 @@ enum sl_native_api {
     SL_API_DESCRIBE_TOPIC = 8,
     SL_API_LIST_TOPICS = 9,
     SL_API_INIT_PRODUCER_ID = 10,
+    SL_API_JOIN_GROUP = 11,
+    SL_API_SYNC_GROUP = 12,
+    SL_API_HEARTBEAT = 13,
+    SL_API_LEAVE_GROUP = 14,
+    SL_API_OFFSET_COMMIT = 15,
+    SL_API_OFFSET_FETCH = 16,
+    SL_API_LIST_GROUPS = 17,
+    SL_API_DESCRIBE_GROUP = 18,
+    SL_API_DELETE_GROUP = 19,
 };
 
 /* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */
@@ -83,6 +112,10 @@ typedef struct sl_native_req {
     bool all_topics; /* METADATA with nil */
     sl_native_kv *configs;
     size_t nconfigs;
+    /* Group requests: the body array, checked for shape; fields are read by the handler with
+     * the sl_mp_* accessors. Points into 'unpacked'. */
+    const msgpack_object *body;
+    size_t nbody;
     msgpack_unpacked unpacked;
 } sl_native_req;
 
@@ -93,9 +126,6 @@ void sl_native_req_free(sl_native_req *req);
 
 /* ---- msgpack into an sl_buf ---- */
 
-/* A packer that appends to 'b'. */
-void sl_mp_packer_init(msgpack_packer *pk, sl_buf *b);
-void sl_mp_pack_str(msgpack_packer *pk, const char *s); /* NULL packs nil */
 /* Starts a bin value whose bytes the caller appends to 'b' directly; returns the position of
  * its length field, to patch with sl_mp_bin_end once the size is known. */
 size_t sl_mp_bin_begin(sl_buf *b);

@@ -9,10 +9,6 @@
 #include "net/native.h"
 #include "sluice/err.h"
 
-/* Per-thread scratch buffer for responses: each connection has its own thread, and a response
- * buffer reused across requests means no allocation per request once warm. */
-static _Thread_local sl_buf tls_resp;
-
 /* Longest wait a fetch may ask for: a client cannot park a connection thread forever. */
 #define MAX_FETCH_WAIT_MS 30000
 
@@ -24,6 +20,14 @@ static void begin(sl_buf *out, msgpack_packer *pk, uint32_t id) {
     sl_mp_packer_init(pk, out);
 }
 
+/* Starts a successful answer: an array of 'nfields' whose first two are status 0 and no message. */
+static void begin_ok(sl_buf *out, msgpack_packer *pk, uint32_t id, size_t nfields) {
+    begin(out, pk, id);
+    msgpack_pack_array(pk, nfields);
+    msgpack_pack_int(pk, 0);
+    msgpack_pack_nil(pk);
+}
+
 static int finish(sl_conn *conn, sl_buf *out) {
     if (out->len < 8)
         return SL_ENOMEM;
@@ -33,7 +37,7 @@ static int finish(sl_conn *conn, sl_buf *out) {
 }
 
 static int reply_status(sl_conn *conn, uint32_t id, int status, const char *msg) {
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     begin(out, &pk, id);
     msgpack_pack_array(&pk, 2);
@@ -43,12 +47,9 @@ static int reply_status(sl_conn *conn, uint32_t id, int status, const char *msg)
 }
 
 static int handle_produce(sl_broker *b, sl_conn *conn, sl_native_req *req) {
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 3);
     msgpack_pack_array(&pk, req->ntopics);
     for (size_t i = 0; i < req->ntopics; i++) {
         sl_native_topic *t = &req->topics[i];
@@ -84,10 +85,7 @@ static int handle_produce(sl_broker *b, sl_conn *conn, sl_native_req *req) {
 static size_t fetch_pass(sl_broker *b, sl_native_req *req, sl_buf *out, uint32_t id) {
     msgpack_packer pk;
     size_t total = 0;
-    begin(out, &pk, id);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, id, 3);
     msgpack_pack_array(&pk, req->ntopics);
     for (size_t i = 0; i < req->ntopics; i++) {
         sl_native_topic *t = &req->topics[i];
@@ -122,7 +120,7 @@ static size_t fetch_pass(sl_broker *b, sl_native_req *req, sl_buf *out, uint32_t
 }
 
 static int handle_fetch(sl_broker *b, sl_conn *conn, sl_native_req *req) {
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     int64_t wait = req->max_wait_ms < MAX_FETCH_WAIT_MS ? req->max_wait_ms : MAX_FETCH_WAIT_MS;
     int64_t deadline = sl_clock_mono_ms() + wait;
     for (;;) {
@@ -137,12 +135,9 @@ static int handle_fetch(sl_broker *b, sl_conn *conn, sl_native_req *req) {
 }
 
 static int handle_list_offsets(sl_broker *b, sl_conn *conn, sl_native_req *req) {
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 3);
     msgpack_pack_array(&pk, req->ntopics);
     for (size_t i = 0; i < req->ntopics; i++) {
         sl_native_topic *t = &req->topics[i];
@@ -174,16 +169,13 @@ static void pack_topic_meta(sl_broker *b, msgpack_packer *pk, const char *name) 
 }
 
 static int handle_metadata(sl_broker *b, sl_conn *conn, sl_native_req *req) {
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     char **names = NULL;
     size_t count = 0;
     if (req->all_topics && sl_broker_list_topics(b, false, &names, &count))
         return reply_status(conn, req->id, SL_ENOMEM, NULL);
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 4);
     msgpack_pack_int32(&pk, sl_broker_node_id(b));
     if (req->all_topics) {
         msgpack_pack_array(&pk, count);
@@ -206,12 +198,9 @@ static int handle_describe(sl_broker *b, sl_conn *conn, sl_native_req *req) {
         snprintf(msg, sizeof(msg), "topic \"%s\" does not exist", req->name);
         return reply_status(conn, req->id, rc, rc == SL_ENOENT ? msg : NULL);
     }
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 5);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 5);
     sl_mp_pack_str(&pk, d.name);
     msgpack_pack_array(&pk, (size_t)d.npartitions);
     for (int32_t i = 0; i < d.npartitions; i++) {
@@ -237,12 +226,9 @@ static int handle_list_topics(sl_broker *b, sl_conn *conn, sl_native_req *req) {
     size_t count;
     if (sl_broker_list_topics(b, false, &names, &count))
         return reply_status(conn, req->id, SL_ENOMEM, NULL);
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 3);
     msgpack_pack_array(&pk, count);
     for (size_t i = 0; i < count; i++)
         sl_mp_pack_str(&pk, names[i]);
@@ -256,18 +242,347 @@ static int handle_init_producer_id(sl_broker *b, sl_conn *conn, sl_native_req *r
     int rc = sl_broker_init_producer_id(b, &pid, &epoch);
     if (rc)
         return reply_status(conn, req->id, rc, "cannot record producer ids in the metadata log");
-    sl_buf *out = &tls_resp;
+    sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
-    begin(out, &pk, req->id);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 0);
-    msgpack_pack_nil(&pk);
+    begin_ok(out, &pk, req->id, 4);
     msgpack_pack_int64(&pk, pid);
     msgpack_pack_int16(&pk, epoch);
     return finish(conn, out);
 }
 
+/* ---- consumer groups ---- */
+
+static int int_field(const msgpack_object *o, int64_t min, int64_t max, int64_t *v) {
+    return sl_mp_int(o, v) || *v < min || *v > max ? SL_EPROTO : 0;
+}
+
+/* Copies a msgpack string into a NUL-terminated buffer. */
+static int str_field(const msgpack_object *o, char *out, size_t len) {
+    return sl_mp_strcpy(o, out, len);
+}
+
+static int handle_join(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body, *protos;
+    size_t np;
+    char member[300], client[300], ptype[64];
+    int64_t session, rebalance;
+    if (str_field(&a[1], member, sizeof(member)) || str_field(&a[2], client, sizeof(client)) ||
+        int_field(&a[3], 0, INT32_MAX, &session) || int_field(&a[4], 0, INT32_MAX, &rebalance) ||
+        str_field(&a[5], ptype, sizeof(ptype)) || sl_mp_array(&a[6], 1, &protos, &np) ||
+        np > 64)
+        return reply_status(conn, req->id, SL_EPROTO, "malformed join request");
+    sl_join_protocol p[64];
+    char names[64][64];
+    for (size_t i = 0; i < np; i++) {
+        const msgpack_object *f;
+        size_t fn;
+        if (sl_mp_array(&protos[i], 2, &f, &fn) || str_field(&f[0], names[i], sizeof(names[i])) ||
+            f[1].type != MSGPACK_OBJECT_BIN)
+            return reply_status(conn, req->id, SL_EPROTO, "malformed join protocol");
+        p[i] = (sl_join_protocol){names[i], (const uint8_t *)f[1].via.bin.ptr, f[1].via.bin.size};
+    }
+    sl_join_request jr = {req->name, member, client, sl_conn_peer(conn), (int32_t)session,
+                          (int32_t)rebalance, ptype, p, np};
+    sl_join_result res;
+    int rc = sl_coord_join(coord, &jr, &res);
+    if (rc)
+        return reply_status(conn, req->id, rc, NULL);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 7);
+    msgpack_pack_int32(&pk, res.generation);
+    sl_mp_pack_str(&pk, res.protocol);
+    sl_mp_pack_str(&pk, res.leader);
+    sl_mp_pack_str(&pk, res.member_id);
+    msgpack_pack_array(&pk, res.nmembers);
+    for (size_t i = 0; i < res.nmembers; i++) {
+        msgpack_pack_array(&pk, 2);
+        sl_mp_pack_str(&pk, res.members[i].member_id);
+        msgpack_pack_bin(&pk, res.members[i].len);
+        msgpack_pack_bin_body(&pk, res.members[i].metadata, res.members[i].len);
+    }
+    sl_join_result_free(&res);
+    return finish(conn, out);
+}
+
+static int handle_sync(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body, *list;
+    size_t n;
+    char member[300];
+    int64_t generation;
+    if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
+        str_field(&a[2], member, sizeof(member)) || sl_mp_array(&a[3], 0, &list, &n) ||
+        n > 100000)
+        return reply_status(conn, req->id, SL_EPROTO, "malformed sync request");
+    sl_member_assignment *as = calloc(n ? n : 1, sizeof(*as));
+    char(*ids)[300] = calloc(n ? n : 1, sizeof(*ids));
+    int rc = as && ids ? 0 : SL_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const msgpack_object *f;
+        size_t fn;
+        if (sl_mp_array(&list[i], 2, &f, &fn) || str_field(&f[0], ids[i], sizeof(ids[i])) ||
+            f[1].type != MSGPACK_OBJECT_BIN)
+            rc = SL_EPROTO;
+        else
+            as[i] = (sl_member_assignment){ids[i], (const uint8_t *)f[1].via.bin.ptr,
+                                           f[1].via.bin.size};
+    }
+    sl_buf assignment = SL_BUF_INIT;
+    if (rc == 0)
+        rc = sl_coord_sync(coord, req->name, (int32_t)generation, member, as, n, &assignment);
+    free(as);
+    free(ids);
+    if (rc) {
+        sl_buf_free(&assignment);
+        return reply_status(conn, req->id, rc, NULL);
+    }
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 3);
+    msgpack_pack_bin(&pk, assignment.len);
+    msgpack_pack_bin_body(&pk, assignment.data, assignment.len);
+    sl_buf_free(&assignment);
+    return finish(conn, out);
+}
+
+static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body, *topics;
+    size_t nt, total = 0;
+    char member[300];
+    int64_t generation;
+    if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
+        str_field(&a[2], member, sizeof(member)) || sl_mp_array(&a[3], 0, &topics, &nt))
+        return reply_status(conn, req->id, SL_EPROTO, "malformed commit request");
+    for (size_t i = 0; i < nt; i++) {
+        const msgpack_object *t, *parts;
+        size_t tn, np;
+        if (sl_mp_array(&topics[i], 2, &t, &tn) || sl_mp_array(&t[1], 0, &parts, &np))
+            return reply_status(conn, req->id, SL_EPROTO, "malformed commit request");
+        total += np;
+    }
+    if (total > 1000000)
+        return reply_status(conn, req->id, SL_EPROTO, "too many offsets in one commit");
+    sl_offset_commit *o = calloc(total ? total : 1, sizeof(*o));
+    char(*names)[SL_TOPIC_NAME_MAX + 1] = calloc(nt ? nt : 1, sizeof(*names));
+    char(*mds)[256] = calloc(total ? total : 1, sizeof(*mds));
+    int rc = o && names && mds ? 0 : SL_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < nt; i++) {
+        const msgpack_object *t = topics[i].via.array.ptr, *parts;
+        size_t np;
+        sl_mp_array(&t[1], 0, &parts, &np);
+        if (str_field(&t[0], names[i], sizeof(names[i])))
+            rc = SL_EPROTO;
+        for (size_t j = 0; rc == 0 && j < np; j++) {
+            const msgpack_object *f;
+            size_t fn;
+            int64_t partition, offset;
+            if (sl_mp_array(&parts[j], 2, &f, &fn) ||
+                int_field(&f[0], 0, INT32_MAX, &partition) ||
+                int_field(&f[1], 0, INT64_MAX, &offset) ||
+                (fn > 2 && f[2].type == MSGPACK_OBJECT_STR &&
+                 str_field(&f[2], mds[k], sizeof(mds[k]))))
+                rc = SL_EPROTO;
+            else
+                o[k] = (sl_offset_commit){names[i], (int32_t)partition, offset, mds[k]};
+            k++;
+        }
+    }
+    if (rc == 0)
+        rc = sl_coord_commit(coord, req->name, (int32_t)generation, member, o, k);
+    free(o);
+    free(names);
+    free(mds);
+    char msg[300] = "";
+    if (rc == SL_EGROUPNOTEMPTY)
+        snprintf(msg, sizeof(msg), "group \"%s\" has active members; stop them first",
+                 req->name);
+    return reply_status(conn, req->id, rc, msg);
+}
+
+static int pack_fetch_topic(sl_broker *b, sl_coordinator *coord, msgpack_packer *pk,
+                            const char *group, const char *topic, const msgpack_object *parts,
+                            size_t np, bool all) {
+    int32_t count = 0;
+    if (all && sl_broker_partition_count(b, topic, &count) != 0)
+        count = 0;
+    size_t n = all ? (size_t)count : np;
+    msgpack_pack_array(pk, 2);
+    sl_mp_pack_str(pk, topic);
+    msgpack_pack_array(pk, n);
+    for (size_t j = 0; j < n; j++) {
+        int64_t partition = (int64_t)j, offset = -1;
+        if (!all && int_field(&parts[j], 0, INT32_MAX, &partition))
+            return SL_EPROTO;
+        sl_coord_committed(coord, group, topic, (int32_t)partition, &offset);
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int32(pk, (int32_t)partition);
+        msgpack_pack_int64(pk, offset);
+    }
+    return 0;
+}
+
+static int handle_offset_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *topics = NULL;
+    size_t nt = 0;
+    if (req->body[1].type != MSGPACK_OBJECT_NIL && sl_mp_array(&req->body[1], 0, &topics, &nt))
+        return reply_status(conn, req->id, SL_EPROTO, "malformed offset fetch");
+    sl_group_desc d;
+    bool all = topics == NULL;
+    int drc = all ? sl_coord_describe(ctx->coord, req->name, &d) : SL_ENOENT;
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 3);
+    int rc = 0;
+    if (all) {
+        /* Every committed offset of the group, one topic entry each. */
+        size_t n = drc == 0 ? d.noffsets : 0;
+        msgpack_pack_array(&pk, n);
+        for (size_t i = 0; i < n; i++) {
+            msgpack_pack_array(&pk, 2);
+            sl_mp_pack_str(&pk, d.offsets[i].topic);
+            msgpack_pack_array(&pk, 1);
+            msgpack_pack_array(&pk, 2);
+            msgpack_pack_int32(&pk, d.offsets[i].partition);
+            msgpack_pack_int64(&pk, d.offsets[i].committed);
+        }
+        if (drc == 0)
+            sl_group_desc_free(&d);
+    } else {
+        msgpack_pack_array(&pk, nt);
+        for (size_t i = 0; rc == 0 && i < nt; i++) {
+            const msgpack_object *t, *parts = NULL;
+            size_t tn, np = 0;
+            char topic[SL_TOPIC_NAME_MAX + 1];
+            bool every = false;
+            if (sl_mp_array(&topics[i], 2, &t, &tn) || str_field(&t[0], topic, sizeof(topic)))
+                rc = SL_EPROTO;
+            else if (t[1].type == MSGPACK_OBJECT_NIL)
+                every = true;
+            else if (sl_mp_array(&t[1], 0, &parts, &np))
+                rc = SL_EPROTO;
+            if (rc == 0)
+                rc = pack_fetch_topic(ctx->broker, ctx->coord, &pk, req->name, topic, parts, np,
+                                      every);
+        }
+    }
+    if (rc)
+        return reply_status(conn, req->id, rc, "malformed offset fetch");
+    return finish(conn, out);
+}
+
+static int handle_list_groups(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
+    char **names;
+    size_t count;
+    if (sl_coord_list(coord, &names, &count))
+        return reply_status(conn, req->id, SL_ENOMEM, NULL);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 3);
+    msgpack_pack_array(&pk, count);
+    for (size_t i = 0; i < count; i++) {
+        sl_group_desc d;
+        msgpack_pack_array(&pk, 2);
+        sl_mp_pack_str(&pk, names[i]);
+        if (sl_coord_describe(coord, names[i], &d) == 0) {
+            sl_mp_pack_str(&pk, d.state);
+            sl_group_desc_free(&d);
+        } else {
+            sl_mp_pack_str(&pk, "Dead");
+        }
+    }
+    sl_broker_free_names(names, count);
+    return finish(conn, out);
+}
+
+static int handle_describe_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    sl_group_desc d;
+    int rc = sl_coord_describe(ctx->coord, req->name, &d);
+    if (rc) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "group \"%s\" does not exist", req->name);
+        return reply_status(conn, req->id, rc, rc == SL_ENOENT ? msg : NULL);
+    }
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 8);
+    sl_mp_pack_str(&pk, d.group);
+    sl_mp_pack_str(&pk, d.state);
+    sl_mp_pack_str(&pk, d.protocol);
+    msgpack_pack_int32(&pk, d.generation);
+    msgpack_pack_array(&pk, d.nmembers);
+    for (size_t i = 0; i < d.nmembers; i++) {
+        msgpack_pack_array(&pk, 4);
+        sl_mp_pack_str(&pk, d.members[i].member_id);
+        sl_mp_pack_str(&pk, d.members[i].client_id);
+        sl_mp_pack_str(&pk, d.members[i].client_host);
+        msgpack_pack_bin(&pk, d.members[i].assignment_len);
+        msgpack_pack_bin_body(&pk, d.members[i].assignment, d.members[i].assignment_len);
+    }
+    int64_t now = sl_clock_wall_ms();
+    msgpack_pack_array(&pk, d.noffsets);
+    for (size_t i = 0; i < d.noffsets; i++) {
+        sl_group_offset_desc *o = &d.offsets[i];
+        int64_t end = -1, ts = -1, lag = 0, lag_ms = 0;
+        sl_broker_list_offset(ctx->broker, o->topic, o->partition, -1, &end);
+        if (end > o->committed) {
+            lag = end - o->committed;
+            /* Lag as time: the age of the oldest record the group has not consumed. */
+            if (sl_broker_record_timestamp(ctx->broker, o->topic, o->partition, o->committed,
+                                           &ts) == 0 &&
+                ts > 0 && now > ts)
+                lag_ms = now - ts;
+        }
+        msgpack_pack_array(&pk, 6);
+        sl_mp_pack_str(&pk, o->topic);
+        msgpack_pack_int32(&pk, o->partition);
+        msgpack_pack_int64(&pk, o->committed);
+        msgpack_pack_int64(&pk, end);
+        msgpack_pack_int64(&pk, lag);
+        msgpack_pack_int64(&pk, lag_ms);
+    }
+    sl_group_desc_free(&d);
+    return finish(conn, out);
+}
+
+static int handle_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body;
+    char member[300] = "", msg[300] = "";
+    int64_t generation = 0;
+    int rc;
+    switch (req->api) {
+    case SL_API_JOIN_GROUP: return handle_join(ctx->coord, conn, req);
+    case SL_API_SYNC_GROUP: return handle_sync(ctx->coord, conn, req);
+    case SL_API_OFFSET_COMMIT: return handle_commit(ctx->coord, conn, req);
+    case SL_API_OFFSET_FETCH: return handle_offset_fetch(ctx, conn, req);
+    case SL_API_LIST_GROUPS: return handle_list_groups(ctx->coord, conn, req);
+    case SL_API_DESCRIBE_GROUP: return handle_describe_group(ctx, conn, req);
+    case SL_API_HEARTBEAT:
+        if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
+            str_field(&a[2], member, sizeof(member)))
+            return reply_status(conn, req->id, SL_EPROTO, "malformed heartbeat");
+        return reply_status(conn, req->id,
+                            sl_coord_heartbeat(ctx->coord, req->name, (int32_t)generation, member),
+                            NULL);
+    case SL_API_LEAVE_GROUP:
+        if (str_field(&a[1], member, sizeof(member)))
+            return reply_status(conn, req->id, SL_EPROTO, "malformed leave request");
+        return reply_status(conn, req->id, sl_coord_leave(ctx->coord, req->name, member), NULL);
+    case SL_API_DELETE_GROUP:
+        rc = sl_coord_delete(ctx->coord, req->name);
+        if (rc == SL_ENOENT)
+            snprintf(msg, sizeof(msg), "group \"%s\" does not exist", req->name);
+        else if (rc == SL_EGROUPNOTEMPTY)
+            snprintf(msg, sizeof(msg), "group \"%s\" has active members; stop them first",
+                     req->name);
+        return reply_status(conn, req->id, rc, msg);
+    }
+    return reply_status(conn, req->id, SL_EUNSUPPORTED, NULL);
+}
+
 static enum sl_request_kind kind_of(uint16_t api) {
+    if (api >= SL_API_JOIN_GROUP)
+        return SL_REQ_GROUP;
     switch (api) {
     case SL_API_PRODUCE: return SL_REQ_PRODUCE;
     case SL_API_FETCH: return SL_REQ_FETCH;
@@ -277,8 +592,9 @@ static enum sl_request_kind kind_of(uint16_t api) {
     }
 }
 
-int sl_native_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len) {
-    sl_broker *b = ctx;
+int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) {
+    sl_native_ctx *ctx = arg;
+    sl_broker *b = ctx->broker;
     int64_t start = sl_clock_mono_ns();
     sl_native_req req;
     int rc = sl_native_decode_request(frame, len, &req);
@@ -301,6 +617,7 @@ int sl_native_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_DESCRIBE_TOPIC: rc = handle_describe(b, conn, &req); break;
     case SL_API_LIST_TOPICS: rc = handle_list_topics(b, conn, &req); break;
     case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(b, conn, &req); break;
+    default: rc = handle_group(ctx, conn, &req); break;
     case SL_API_CREATE_TOPIC:
         rc = sl_broker_create_topic(b, req.name, req.partitions, kv, req.nconfigs, err,
                                     sizeof(err));

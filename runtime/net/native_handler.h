@@ -7,9 +7,16 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "group/coordinator.h"
 #include "net/server.h"
 
-/* An sl_frame_handler; 'ctx' is the sl_broker. */
+/* What native requests are served from. */
+typedef struct sl_native_ctx {
+    sl_broker *broker;
+    sl_coordinator *coord;
+} sl_native_ctx;
+
+/* An sl_frame_handler; 'ctx' is an sl_native_ctx. */
 int sl_native_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len);
 
 #endif

@@ -14,6 +14,7 @@
 struct sl_conn {
     sl_server *srv;
     sl_stream *st;
+    sl_buf out;
     void *state;
     sl_conn *next;
 };
@@ -63,6 +64,7 @@ static void *conn_main(void *arg) {
     if (conn->state && srv->state_free)
         srv->state_free(conn->state);
     sl_stream_free(conn->st);
+    sl_buf_free(&conn->out);
     free(conn);
     pthread_mutex_lock(&srv->lock);
     if (--srv->nthreads == 0)
@@ -185,6 +187,10 @@ void sl_server_stop(sl_server *srv) {
 
 int sl_conn_writev(sl_conn *conn, const nng_iov *iov, unsigned n) {
     return sl_stream_writev(conn->st, iov, n);
+}
+
+sl_buf *sl_conn_buffer(sl_conn *conn) {
+    return &conn->out;
 }
 
 const char *sl_conn_peer(const sl_conn *conn) {

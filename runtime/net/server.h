@@ -33,6 +33,10 @@ void sl_server_stop(sl_server *srv);
 int sl_conn_writev(sl_conn *conn, const nng_iov *iov, unsigned n);
 
 const char *sl_conn_peer(const sl_conn *conn);
+
+/* A buffer for building responses, owned by the connection and reused across its requests, so
+ * a warm connection allocates nothing per request. Only the connection's thread may use it. */
+sl_buf *sl_conn_buffer(sl_conn *conn);
 void *sl_conn_state(const sl_conn *conn);
 void sl_conn_set_state(sl_conn *conn, void *state);
 

@@ -56,6 +56,13 @@ typedef struct sl_conf sl_conf;
  *   retry.backoff.ms / retry.backoff.max.ms  first and longest wait between retries (100/1000)
  *   buffer.memory       bytes of records the producer holds before send pushes back (33554432)
  *   max.block.ms        how long send waits for room; 0: fail at once with SL_EFULL (60000)
+ *   group.id            the consumer group a subscribing consumer joins (none)
+ *   session.timeout.ms  a member silent this long is removed from its group (10000)
+ *   heartbeat.interval.ms  how often a member tells the coordinator it is alive (3000)
+ *   max.poll.interval.ms   a member that does not poll this long leaves its group (300000)
+ *   partition.assignment.strategy  range, roundrobin or cooperative-sticky (range)
+ *   enable.auto.commit  commit positions in the background while polling (true)
+ *   auto.commit.interval.ms  how often auto commit runs (5000)
  * Unknown keys and bad values are refused with a sentence in errbuf. */
 SL_API sl_conf *sl_conf_new(void);
 SL_API int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
@@ -212,6 +219,105 @@ SL_API int sl_consumer_position(sl_consumer *c, const char *topic, int32_t parti
 
 /* Number of partitions of 'topic' (asks the broker). */
 SL_API int sl_consumer_partition_count(sl_consumer *c, const char *topic, int32_t *count);
+
+/* ---- consumer groups ---- */
+
+/* A partition, with an offset where one is meant (a commit, a position). */
+typedef struct sl_topic_partition {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} sl_topic_partition;
+
+typedef enum sl_rebalance_event {
+    SL_PARTITIONS_ASSIGNED, /* now yours, starting from the group's committed offsets */
+    SL_PARTITIONS_REVOKED,  /* about to go to another member: commit what you processed */
+    SL_PARTITIONS_LOST      /* already gone (this member was expelled): do not commit */
+} sl_rebalance_event;
+
+/* Called from inside sl_consumer_poll (the application's thread). 'parts' is borrowed for the
+ * call. A consumer with enable.auto.commit has committed revoked partitions before the call.
+ * SL_PARTITIONS_ASSIGNED comes after every rebalance this member takes part in, with n = 0 when
+ * nothing new is assigned (so a member learns it has joined). */
+typedef void (*sl_rebalance_cb)(void *opaque, sl_rebalance_event event,
+                                const sl_topic_partition *parts, size_t n);
+
+/* Joins conf's group.id and consumes the partitions the group assigns to this member among
+ * 'topics'. The group work (joining, rebalancing, committing) happens inside sl_consumer_poll.
+ * SL_EINVAL without group.id or after sl_consumer_assign. 'cb' may be NULL. */
+SL_API int sl_consumer_subscribe(sl_consumer *c, const char *const *topics, size_t ntopics,
+                                 sl_rebalance_cb cb, void *opaque);
+
+/* Commits the position of every assigned partition (the offset of the next record to read).
+ * With 'async' it returns at once and failures are logged. */
+SL_API int sl_consumer_commit(sl_consumer *c, int async);
+
+/* Commits the given offsets (each the next offset to read). */
+SL_API int sl_consumer_commit_offsets(sl_consumer *c, const sl_topic_partition *offsets, size_t n,
+                                      int async);
+
+/* The group's committed offset for a partition, or -1 when it has none. */
+SL_API int sl_consumer_committed(sl_consumer *c, const char *topic, int32_t partition,
+                                 int64_t *offset);
+
+/* Stops and restarts fetching a partition without giving it up (back pressure). */
+SL_API int sl_consumer_pause(sl_consumer *c, const char *topic, int32_t partition);
+SL_API int sl_consumer_resume(sl_consumer *c, const char *topic, int32_t partition);
+
+/* The partitions currently consumed, with positions. '*parts' is owned by the caller: free with
+ * sl_topic_partitions_free. */
+SL_API int sl_consumer_assignment(sl_consumer *c, sl_topic_partition **parts, size_t *n);
+SL_API void sl_topic_partitions_free(sl_topic_partition *parts, size_t n);
+
+/* Leaves the group cleanly: commits (with auto commit), reports the revocation, leaves, so the
+ * other members take over at once instead of after session.timeout.ms. sl_consumer_destroy
+ * does this too when it was not done. */
+SL_API int sl_consumer_close(sl_consumer *c);
+
+/* ---- group admin ---- */
+
+typedef struct sl_group_member_info {
+    char *member_id;
+    char *client_id;
+    char *host;
+    sl_topic_partition *partitions; /* topics owned by the info; offsets unused (-1) */
+    size_t npartitions;
+} sl_group_member_info;
+
+typedef struct sl_group_offset_info {
+    char *topic;
+    int32_t partition;
+    int64_t committed;
+    int64_t end_offset;
+    int64_t lag;    /* records */
+    int64_t lag_ms; /* age of the oldest record not consumed yet */
+} sl_group_offset_info;
+
+/* Owned by the caller: free with sl_group_info_free. */
+typedef struct sl_group_info {
+    char *group;
+    char *state; /* Empty, PreparingRebalance, CompletingRebalance, Stable */
+    char *protocol;
+    int32_t generation;
+    sl_group_member_info *members;
+    size_t nmembers;
+    sl_group_offset_info *offsets;
+    size_t noffsets;
+} sl_group_info;
+
+/* Names of the groups (with members or committed offsets), sorted, with their states. Free both
+ * arrays with sl_topic_list_free. */
+SL_API int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count);
+SL_API int sl_group_describe(sl_client *cl, const char *group, sl_group_info **out, char *errbuf,
+                             size_t errlen);
+SL_API void sl_group_info_free(sl_group_info *info);
+SL_API int sl_group_delete(sl_client *cl, const char *group, char *errbuf, size_t errlen);
+
+/* Sets a group's committed offsets as a tool does (group reset): refused with
+ * SL_EGROUPNOTEMPTY while the group has members. */
+SL_API int sl_group_set_offsets(sl_client *cl, const char *group,
+                                const sl_topic_partition *offsets, size_t n, char *errbuf,
+                                size_t errlen);
 
 SL_API void sl_consumer_destroy(sl_consumer *c);
 

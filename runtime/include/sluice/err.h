@@ -27,7 +27,12 @@
 #define SL_ESTOPPED -19     /* the broker is shutting down */
 #define SL_EOUTOFORDER -20  /* idempotent producer: a batch's sequence leaves a gap */
 #define SL_EFENCED -21      /* idempotent producer: a newer epoch of this producer exists */
-#define SL_E_LAST -21
+#define SL_EUNKNOWNMEMBER -22 /* consumer group: no such member (expired or never joined) */
+#define SL_EGENERATION -23    /* consumer group: the member's generation is not the group's */
+#define SL_EREBALANCE -24     /* consumer group: a rebalance is under way; join again */
+#define SL_EGROUPPROTOCOL -25 /* consumer group: the member's protocols match no other member's */
+#define SL_EGROUPNOTEMPTY -26 /* consumer group: it has live members */
+#define SL_E_LAST -26
 
 #ifdef __cplusplus
 extern "C" {
