@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "broker/metadata.h"
 #include "log/batch.h"
+#include "log/compression.h"
 #include "log/compact.h"
 #include "sluice/err.h"
 
@@ -469,6 +470,29 @@ static void signal_data(sl_broker *b) {
     }
 }
 
+/* A topic whose compression.type names a codec stores every batch with it, as Kafka does: the
+ * batches of 'data' that use another codec are rewritten into 'out'. Per-record work, paid only
+ * by such topics. Returns 1 when 'out' holds the batches to append instead of 'data'. */
+static int force_codec(int codec, const uint8_t *data, size_t len, sl_buf *out) {
+    bool differs = false;
+    for (size_t pos = 0; pos < len && !differs;) {
+        size_t total = sl_batch_total_size(data + pos, len - pos);
+        differs = (int)sl_batch_codec(data + pos) != codec;
+        pos += total;
+    }
+    if (!differs)
+        return 0;
+    sl_buf scratch = SL_BUF_INIT;
+    int rc = 0;
+    for (size_t pos = 0; rc == 0 && pos < len;) {
+        size_t total = sl_batch_total_size(data + pos, len - pos);
+        rc = sl_batch_recompress(data + pos, total, (enum sl_codec)codec, out, &scratch);
+        pos += total;
+    }
+    sl_buf_free(&scratch);
+    return rc ? rc : 1;
+}
+
 int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *data, size_t len,
                       sl_append_result *res, char *errbuf, size_t errlen) {
     if (atomic_load(&b->stopping))
@@ -481,6 +505,19 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         snprintf(errbuf, errlen, "topic \"%s\" or its partition %d does not exist", topic_name, p);
     else
         rc = sl_partlog_validate(part->log, data, len, &records, errbuf, errlen);
+    sl_buf converted = SL_BUF_INIT;
+    if (rc == 0) {
+        int forced = sl_topic_config_forced_codec(&find_topic(b, topic_name)->config);
+        int conv = forced >= 0 ? force_codec(forced, data, len, &converted) : 0;
+        if (conv < 0) {
+            snprintf(errbuf, errlen, "cannot recompress a batch for %s-%d: %s", topic_name, p,
+                     sl_strerror(conv));
+            rc = conv;
+        } else if (conv == 1) {
+            data = converted.data;
+            len = converted.len;
+        }
+    }
     if (rc == 0)
         rc = sl_partlog_append(part->log, data, len, 0, sl_clock_wall_ms(), res);
     /* One replica: an appended record is committed at once. */
@@ -491,6 +528,7 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         atomic_fetch_add(&part->bytes_in, len);
     }
     pthread_rwlock_unlock(&b->topics_lock);
+    sl_buf_free(&converted);
     if (rc == 0)
         signal_data(b);
     return rc;

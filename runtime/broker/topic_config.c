@@ -24,6 +24,8 @@ struct cfg_def {
 static const struct cfg_def cfg_defs[] = {
     /* A list in Kafka: both orders of the pair mean the same. */
     {"cleanup.policy", CFG_CHOICE, "delete", 0, 0, "delete|compact|compact,delete|delete,compact"},
+    {"compression.type", CFG_CHOICE, "producer", 0, 0,
+     "producer|uncompressed|gzip|snappy|lz4|zstd"},
     {"delete.retention.ms", CFG_LONG, "86400000", 0, LMAX, NULL},
     {"flush.messages", CFG_LONG, "9223372036854775807", 1, LMAX, NULL},
     {"flush.ms", CFG_LONG, "9223372036854775807", 0, LMAX, NULL},
@@ -147,6 +149,15 @@ static long long get_long(const sl_topic_config *cfg, const char *key) {
 
 bool sl_topic_config_compacted(const sl_topic_config *cfg) {
     return strstr(sl_topic_config_get(cfg, "cleanup.policy"), "compact") != NULL;
+}
+
+int sl_topic_config_forced_codec(const sl_topic_config *cfg) {
+    static const char *const codecs[] = {"uncompressed", "gzip", "snappy", "lz4", "zstd"};
+    const char *v = sl_topic_config_get(cfg, "compression.type");
+    for (int i = 0; i < 5; i++)
+        if (strcmp(v, codecs[i]) == 0)
+            return i; /* SL_CODEC_NONE .. SL_CODEC_ZSTD, in order */
+    return -1;
 }
 
 void sl_topic_config_to_log(const sl_topic_config *cfg, sl_logconf *out) {

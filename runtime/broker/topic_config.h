@@ -32,6 +32,9 @@ const char *sl_topic_config_get(const sl_topic_config *cfg, const char *key);
 /* Whether cleanup.policy includes "compact". */
 bool sl_topic_config_compacted(const sl_topic_config *cfg);
 
+/* The codec a topic's compression.type forces, or -1 for "producer" (store as produced). */
+int sl_topic_config_forced_codec(const sl_topic_config *cfg);
+
 /* Fills a log configuration from the effective values. */
 void sl_topic_config_to_log(const sl_topic_config *cfg, sl_logconf *out);
 

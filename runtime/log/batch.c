@@ -211,6 +211,40 @@ int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_b
     return 0;
 }
 
+int sl_batch_recompress(const uint8_t *batch, size_t total, enum sl_codec codec, sl_buf *out,
+                        sl_buf *scratch) {
+    /* Records are the same bytes whatever the codec: only the region's compression changes. */
+    const uint8_t *records = batch + SL_BATCH_HEADER_SIZE;
+    size_t rlen = total - SL_BATCH_HEADER_SIZE;
+    enum sl_codec from = sl_batch_codec(batch);
+    sl_buf_reset(scratch);
+    int rc = 0;
+    if (from != SL_CODEC_NONE) {
+        /* A produced batch is at most max.message.bytes; its records may expand a lot. */
+        rc = sl_decompress(from, records, rlen, 256u * 1024 * 1024, scratch);
+        records = scratch->data;
+        rlen = scratch->len;
+    }
+    size_t start = out->len;
+    if (rc == 0)
+        rc = sl_buf_append(out, batch, SL_BATCH_HEADER_SIZE);
+    if (rc == 0)
+        rc = codec == SL_CODEC_NONE ? sl_buf_append(out, records, rlen)
+                                    : sl_compress(codec, records, rlen, out);
+    if (rc) {
+        out->len = start;
+        return rc;
+    }
+    uint8_t *p = out->data + start;
+    size_t len = out->len - start;
+    uint16_t attributes = sl_be16_get(p + SL_BATCH_OFF_ATTRIBUTES);
+    attributes = (uint16_t)((attributes & ~SL_BATCH_ATTR_COMPRESSION_MASK) | codec);
+    sl_be16_put(p + SL_BATCH_OFF_ATTRIBUTES, attributes);
+    sl_be32_put(p + SL_BATCH_OFF_LENGTH, (uint32_t)(len - SL_BATCH_LOG_OVERHEAD));
+    sl_be32_put(p + SL_BATCH_OFF_CRC, sl_batch_compute_crc(p, len));
+    return 0;
+}
+
 void sl_batch_builder_free(sl_batch_builder *b) {
     sl_buf_free(&b->buf);
 }

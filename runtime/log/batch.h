@@ -141,6 +141,13 @@ int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_b
 
 void sl_batch_builder_free(sl_batch_builder *b);
 
+/* Appends to 'out' the batch at 'batch' (validated, 'total' bytes) with its records region
+ * compressed with 'codec' instead (SL_CODEC_NONE: uncompressed); every other header field stays,
+ * attributes, length and CRC are rewritten. For a topic whose compression.type forces a codec.
+ * 'scratch' is the caller's working space. */
+int sl_batch_recompress(const uint8_t *batch, size_t total, enum sl_codec codec, sl_buf *out,
+                        sl_buf *scratch);
+
 /* ---- reading records (consumers, the Lua host, compaction) ---- */
 
 typedef struct sl_record_view {

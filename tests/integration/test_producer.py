@@ -221,5 +221,21 @@ class CompressionTest(BrokerTestCase):
                 self.assertLess(size, plain, "%s stored no smaller than uncompressed" % codec)
 
 
+    def test_topic_compression_type_forces_the_stored_codec(self):
+        self.start_broker()
+        cases = (("zstd", "none", 4), ("uncompressed", "gzip", 0), ("producer", "lz4", 3))
+        for forced, sent, expected in cases:
+            topic = "forced-" + forced
+            self.create_topic(topic, configs=["compression.type=" + forced])
+            lines = ["k%d:value %d %s" % (i % 3, i, "xyz" * 20) for i in range(500)]
+            self.produce(topic, lines, "--key-sep", ":", "-X", "compression.type=" + sent)
+            self.assertEqual(sorted(self.consume(topic, fmt=r"%k:%v\n")), sorted(lines))
+            path = os.path.join(self.broker.data_dir, topic + "-0", "0" * 20 + ".log")
+            with open(path, "rb") as f:
+                head = f.read(61)
+            codec = int.from_bytes(head[21:23], "big") & 7
+            self.assertEqual(codec, expected, "%s topic stored codec %d" % (forced, codec))
+
+
 if __name__ == "__main__":
     unittest.main()
