@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "broker/broker.h"
 #include "net/http.h"
+#include "net/kafka.h"
 #include "net/native_handler.h"
 #include "net/server.h"
 #include "sluice/client.h"
@@ -19,6 +20,7 @@
 #define DEFAULT_DATA_DIR "./data"
 #define DEFAULT_LISTEN "tcp://127.0.0.1:9400"
 #define DEFAULT_HTTP "127.0.0.1:9402"
+#define DEFAULT_KAFKA "127.0.0.1:9092"
 
 struct options {
     const char *data_dir;
@@ -28,6 +30,9 @@ struct options {
     int node_id;
     long retention_check_ms;
     long cleaner_interval_ms;
+    const char *kafka;
+    bool auto_create;
+    int num_partitions;
 };
 
 static void usage(FILE *out) {
@@ -49,12 +54,18 @@ static void usage(FILE *out) {
             "  --cleaner-interval-ms N\n"
             "                         how often compacted topics are compacted when dirty enough\n"
             "                         (default 15000)\n"
+            "  --kafka-listen ADDR    the Kafka protocol (kcat, librdkafka, ...), HOST:PORT or\n"
+            "                         'none' (default %s; port 0 picks a free port)\n"
+            "  --auto-create-topics yes|no\n"
+            "                         create a topic a Kafka client names that does not exist\n"
+            "                         (auto.create.topics.enable; default yes)\n"
+            "  --num-partitions N     partitions of such topics (num.partitions; default 1)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  -h, --help             show this help\n"
             "  -V, --version          show the version\n"
             "\n"
             "SIGTERM or SIGINT stops the broker cleanly: it stops accepting, flushes and exits 0.\n",
-            DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP);
+            DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, DEFAULT_KAFKA);
 }
 
 static int parse_long(const char *s, long min, long max, long *out) {
@@ -68,6 +79,7 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
+    enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART };
     enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_CLEAN,
            OPT_LOG };
     static const struct option longopts[] = {
@@ -78,12 +90,16 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"node-id", required_argument, NULL, OPT_NODE},
         {"retention-check-interval-ms", required_argument, NULL, OPT_RET},
         {"cleaner-interval-ms", required_argument, NULL, OPT_CLEAN},
+        {"kafka-listen", required_argument, NULL, OPT_KAFKA},
+        {"auto-create-topics", required_argument, NULL, OPT_AUTO},
+        {"num-partitions", required_argument, NULL, OPT_NPART},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000};
+    *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000,
+                          DEFAULT_KAFKA, true, 1};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -122,6 +138,21 @@ static int parse_options(int argc, char **argv, struct options *o) {
             sl_log_set_level(level);
             break;
         }
+        case OPT_KAFKA: o->kafka = optarg; break;
+        case OPT_AUTO:
+            if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
+                fprintf(stderr, "sluiced: --auto-create-topics must be yes or no\n");
+                return 2;
+            }
+            o->auto_create = strcmp(optarg, "yes") == 0;
+            break;
+        case OPT_NPART:
+            if (parse_long(optarg, 1, 10000, &v)) {
+                fprintf(stderr, "sluiced: --num-partitions must be 1 to 10000\n");
+                return 2;
+            }
+            o->num_partitions = (int)v;
+            break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("sluiced %s\n", sl_version()); exit(0);
         default: usage(stderr); return 2;
@@ -134,11 +165,13 @@ static int parse_options(int argc, char **argv, struct options *o) {
     return 0;
 }
 
-static int write_ready_file(const char *path, const char *listen, const char *http, int node) {
+static int write_ready_file(const char *path, const char *listen, const char *http,
+                            const char *kafka, int node) {
     char text[1024];
     int n = snprintf(text, sizeof(text),
-                     "{\"listen\":\"%s\",\"http\":\"%s\",\"node_id\":%d,\"pid\":%ld}\n", listen,
-                     http, node, (long)getpid());
+                     "{\"listen\":\"%s\",\"http\":\"%s\",\"kafka\":\"%s\",\"node_id\":%d,"
+                     "\"pid\":%ld}\n",
+                     listen, http, kafka, node, (long)getpid());
     return sl_fs_write_atomic(path, text, (size_t)n);
 }
 
@@ -173,12 +206,32 @@ int main(int argc, char **argv) {
                              listen_bound, sizeof(listen_bound));
     if (rc == 0 && strcmp(o.http, "none") != 0)
         rc = sl_http_start(&ctx, o.http, &http, http_bound, sizeof(http_bound));
+    char kafka_bound[320] = "none";
+    sl_server *kafka = NULL;
+    sl_kafka_ctx kctx = {broker, ctx.coord, o.node_id, "", 0, o.auto_create, o.num_partitions};
+    if (rc == 0 && strcmp(o.kafka, "none") != 0) {
+        char url[320], bound[320];
+        snprintf(url, sizeof(url), "tcp://%s", o.kafka);
+        rc = sl_server_start(url, "kafka", sl_kafka_handle_frame, &kctx, NULL, &kafka, bound,
+                             sizeof(bound));
+        /* Clients are told to come back to the address they reached: the one bound. */
+        const char *hostport = bound + strlen("tcp://");
+        const char *colon = strrchr(hostport, ':');
+        if (rc == 0 && colon) {
+            snprintf(kctx.host, sizeof(kctx.host), "%.*s", (int)(colon - hostport), hostport);
+            kctx.port = atoi(colon + 1);
+            snprintf(kafka_bound, sizeof(kafka_bound), "%s", hostport);
+        }
+    }
     if (rc == 0 && o.ready_file &&
-        (rc = write_ready_file(o.ready_file, listen_bound, http_bound, o.node_id)) != 0)
+        (rc = write_ready_file(o.ready_file, listen_bound, http_bound, kafka_bound, o.node_id)) !=
+            0)
         sl_error("sluiced", "cannot write ready file %s", o.ready_file);
     if (rc == 0) {
-        sl_info("sluiced", "sluiced %s serving: native protocol on %s, HTTP on %s, data in %s",
-                sl_version(), listen_bound, http_bound, o.data_dir);
+        sl_info("sluiced",
+                "sluiced %s serving: native protocol on %s, Kafka protocol on %s, HTTP on %s, "
+                "data in %s",
+                sl_version(), listen_bound, kafka_bound, http_bound, o.data_dir);
         int sig;
         sigwait(&stop_signals, &sig);
         sl_info("sluiced", "%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -188,6 +241,8 @@ int main(int argc, char **argv) {
         sl_coord_shutdown(ctx.coord); /* wakes members waiting in a join or sync */
     if (http)
         sl_http_stop(http);
+    if (kafka)
+        sl_server_stop(kafka);
     if (native)
         sl_server_stop(native);
     if (ctx.coord)

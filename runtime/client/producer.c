@@ -352,6 +352,10 @@ static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now
         pbatch *b = *pp;
         ppart *part = &b->topic->parts[b->partition];
         if (b->not_before > now || part->inflight > 0 || !can_pick(p, b, n, bytes)) {
+            /* Nothing later of this partition may overtake it: a later retry sent first could
+             * be written while this one (written before, acknowledgement lost) slides out of
+             * the broker's window of five and is refused as out of order for ever. */
+            part->picked = p->request_gen;
             pp = &b->next;
             continue;
         }

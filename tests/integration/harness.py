@@ -112,7 +112,7 @@ def proc_cpu_seconds(pid):
 class Broker:
     """One sluiced process over a data directory that outlives restarts.
 
-    Attributes: url (tcp://127.0.0.1:PORT), http (127.0.0.1:PORT), data_dir, proc, log (the
+    Attributes: url (tcp://127.0.0.1:PORT), http and kafka (127.0.0.1:PORT), data_dir, proc, log (the
     path of the log file, which collects the output of every run), ready_file, root."""
 
     def __init__(self, root=None, data_dir=None, extra_args=()):
@@ -124,6 +124,7 @@ class Broker:
         self.proc = None
         self.url = None
         self.http = None
+        self.kafka = None
         self.node_id = None
         self.runs = 0
         self._log_start = 0
@@ -133,6 +134,7 @@ class Broker:
     def argv(self, ready_file=None):
         return [binary("sluiced"), "--data-dir", self.data_dir,
                 "--listen", "tcp://127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                "--kafka-listen", "127.0.0.1:0",
                 "--ready-file", ready_file or self.ready_file] + self.extra_args
 
     def start(self):
@@ -168,6 +170,7 @@ class Broker:
                                  % (info.get("pid"), self.proc.pid))
         self.url = info["listen"]
         self.http = info["http"]
+        self.kafka = info.get("kafka")  # host:port of the Kafka protocol listener
         self.node_id = info["node_id"]
         return self
 
