@@ -61,6 +61,7 @@ typedef struct sl_kafka_ctx {
     int32_t port;
     bool auto_create_topics; /* auto.create.topics.enable */
     int32_t default_partitions; /* num.partitions for auto-created topics */
+    int32_t max_fetch_wait_ms;  /* cap on a fetch's long-poll; 0: the default (30 s) */
 } sl_kafka_ctx;
 
 /* One request: header decoded; 'body' reads the request body. */
@@ -80,6 +81,12 @@ typedef int (*sl_kafka_api_fn)(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter 
 
 /* An sl_frame_handler; 'ctx' is an sl_kafka_ctx. */
 int sl_kafka_handle_frame(void *ctx, sl_conn *conn, uint8_t *frame, size_t len);
+
+/* Serves one request frame (after its size) into 'out' (a whole response frame, size included,
+ * or empty when no answer is due). 'peer' names the client in log lines. Returns 0, or -1 when
+ * the connection should close. The frame is changed (produced batches get their offsets). */
+int sl_kafka_process(sl_kafka_ctx *ctx, const char *peer, uint8_t *frame, size_t len,
+                     sl_buf *out);
 
 /* Kafka's error code for an SL_E* status. */
 int16_t sl_kafka_error(int status);

@@ -324,7 +324,8 @@ int sl_kafka_fetch(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
         return -1;
     }
     size_t header = w->b->len;
-    int64_t wait = f.max_wait_ms < MAX_FETCH_WAIT_MS ? f.max_wait_ms : MAX_FETCH_WAIT_MS;
+    int64_t cap = ctx->max_fetch_wait_ms > 0 ? ctx->max_fetch_wait_ms : MAX_FETCH_WAIT_MS;
+    int64_t wait = f.max_wait_ms < cap ? f.max_wait_ms : cap;
     int64_t deadline = sl_clock_mono_ms() + (wait > 0 ? wait : 0);
     size_t min = f.min_bytes > 0 ? (size_t)f.min_bytes : 1;
     for (;;) {

@@ -102,16 +102,14 @@ int sl_kafka_ensure_topic(sl_kafka_ctx *ctx, const char *topic) {
     return rc == SL_EEXIST ? 0 : rc;
 }
 
-static int send_frame(sl_conn *conn, sl_buf *out) {
+static void frame_size(sl_buf *out) {
     sl_be32_put(out->data, (uint32_t)(out->len - 4));
-    nng_iov iov = {out->data, out->len};
-    return sl_conn_writev(conn, &iov, 1);
 }
 
-int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) {
-    sl_kafka_ctx *ctx = arg;
+int sl_kafka_process(sl_kafka_ctx *ctx, const char *peer, uint8_t *frame, size_t len,
+                     sl_buf *out) {
     int64_t start = sl_clock_mono_ns();
-    sl_kafka_req req = {.body = {frame, frame + len, false}, .peer = sl_conn_peer(conn)};
+    sl_kafka_req req = {.body = {frame, frame + len, false}, .peer = peer};
     req.api_key = sl_kr_i16(&req.body);
     req.api_version = sl_kr_i16(&req.body);
     req.correlation_id = sl_kr_i32(&req.body);
@@ -124,10 +122,9 @@ int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) 
                 req.peer, len);
         return -1;
     }
-    sl_buf *out = sl_conn_buffer(conn);
     sl_kwriter w = {out, false};
     out->len = 0;
-    sl_kw_i32(&w, 0); /* size, patched by send_frame */
+    sl_kw_i32(&w, 0); /* size, patched by frame_size */
     sl_kw_i32(&w, req.correlation_id);
     const struct api_entry *api = find_api(req.api_key);
     if (api == NULL) {
@@ -145,7 +142,10 @@ int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) 
          * list, so the client retries with one we do (KIP-511). */
         sl_kw_i16(&w, KERR_UNSUPPORTED_VERSION);
         sl_kafka_write_api_list(&w, false);
-        return w.oom || send_frame(conn, out) ? -1 : 0;
+        if (w.oom)
+            return -1;
+        frame_size(out);
+        return 0;
     }
     int rc = api->fn(ctx, &req, &w);
     sl_broker_observe(ctx->broker, 1, api->kind, sl_clock_mono_ns() - start);
@@ -154,9 +154,23 @@ int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) 
                 req.client_id, api->name, req.api_version);
         return -1;
     }
-    if (rc == 1)
-        return 0; /* no answer expected (acks=0) */
+    if (rc == 1) {
+        out->len = 0; /* no answer expected (acks=0) */
+        return 0;
+    }
     if (w.oom)
         return -1;
-    return send_frame(conn, out) ? -1 : 0;
+    frame_size(out);
+    return 0;
+}
+
+int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) {
+    sl_buf *out = sl_conn_buffer(conn);
+    out->len = 0;
+    if (sl_kafka_process(arg, sl_conn_peer(conn), frame, len, out) < 0)
+        return -1;
+    if (out->len == 0)
+        return 0;
+    nng_iov iov = {out->data, out->len};
+    return sl_conn_writev(conn, &iov, 1) ? -1 : 0;
 }
