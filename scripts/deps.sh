@@ -10,7 +10,8 @@ set -euo pipefail
 
 BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev
     zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
-TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps kcat python3-confluent-kafka)
+TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps kcat python3-confluent-kafka
+    librdkafka-dev)
 
 usage() {
     echo "Usage: scripts/deps.sh build|test"

@@ -172,6 +172,46 @@ class ConfluentKafkaTest(BrokerTestCase):
         self.assertEqual(len(set(values)), 400)
 
 
+def rdkafka_client():
+    return os.path.join(os.environ.get("SLUICE_TEST_BIN_DIR",
+                                       os.path.join(os.path.dirname(__file__), "..", "..",
+                                                    "build", "tests")), "rdkafka_client")
+
+
+class RdkafkaCTest(BrokerTestCase):
+    """librdkafka from C: an idempotent producer with acks=all, then a group of two members that
+    split the partitions and commit."""
+
+    def run_c(self, *args, **kwargs):
+        env = dict(os.environ)
+        # librdkafka is not built with the sanitizers; its own allocations are not ours to judge.
+        env["ASAN_OPTIONS"] = "detect_leaks=0"
+        return subprocess.Popen([rdkafka_client()] + [str(a) for a in args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **kwargs)
+
+    def test_idempotent_producer_then_a_group_of_two(self):
+        self.start_broker()
+        self.create_topic("rk", partitions=4)
+        p = self.run_c("produce", self.broker.kafka, "rk", 3000)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 0, err.decode())
+        self.assertEqual(int(out.split()[0]), 3000)
+        self.assertEqual(sorted(self.consume("rk", fmt=r"%v\n")),
+                         sorted("r%d" % i for i in range(3000)))
+        members = [self.run_c("consume", self.broker.kafka, "rk", "pair", 3000) for _ in range(2)]
+        results = []
+        for m in members:
+            out, err = m.communicate(timeout=120)
+            self.assertEqual(m.returncode, 0, err.decode())
+            results.append(out.decode().split())
+        counts = [int(r[0]) for r in results]
+        parts = [set(r[1].split(",")) if len(r) > 1 else set() for r in results]
+        self.assertEqual(sum(counts), 3000, "each record read once across the pair")
+        self.assertEqual(parts[0] & parts[1], set(), "a partition had two owners")
+        g = json.loads(self.cli_ok("group", "describe", "pair", "--json"))
+        self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 3000)
+
+
 class KafkaGarbageTest(BrokerTestCase):
 
     def test_malformed_requests_close_only_their_connection(self):
