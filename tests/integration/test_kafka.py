@@ -204,10 +204,11 @@ class RdkafkaCTest(BrokerTestCase):
             out, err = m.communicate(timeout=120)
             self.assertEqual(m.returncode, 0, err.decode())
             results.append(out.decode().split())
+        # Each member reports its partitions when it leaves, at different times (the last one
+        # holds everything by then), so ownership is checked by the group tests; here: every
+        # record read once across the pair, and the commits add up.
         counts = [int(r[0]) for r in results]
-        parts = [set(r[1].split(",")) if len(r) > 1 else set() for r in results]
         self.assertEqual(sum(counts), 3000, "each record read once across the pair")
-        self.assertEqual(parts[0] & parts[1], set(), "a partition had two owners")
         g = json.loads(self.cli_ok("group", "describe", "pair", "--json"))
         self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 3000)
 
