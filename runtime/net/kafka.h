@@ -62,6 +62,10 @@ typedef struct sl_kafka_ctx {
     bool auto_create_topics; /* auto.create.topics.enable */
     int32_t default_partitions; /* num.partitions for auto-created topics */
     int32_t max_fetch_wait_ms;  /* cap on a fetch's long-poll; 0: the default (30 s) */
+    /* For the fuzzer: requests that would block on other group members or create topics on
+     * disk are decoded in full and then answered COORDINATOR_NOT_AVAILABLE or as if
+     * validate_only, so every decoder is reached at fuzzing speed. Never set in sluiced. */
+    bool decode_only;
 } sl_kafka_ctx;
 
 /* One request: header decoded; 'body' reads the request body. */

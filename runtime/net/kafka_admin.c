@@ -231,7 +231,7 @@ int sl_kafka_create_topics(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) 
             spec_free(&t);
             return -1; /* out of memory: the first pass read the same bytes */
         }
-        int16_t err = create_one(ctx, &t, validate_only, msg, sizeof(msg));
+        int16_t err = create_one(ctx, &t, validate_only || ctx->decode_only, msg, sizeof(msg));
         sl_kw_string(w, t.name);
         sl_kw_i16(w, err);
         if (req->api_version >= 1)

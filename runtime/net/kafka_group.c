@@ -176,7 +176,7 @@ int sl_kafka_join_group(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
                               .nprotocols = in.n};
         /* Blocks until the rebalance resolves. Group id and protocols are checked above, so
          * SL_EINVAL here can only be a timeout out of the coordinator's bounds. */
-        int rc = sl_coord_join(ctx->coord, &jr, &res);
+        int rc = ctx->decode_only ? SL_ESTOPPED : sl_coord_join(ctx->coord, &jr, &res);
         err = rc == SL_EINVAL ? KERR_INVALID_SESSION_TIMEOUT : sl_kafka_error(rc);
     }
     write_join(req, w, err, &res, in.member);
@@ -234,6 +234,8 @@ int sl_kafka_sync_group(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
         err = KERR_INVALID_GROUP_ID;
     else if (in.member_bad)
         err = KERR_UNKNOWN_MEMBER_ID;
+    else if (ctx->decode_only)
+        err = KERR_COORDINATOR_NOT_AVAILABLE;
     else /* followers block here until the leader's assignment arrives */
         err = sl_kafka_error(sl_coord_sync(ctx->coord, in.group, in.generation, in.member, in.as,
                                            in.n, &assignment));
