@@ -21,27 +21,6 @@
 enum { RESOURCE_TOPIC = 2, RESOURCE_BROKER = 4 };
 enum { SOURCE_DYNAMIC_TOPIC = 1, SOURCE_DEFAULT = 5 }; /* DescribeConfigs v1 config_source */
 
-/* Reads a string into 'out'. One too long for 'out', or holding a NUL byte, is cut and flagged
- * in *bad instead of failing the whole request, so the API can answer with an error code. Null
- * reads as "". Returns whether it was null. (Same as kafka_group.c's; a candidate for the
- * codec.) */
-static bool read_str(sl_kreader *r, char *out, size_t outlen, bool *bad) {
-    int16_t n = sl_kr_i16(r);
-    out[0] = '\0';
-    *bad = false;
-    if (r->error || n == -1)
-        return !r->error;
-    if (n < 0 || (size_t)n > (size_t)(r->end - r->p)) {
-        r->error = true;
-        return false;
-    }
-    size_t keep = (size_t)n < outlen ? (size_t)n : outlen - 1;
-    memcpy(out, r->p, keep);
-    out[keep] = '\0';
-    *bad = keep < (size_t)n || memchr(r->p, '\0', (size_t)n) != NULL;
-    r->p += n;
-    return false;
-}
 
 /* ---- CreateTopics (19) v0-3 ---- */
 
@@ -81,8 +60,8 @@ static int32_t skip_assignments(sl_kreader *r) {
 static int read_config(sl_kreader *r, topic_spec *t) {
     char key[NAME_MAX_LEN + 1], value[VALUE_MAX_LEN + 1];
     bool key_bad, value_bad;
-    read_str(r, key, sizeof(key), &key_bad);
-    bool null = read_str(r, value, sizeof(value), &value_bad);
+    sl_kr_string_flagged(r, key, sizeof(key), &key_bad);
+    bool null = sl_kr_string_flagged(r, value, sizeof(value), &value_bad);
     /* Kafka refuses null values in CreateTopics ("Null value not supported"). */
     const char *why = key_bad ? "a malformed name" : value_bad ? "a malformed value" : NULL;
     if (null && why == NULL)
@@ -100,15 +79,15 @@ static void skip_configs(sl_kreader *r, int32_t n) {
     char skip[VALUE_MAX_LEN + 1];
     bool bad;
     for (int32_t i = 0; i < n && !r->error; i++) {
-        read_str(r, skip, sizeof(skip), &bad);
-        read_str(r, skip, sizeof(skip), &bad);
+        sl_kr_string_flagged(r, skip, sizeof(skip), &bad);
+        sl_kr_string_flagged(r, skip, sizeof(skip), &bad);
     }
 }
 
 /* Reads one topic of the request. -1: malformed or out of memory. */
 static int read_spec(sl_kreader *r, topic_spec *t) {
     memset(t, 0, sizeof(*t));
-    read_str(r, t->name, sizeof(t->name), &t->name_bad);
+    sl_kr_string_flagged(r, t->name, sizeof(t->name), &t->name_bad);
     t->partitions = sl_kr_i32(r);
     t->replication = sl_kr_i16(r);
     t->nassignments = skip_assignments(r);
@@ -262,7 +241,7 @@ int sl_kafka_delete_topics(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) 
     int32_t n = sl_kr_array(r, 2);
     sl_kreader names = *r;
     for (int32_t i = 0; i < n && !r->error; i++)
-        read_str(r, name, sizeof(name), &bad);
+        sl_kr_string_flagged(r, name, sizeof(name), &bad);
     sl_kr_i32(r); /* timeout_ms: deletion completes before the answer */
     if (r->error)
         return -1;
@@ -270,7 +249,7 @@ int sl_kafka_delete_topics(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) 
         sl_kw_i32(w, 0); /* throttle_time_ms */
     sl_kw_i32(w, n > 0 ? n : 0);
     for (int32_t i = 0; i < n; i++) {
-        read_str(&names, name, sizeof(name), &bad);
+        sl_kr_string_flagged(&names, name, sizeof(name), &bad);
         sl_kw_string(w, name);
         sl_kw_i16(w, delete_one(ctx, name, bad));
     }
@@ -287,7 +266,7 @@ static bool read_wanted(sl_kreader *r, bool *wanted, size_t nk) {
     for (int32_t i = 0; i < n && !r->error; i++) {
         char key[NAME_MAX_LEN + 1];
         bool bad;
-        read_str(r, key, sizeof(key), &bad);
+        sl_kr_string_flagged(r, key, sizeof(key), &bad);
         for (size_t j = 0; j < nk && !bad; j++)
             if (strcmp(sl_topic_config_key(j), key) == 0)
                 wanted[j] = true;
@@ -367,7 +346,7 @@ int sl_kafka_describe_configs(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
         char name[NAME_MAX_LEN + 1];
         bool bad;
         int8_t type = sl_kr_i8(r);
-        read_str(r, name, sizeof(name), &bad);
+        sl_kr_string_flagged(r, name, sizeof(name), &bad);
         bool some = read_wanted(r, wanted, nk);
         if (!r->error)
             describe_resource(ctx, req->api_version, w, type, name, bad, some ? wanted : NULL);

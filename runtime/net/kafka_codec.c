@@ -91,6 +91,29 @@ void sl_kr_compact_string(sl_kreader *r, char *out, size_t outlen) {
     copy_string(r, (size_t)(n - 1), out, outlen);
 }
 
+bool sl_kr_string_flagged(sl_kreader *r, char *out, size_t outlen, bool *bad) {
+    if (outlen == 0) { /* no room even for the terminator: a caller's mistake */
+        r->error = true;
+        *bad = true;
+        return false;
+    }
+    int16_t n = sl_kr_i16(r);
+    out[0] = '\0';
+    *bad = false;
+    if (r->error || n == -1)
+        return !r->error;
+    if (n < 0 || (size_t)n > (size_t)(r->end - r->p)) {
+        r->error = true;
+        return false;
+    }
+    size_t keep = (size_t)n < outlen ? (size_t)n : outlen - 1;
+    memcpy(out, r->p, keep);
+    out[keep] = '\0';
+    *bad = keep < (size_t)n || memchr(r->p, '\0', (size_t)n) != NULL;
+    r->p += n;
+    return false;
+}
+
 const uint8_t *sl_kr_bytes(sl_kreader *r, int32_t *len) {
     int32_t n = sl_kr_i32(r);
     *len = -1;

@@ -29,6 +29,11 @@ uint64_t sl_kr_uvarint(sl_kreader *r);
 void sl_kr_string(sl_kreader *r, char *out, size_t outlen, bool *is_null);
 void sl_kr_compact_string(sl_kreader *r, char *out, size_t outlen);
 
+/* Like sl_kr_string, but a string too long for 'out' or holding a NUL byte is cut and flagged in
+ * *bad instead of failing the whole request, so an API can answer it with an error code. Null
+ * reads as "". Returns whether it was null. */
+bool sl_kr_string_flagged(sl_kreader *r, char *out, size_t outlen, bool *bad);
+
 /* Bytes (int32 length, -1 null): a pointer into the frame and the length (-1 for null). */
 const uint8_t *sl_kr_bytes(sl_kreader *r, int32_t *len);
 

@@ -24,31 +24,11 @@
 #define MAX_COMMIT_PARTITIONS 1000000
 
 
-/* Reads a string into 'out'. One too long for 'out', or holding a NUL byte, is cut and flagged
- * in *bad instead of failing the whole request, so the API can answer with an error code. Null
- * reads as "". Returns whether it was null. */
-static bool read_str(sl_kreader *r, char *out, size_t outlen, bool *bad) {
-    int16_t n = sl_kr_i16(r);
-    out[0] = '\0';
-    *bad = false;
-    if (r->error || n == -1)
-        return !r->error;
-    if (n < 0 || (size_t)n > (size_t)(r->end - r->p)) {
-        r->error = true;
-        return false;
-    }
-    size_t keep = (size_t)n < outlen ? (size_t)n : outlen - 1;
-    memcpy(out, r->p, keep);
-    out[keep] = '\0';
-    *bad = keep < (size_t)n || memchr(r->p, '\0', (size_t)n) != NULL;
-    r->p += n;
-    return false;
-}
 
 /* A copy of the next string (NULL when out of memory; the reader may be in error). */
 static char *read_dup(sl_kreader *r, size_t max, bool *bad) {
     char buf[MEMBER_ID_MAX + 1];
-    read_str(r, buf, max + 1 < sizeof(buf) ? max + 1 : sizeof(buf), bad);
+    sl_kr_string_flagged(r, buf, max + 1 < sizeof(buf) ? max + 1 : sizeof(buf), bad);
     return strdup(buf);
 }
 
@@ -68,7 +48,7 @@ int sl_kafka_find_coordinator(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
     sl_kreader *r = &req->body;
     char key[GROUP_ID_MAX + 1];
     bool bad;
-    read_str(r, key, sizeof(key), &bad); /* any key: this broker coordinates everything */
+    sl_kr_string_flagged(r, key, sizeof(key), &bad); /* any key: this broker coordinates everything */
     int8_t type = req->api_version >= 1 ? sl_kr_i8(r) : 0;
     if (r->error)
         return -1;
@@ -105,12 +85,12 @@ static void join_in_free(join_in *in) {
 
 static int read_join(sl_kafka_req *req, join_in *in) {
     sl_kreader *r = &req->body;
-    read_str(r, in->group, sizeof(in->group), &in->group_bad);
+    sl_kr_string_flagged(r, in->group, sizeof(in->group), &in->group_bad);
     in->session_ms = sl_kr_i32(r);
     /* v0 has no rebalance timeout: Kafka uses the session timeout for it. */
     in->rebalance_ms = req->api_version >= 1 ? sl_kr_i32(r) : in->session_ms;
-    read_str(r, in->member, sizeof(in->member), &in->member_bad);
-    read_str(r, in->ptype, sizeof(in->ptype), &in->ptype_bad);
+    sl_kr_string_flagged(r, in->member, sizeof(in->member), &in->member_bad);
+    sl_kr_string_flagged(r, in->ptype, sizeof(in->ptype), &in->ptype_bad);
     int32_t n = sl_kr_array(r, 6); /* name (2) + metadata (4) */
     if (n > MAX_PROTOCOLS)
         return -1;
@@ -202,9 +182,9 @@ static void sync_in_free(sync_in *in) {
 }
 
 static int read_sync(sl_kreader *r, sync_in *in) {
-    read_str(r, in->group, sizeof(in->group), &in->group_bad);
+    sl_kr_string_flagged(r, in->group, sizeof(in->group), &in->group_bad);
     in->generation = sl_kr_i32(r);
-    read_str(r, in->member, sizeof(in->member), &in->member_bad);
+    sl_kr_string_flagged(r, in->member, sizeof(in->member), &in->member_bad);
     int32_t n = sl_kr_array(r, 6); /* member id (2) + assignment (4) */
     if (n > MAX_ASSIGNMENTS)
         return -1;
@@ -261,9 +241,9 @@ int sl_kafka_heartbeat(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     char group[GROUP_ID_MAX + 1], member[MEMBER_ID_MAX + 1];
     bool group_bad, member_bad;
-    read_str(r, group, sizeof(group), &group_bad);
+    sl_kr_string_flagged(r, group, sizeof(group), &group_bad);
     int32_t generation = sl_kr_i32(r);
-    read_str(r, member, sizeof(member), &member_bad);
+    sl_kr_string_flagged(r, member, sizeof(member), &member_bad);
     if (r->error)
         return -1;
     if (!group_ok(group, group_bad))
@@ -278,8 +258,8 @@ int sl_kafka_leave_group(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     char group[GROUP_ID_MAX + 1], member[MEMBER_ID_MAX + 1];
     bool group_bad, member_bad;
-    read_str(r, group, sizeof(group), &group_bad);
-    read_str(r, member, sizeof(member), &member_bad);
+    sl_kr_string_flagged(r, group, sizeof(group), &group_bad);
+    sl_kr_string_flagged(r, member, sizeof(member), &member_bad);
     if (r->error)
         return -1;
     if (!group_ok(group, group_bad))
@@ -341,7 +321,7 @@ static int walk_commit(sl_kreader *r, int16_t version, commit_in *in) {
     for (int32_t i = 0; i < nt && !r->error; i++) {
         char name[NAME_MAX_LEN + 1], md[METADATA_MAX + 1];
         bool name_bad, md_bad;
-        read_str(r, name, sizeof(name), &name_bad);
+        sl_kr_string_flagged(r, name, sizeof(name), &name_bad);
         int32_t np = sl_kr_array(r, version == 1 ? 22 : 14);
         if (fill && ((in->topics[i] = strdup(name)) == NULL))
             return -1;
@@ -352,7 +332,7 @@ static int walk_commit(sl_kreader *r, int16_t version, commit_in *in) {
             int64_t offset = sl_kr_i64(r);
             if (version == 1)
                 sl_kr_i64(r); /* commit_timestamp: the coordinator stamps commits itself */
-            read_str(r, md, sizeof(md), &md_bad);
+            sl_kr_string_flagged(r, md, sizeof(md), &md_bad);
             if (!fill)
                 continue;
             char *mdup = md[0] ? strdup(md) : NULL; /* NULL: no metadata */
@@ -418,10 +398,10 @@ int sl_kafka_offset_commit(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) 
     char group[GROUP_ID_MAX + 1], member[MEMBER_ID_MAX + 1] = "";
     bool group_bad, member_bad = false;
     int32_t generation = -1; /* v0 commits are tool commits */
-    read_str(r, group, sizeof(group), &group_bad);
+    sl_kr_string_flagged(r, group, sizeof(group), &group_bad);
     if (req->api_version >= 1) {
         generation = sl_kr_i32(r);
-        read_str(r, member, sizeof(member), &member_bad);
+        sl_kr_string_flagged(r, member, sizeof(member), &member_bad);
     }
     if (req->api_version >= 2)
         sl_kr_i64(r); /* retention_time_ms: committed offsets are kept until deleted */
@@ -454,7 +434,7 @@ static void fetch_topic(sl_kafka_ctx *ctx, sl_kreader *r, sl_kwriter *w, const c
                         int16_t group_err) {
     char name[NAME_MAX_LEN + 1];
     bool name_bad;
-    read_str(r, name, sizeof(name), &name_bad);
+    sl_kr_string_flagged(r, name, sizeof(name), &name_bad);
     int32_t np = sl_kr_array(r, 4);
     sl_kw_string(w, name);
     sl_kw_i32(w, np > 0 ? np : 0);
@@ -474,7 +454,7 @@ int sl_kafka_offset_fetch(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     char group[GROUP_ID_MAX + 1];
     bool group_bad;
-    read_str(r, group, sizeof(group), &group_bad);
+    sl_kr_string_flagged(r, group, sizeof(group), &group_bad);
     /* Kafka accepts an empty group id on the offset APIs; v0-1 have no top-level error, so a
      * group id we cannot hold is reported on every partition. */
     int16_t group_err = group_bad ? KERR_INVALID_GROUP_ID : KERR_NONE;
@@ -559,7 +539,7 @@ int sl_kafka_describe_groups(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w
     for (int32_t i = 0; i < n && !r->error; i++) {
         char group[GROUP_ID_MAX + 1];
         bool bad;
-        read_str(r, group, sizeof(group), &bad);
+        sl_kr_string_flagged(r, group, sizeof(group), &bad);
         if (!r->error)
             describe_group(ctx, w, group, bad);
     }

@@ -23,32 +23,23 @@
 #include "log/compact.h"
 #include "log/compression.h"
 #include "log/partlog.h"
+#include "sl_fixture.h"
 #include "sl_test.h"
 
 /* ---- helpers ---- */
 
-static char *make_dir(void) {
-    char tmpl[] = "/tmp/sl_compact_test.XXXXXX";
-    SL_TRUE(mkdtemp(tmpl) != NULL);
-    char *d = malloc(strlen(tmpl) + sizeof("/users-0"));
-    SL_TRUE(d != NULL);
-    sprintf(d, "%s/users-0", tmpl);
-    return d;
+static char *make_dir(void) { /* sl_partlog_open creates the partition directory */
+    return sl_fixture_dir("sl_compact_test", "users-0");
 }
 
 static void drop_dir(char *dir) {
-    *strrchr(dir, '/') = '\0';
-    SL_PASS(sl_fs_remove_tree(dir));
-    free(dir);
+    sl_fixture_drop_dir(dir);
 }
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static sl_rng rng_gen = {0x9e3779b97f4a7c15ull};
 
-static uint64_t rng(void) { /* xorshift64*: deterministic, so failures reproduce */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
+static uint64_t rng(void) { /* deterministic, so failures reproduce */
+    return sl_rng_next(&rng_gen);
 }
 
 static sl_logconf compact_conf(void) {

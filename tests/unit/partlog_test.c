@@ -18,34 +18,23 @@
 #include "base/fs.h"
 #include "log/batch.h"
 #include "log/partlog.h"
+#include "sl_fixture.h"
 #include "sl_test.h"
 
 /* ---- helpers ---- */
 
-static char *make_dir(void) {
-    char tmpl[] = "/tmp/sl_partlog_test.XXXXXX";
-    SL_TRUE(mkdtemp(tmpl) != NULL);
-    char *d = malloc(strlen(tmpl) + sizeof("/orders-3"));
-    SL_TRUE(d != NULL);
-    sprintf(d, "%s/orders-3", tmpl); /* sl_partlog_open creates the partition directory */
-    return d;
+static char *make_dir(void) { /* sl_partlog_open creates the partition directory */
+    return sl_fixture_dir("sl_partlog_test", "orders-3");
 }
 
 static void drop_dir(char *dir) {
-    *strrchr(dir, '/') = '\0';
-    SL_PASS(sl_fs_remove_tree(dir));
-    struct stat st;
-    SL_TRUE(stat(dir, &st) != 0);
-    free(dir);
+    sl_fixture_drop_dir(dir);
 }
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
+static sl_rng rng_gen = {0x243f6a8885a308d3ull};
 
-static uint64_t rng(void) { /* xorshift64*: deterministic, so failures reproduce */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
+static uint64_t rng(void) { /* deterministic, so failures reproduce */
+    return sl_rng_next(&rng_gen);
 }
 
 static sl_logconf test_conf(void) {
