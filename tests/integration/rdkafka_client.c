@@ -3,7 +3,7 @@
  *   rdkafka_client produce BOOTSTRAP TOPIC N      idempotent, acks=all; prints delivered count
  *   rdkafka_client consume BOOTSTRAP TOPIC GROUP N  subscribes, reads up to N records (or until
  *                                                  5 s pass with nothing new), commits
- *                                                  synchronously, prints
+ *                                                  on revocation and at the end, prints
  *                                                  "<records> <partitions,...>" and exits */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -66,6 +66,19 @@ static int produce(const char *bootstrap, const char *topic, int n) {
     return failures ? 1 : 0;
 }
 
+/* What careful applications do: commit what was consumed before giving partitions up, so the
+ * next owner starts exactly there (without it, a rebalance replays the uncommitted records). */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, parts);
+        return;
+    }
+    rd_kafka_commit(rk, NULL, 0);
+    rd_kafka_assign(rk, NULL);
+}
+
 static int consume(const char *bootstrap, const char *topic, const char *group, int n) {
     char err[256];
     rd_kafka_conf_t *c = conf_for(bootstrap);
@@ -73,6 +86,7 @@ static int consume(const char *bootstrap, const char *topic, const char *group, 
     set(c, "auto.offset.reset", "earliest");
     set(c, "enable.auto.commit", "false");
     set(c, "session.timeout.ms", "6000");
+    rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
     if (rk == NULL) {
         fprintf(stderr, "%s\n", err);
