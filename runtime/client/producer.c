@@ -214,6 +214,32 @@ static void schedule_retry(sl_producer *p, pbatch *b, int status) {
     *pp = b;
 }
 
+/* Reports each finished batch (status in last_error, base offset in not_before), then returns
+ * the batches to the pool and releases their share of the buffer. Called without the lock, since
+ * delivery reports run user code. */
+static void settle(sl_producer *p, pbatch *list) {
+    uint64_t records = 0, failed = 0;
+    int64_t mem = 0;
+    for (pbatch *b = list; b; b = b->next) {
+        report(b, b->last_error, b->not_before);
+        records += b->ndl;
+        mem += b->mem;
+        if (b->last_error)
+            failed += b->ndl;
+    }
+    atomic_fetch_add(&p->failed, failed);
+    pthread_mutex_lock(&p->lock);
+    while (list) {
+        pbatch *next = list->next;
+        batch_put(p, list);
+        list = next;
+    }
+    p->unreported -= records;
+    p->buffered -= mem;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Settles a request's batches: reports what is final, requeues what is retriable. Called
  * without the lock. With 'status' NULL every batch gets 'all_status'. */
 static void finish_request(request *r, const int *status, const int64_t *base, int all_status) {
@@ -239,26 +265,7 @@ static void finish_request(request *r, const int *status, const int64_t *base, i
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 
-    uint64_t records = 0, failed = 0;
-    int64_t mem = 0;
-    for (pbatch *b = final; b; b = b->next) {
-        report(b, b->last_error, b->not_before);
-        records += b->ndl;
-        mem += b->mem;
-        if (b->last_error)
-            failed += b->ndl;
-    }
-    atomic_fetch_add(&p->failed, failed);
-    pthread_mutex_lock(&p->lock);
-    while (final) {
-        pbatch *next = final->next;
-        batch_put(p, final);
-        final = next;
-    }
-    p->unreported -= records;
-    p->buffered -= mem;
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    settle(p, final);
     free(r->batches);
     free(r);
 }
@@ -485,6 +492,7 @@ static void expire_queued(sl_producer *p, int64_t now) {
                 p->ready_tail = prev;
             if (b->last_error == 0)
                 b->last_error = SL_ETIMEDOUT;
+            b->not_before = -1;
             b->next = expired;
             expired = b;
         } else {
@@ -495,23 +503,8 @@ static void expire_queued(sl_producer *p, int64_t now) {
     if (expired == NULL)
         return;
     pthread_mutex_unlock(&p->lock);
-    uint64_t records = 0;
-    int64_t mem = 0;
-    for (pbatch *b = expired; b; b = b->next) {
-        report(b, b->last_error ? b->last_error : SL_ETIMEDOUT, -1);
-        records += b->ndl;
-        mem += b->mem;
-    }
-    atomic_fetch_add(&p->failed, records);
+    settle(p, expired);
     pthread_mutex_lock(&p->lock);
-    while (expired) {
-        pbatch *next = expired->next;
-        batch_put(p, expired);
-        expired = next;
-    }
-    p->unreported -= records;
-    p->buffered -= mem;
-    pthread_cond_broadcast(&p->cond);
 }
 
 static void *sender_main(void *arg) {
