@@ -32,3 +32,20 @@ function(sl_add_fuzz name)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   target_link_libraries(${name} PRIVATE ${F_DEPS})
 endfunction()
+
+# sl_add_plugin(name SOURCES ... [DIR plugins|connectors|tests]): a plugin .so ("name.so") that
+# sees only the public headers, as an out-of-tree plugin would, built into <build>/<DIR>/.
+function(sl_add_plugin name)
+  cmake_parse_arguments(P "" "DIR" "SOURCES;DEPS" ${ARGN})
+  if(NOT P_DIR)
+    set(P_DIR plugins)
+  endif()
+  add_library(${name} MODULE ${P_SOURCES})
+  set_target_properties(${name} PROPERTIES PREFIX "" C_VISIBILITY_PRESET hidden
+                        LIBRARY_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/${P_DIR})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/runtime/include)
+  target_link_libraries(${name} PRIVATE ${P_DEPS})
+  if(NOT P_DIR STREQUAL "tests/plugins")
+    install(TARGETS ${name} LIBRARY DESTINATION lib/sluice/plugins)
+  endif()
+endfunction()

@@ -8,7 +8,7 @@
 # missing. Needs root (or sudo) only then.
 set -euo pipefail
 
-BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev
+BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev lua-cjson-dev
     zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps kcat python3-confluent-kafka
     librdkafka-dev)

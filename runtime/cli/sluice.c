@@ -23,6 +23,7 @@
 #include "cli/bench.h"
 #include "cli/cli.h"
 #include "cli/group_cmd.h"
+#include "cli/pipeline_cmd.h"
 #include "cli/format.h"
 #include "cli/timeparse.h"
 #include "sluice/client.h"
@@ -1141,6 +1142,9 @@ static const struct cli_command top_commands[] = {
     {"produce", cmd_produce, "send lines of standard input to a topic as records"},
     {"consume", cmd_consume, "print the records of a topic"},
     {"group", sl_cli_group, "list, describe, reset and delete consumer groups"},
+    {"pipeline", sl_cli_pipeline, "deploy, list, inspect and stop pipelines"},
+    {"dlq", sl_cli_dlq, "replay dead-lettered records"},
+    {"plugin", sl_cli_plugin, "list the plugins found on the plugin path"},
     {"bench", sl_cli_bench, "measure produce and consume throughput and latency"},
     {"version", cmd_version, "print the version of sluice"},
 };

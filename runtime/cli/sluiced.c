@@ -15,6 +15,11 @@
 #include "net/kafka.h"
 #include "net/native_handler.h"
 #include "net/server.h"
+#include "pipeline/admin.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/supervisor.h"
+#include "pipeline/task.h"
+#include "plugin/loader.h"
 #include "sluice/client.h"
 
 #define DEFAULT_DATA_DIR "./data"
@@ -33,6 +38,10 @@ struct options {
     const char *kafka;
     bool auto_create;
     int num_partitions;
+    const char *pipelines[16]; /* --pipeline FILE, deployed once serving */
+    int npipelines;
+    const char *plugin_path;
+    const char *log_level;
 };
 
 static void usage(FILE *out) {
@@ -60,6 +69,10 @@ static void usage(FILE *out) {
             "                         create a topic a Kafka client names that does not exist\n"
             "                         (auto.create.topics.enable; default yes)\n"
             "  --num-partitions N     partitions of such topics (num.partitions; default 1)\n"
+            "  --pipeline FILE        deploy this pipeline file once serving (checked first: a\n"
+            "                         bad file stops sluiced before it starts); may be repeated\n"
+            "  --plugin-path DIRS     ':'-separated folders searched for plugins before the\n"
+            "                         installed and built ones (plugin.path)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "  -h, --help             show this help\n"
             "  -V, --version          show the version\n"
@@ -79,7 +92,7 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART };
+    enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART, OPT_PIPELINE, OPT_PLUGIN_PATH };
     enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_CLEAN,
            OPT_LOG };
     static const struct option longopts[] = {
@@ -93,13 +106,15 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"kafka-listen", required_argument, NULL, OPT_KAFKA},
         {"auto-create-topics", required_argument, NULL, OPT_AUTO},
         {"num-partitions", required_argument, NULL, OPT_NPART},
+        {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000,
-                          DEFAULT_KAFKA, true, 1};
+                          DEFAULT_KAFKA, true, 1, {NULL}, 0, NULL, "info"};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -136,8 +151,17 @@ static int parse_options(int argc, char **argv, struct options *o) {
                 return 2;
             }
             sl_log_set_level(level);
+            o->log_level = optarg;
             break;
         }
+        case OPT_PIPELINE:
+            if (o->npipelines == (int)(sizeof(o->pipelines) / sizeof(o->pipelines[0]))) {
+                fprintf(stderr, "sluiced: at most 16 --pipeline files\n");
+                return 2;
+            }
+            o->pipelines[o->npipelines++] = optarg;
+            break;
+        case OPT_PLUGIN_PATH: o->plugin_path = optarg; break;
         case OPT_KAFKA: o->kafka = optarg; break;
         case OPT_AUTO:
             if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
@@ -175,11 +199,127 @@ static int write_ready_file(const char *path, const char *listen, const char *ht
     return sl_fs_write_atomic(path, text, (size_t)n);
 }
 
+/* ---- --run-task: one pipeline stage instance, started by the supervisor ---- */
+
+static volatile sig_atomic_t task_stop;
+
+static void on_task_signal(int sig) {
+    (void)sig;
+    task_stop = 1;
+}
+
+static int run_task(int argc, char **argv) {
+    enum { T_BROKER = 1100, T_DATA, T_FILE, T_SOURCE, T_STAGE, T_INSTANCE, T_RESTARTS, T_LOG,
+           T_PLUGINS };
+    static const struct option longopts[] = {
+        {"run-task", no_argument, NULL, 'r'},
+        {"broker", required_argument, NULL, T_BROKER},
+        {"data-dir", required_argument, NULL, T_DATA},
+        {"pipeline-file", required_argument, NULL, T_FILE},
+        {"pipeline-source", required_argument, NULL, T_SOURCE},
+        {"stage", required_argument, NULL, T_STAGE},
+        {"instance", required_argument, NULL, T_INSTANCE},
+        {"restarts", required_argument, NULL, T_RESTARTS},
+        {"log-level", required_argument, NULL, T_LOG},
+        {"plugin-path", required_argument, NULL, T_PLUGINS},
+        {NULL, 0, NULL, 0},
+    };
+    sl_task_conf tc = {.broker = DEFAULT_LISTEN, .data_dir = DEFAULT_DATA_DIR, .stop = &task_stop};
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r': break;
+        case T_BROKER: tc.broker = optarg; break;
+        case T_DATA: tc.data_dir = optarg; break;
+        case T_FILE: tc.pipeline_file = optarg; break;
+        case T_SOURCE: tc.source_file = optarg; break;
+        case T_STAGE: tc.stage = optarg; break;
+        case T_INSTANCE:
+        case T_RESTARTS:
+            if (parse_long(optarg, 0, 1000000, &v)) {
+                fprintf(stderr, "sluiced: --instance and --restarts take a number\n");
+                return 2;
+            }
+            *(c == T_INSTANCE ? &tc.instance : &tc.restarts) = (int)v;
+            break;
+        case T_LOG: {
+            enum sl_log_level level;
+            if (sl_log_parse_level(optarg, &level) == 0)
+                sl_log_set_level(level);
+            break;
+        }
+        case T_PLUGINS: tc.plugin_path = optarg; break;
+        default: return 2;
+        }
+    }
+    if (tc.pipeline_file == NULL || tc.stage == NULL) {
+        fprintf(stderr, "sluiced: --run-task needs --pipeline-file and --stage\n");
+        return 2;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_task_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return sl_task_run(&tc);
+}
+
+/* Checks every --pipeline file before anything starts. */
+static int check_pipelines(const struct options *o, char **sources) {
+    char pathbuf[8192], err[2048];
+    const char *path = sl_plugin_search_path(o->plugin_path, pathbuf, sizeof(pathbuf));
+    for (int i = 0; i < o->npipelines; i++) {
+        sl_pipeline *p;
+        if (sl_pipeline_read_file(o->pipelines[i], &sources[i]) != 0) {
+            fprintf(stderr, "sluiced: cannot read pipeline file %s: %s\n", o->pipelines[i],
+                    strerror(errno));
+            return 2;
+        }
+        if (sl_pipeline_load(o->pipelines[i], sources[i], path, &p, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sluiced: pipeline refused: %s\n", err);
+            return 2;
+        }
+        sl_pipeline_free(p);
+    }
+    return 0;
+}
+
+static int deploy_pipelines(const struct options *o, char **sources, const char *broker) {
+    char pathbuf[8192], err[2048];
+    const char *path = sl_plugin_search_path(o->plugin_path, pathbuf, sizeof(pathbuf));
+    for (int i = 0; i < o->npipelines; i++) {
+        sl_pipeline *p;
+        int64_t version;
+        int rc = sl_pipeline_load(o->pipelines[i], sources[i], path, &p, err, sizeof(err));
+        if (rc == 0) {
+            rc = sl_pl_deploy(broker, p, sources[i], &version, err, sizeof(err));
+            if (rc == 0)
+                sl_info("sluiced", "pipeline %s deployed from %s (version %lld)", p->name,
+                        o->pipelines[i], (long long)version);
+            sl_pipeline_free(p);
+        }
+        if (rc) {
+            sl_error("sluiced", "pipeline %s refused: %s", o->pipelines[i], err);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--run-task") == 0)
+        return run_task(argc, argv);
     struct options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc;
+    char *sources[16] = {NULL};
+    if ((rc = check_pipelines(&o, sources)) != 0) {
+        for (int i = 0; i < o.npipelines; i++)
+            free(sources[i]);
+        return rc;
+    }
 
     /* Every thread started from here on inherits the blocked set; main waits for the signals. */
     sigset_t stop_signals;
@@ -224,6 +364,23 @@ int main(int argc, char **argv) {
             snprintf(kafka_bound, sizeof(kafka_bound), "%s", hostport);
         }
     }
+    sl_supervisor *supervisor = NULL;
+    if (rc == 0) {
+        char err[256];
+        if ((rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINES_TOPIC, 1, true, err,
+                                                  sizeof(err))) != 0 ||
+            (rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINE_STATUS_TOPIC, 1, true, err,
+                                                  sizeof(err))) != 0)
+            sl_error("sluiced", "cannot create the pipeline topics: %s", err);
+    }
+    if (rc == 0) {
+        sl_supervisor_conf sc = {listen_bound, o.data_dir, o.plugin_path, o.log_level};
+        rc = sl_supervisor_start(&sc, &supervisor);
+    }
+    if (rc == 0)
+        rc = deploy_pipelines(&o, sources, listen_bound);
+    for (int i = 0; i < o.npipelines; i++)
+        free(sources[i]);
     if (rc == 0 && o.ready_file &&
         (rc = write_ready_file(o.ready_file, listen_bound, http_bound, kafka_bound, o.node_id)) !=
             0)
@@ -237,6 +394,8 @@ int main(int argc, char **argv) {
         sigwait(&stop_signals, &sig);
         sl_info("sluiced", "%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
+    /* Pipeline instances commit and leave their groups while the broker still serves. */
+    sl_supervisor_stop(supervisor);
     sl_broker_shutdown(broker);
     if (ctx.coord)
         sl_coord_shutdown(ctx.coord); /* wakes members waiting in a join or sync */

@@ -1,0 +1,11 @@
+/* sluice pipeline (deploy, list, status, stop), sluice dlq (replay) and sluice plugin (list). */
+#ifndef SL_CLI_PIPELINE_CMD_H
+#define SL_CLI_PIPELINE_CMD_H
+
+#include "cli/cli.h"
+
+int sl_cli_pipeline(struct cli *cli, int argc, char **argv);
+int sl_cli_dlq(struct cli *cli, int argc, char **argv);
+int sl_cli_plugin(struct cli *cli, int argc, char **argv);
+
+#endif

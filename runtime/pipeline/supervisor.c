@@ -1,0 +1,537 @@
+/* The supervisor's thread: read __pipelines, reconcile the wanted instances with the running
+ * children, reap and restart. Every child is this same executable started with --run-task,
+ * dying with the node (PR_SET_PDEATHSIG) so that no orphan keeps consuming. */
+#include "pipeline/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "pipeline/admin.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/task.h"
+#include "plugin/loader.h"
+#include "sluice/client.h"
+
+#define STOP_GRACE_MS 15000
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MAX_MS 30000
+#define HEALTHY_AFTER_MS 60000 /* a child that ran this long restarts without delay */
+#define POISON_CRASHES 3
+
+typedef struct instance {
+    char *pipeline, *stage;
+    int index;
+    int64_t version;
+    char *origin, *source_path;
+    pid_t pid;          /* 0: not running */
+    bool stopping;      /* SIGTERM sent; forgotten once it exits */
+    int64_t kill_at_ms; /* SIGKILL if still alive then */
+    int64_t start_at_ms;
+    int64_t backoff_ms;
+    int64_t started_ms;
+    int restarts;
+    char last_exit[256];
+} instance;
+
+typedef struct wanted {
+    char *name;
+    int64_t version;
+    char *origin;
+    char *source;
+    int64_t applied; /* the version acted on (-1: none) */
+} wanted;
+
+typedef struct crash_track {
+    char *key; /* pipeline/stage */
+    char topic[256];
+    int32_t partition;
+    int64_t offset;
+    int count;
+} crash_track;
+
+struct sl_supervisor {
+    sl_supervisor_conf conf;
+    char exe[PATH_MAX];
+    pthread_t thread;
+    atomic_bool stop;
+    sl_consumer *consumer;
+    sl_producer *producer;
+    instance *inst;
+    size_t ninst;
+    wanted *want;
+    size_t nwant;
+    crash_track *crashes;
+    size_t ncrashes;
+};
+
+/* ---- __pipelines ---- */
+
+static wanted *find_wanted(sl_supervisor *s, const char *name) {
+    for (size_t i = 0; i < s->nwant; i++)
+        if (strcmp(s->want[i].name, name) == 0)
+            return &s->want[i];
+    return NULL;
+}
+
+static char *dup_n(const void *p, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, p ? p : "", n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void take_record(sl_supervisor *s, const sl_message *m) {
+    if (m->key == NULL)
+        return;
+    char *name = dup_n(m->key, m->key_len);
+    if (name == NULL)
+        return;
+    wanted *w = find_wanted(s, name);
+    if (m->value == NULL) { /* stopped */
+        if (w) {
+            free(w->name);
+            free(w->origin);
+            free(w->source);
+            *w = s->want[--s->nwant];
+        }
+        free(name);
+        return;
+    }
+    if (w == NULL) {
+        wanted *nw = realloc(s->want, (s->nwant + 1) * sizeof(*nw));
+        if (nw == NULL) {
+            free(name);
+            return;
+        }
+        s->want = nw;
+        w = &nw[s->nwant++];
+        *w = (wanted){name, -1, NULL, NULL, -1};
+    } else {
+        free(name);
+        free(w->origin);
+        free(w->source);
+    }
+    const char *origin = "";
+    size_t olen = 0;
+    for (size_t h = 0; h < m->nheaders; h++)
+        if (strcmp(m->headers[h].key, SL_PIPELINE_FILE_HEADER) == 0 && m->headers[h].value) {
+            origin = m->headers[h].value;
+            olen = m->headers[h].value_len;
+        }
+    w->version = m->offset;
+    w->origin = dup_n(origin, olen);
+    w->source = dup_n(m->value, m->value_len);
+}
+
+/* ---- children ---- */
+
+static bool crash_signal(int sig) {
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGFPE || sig == SIGILL ||
+           sig == SIGSYS || sig == SIGTRAP;
+}
+
+static void publish(sl_supervisor *s, const instance *in, const char *state) {
+    char key[512], value[1024];
+    snprintf(key, sizeof(key), "%s/%s/%d", in->pipeline, in->stage, in->index);
+    int n = snprintf(value, sizeof(value),
+                     "{\"state\":\"%s\",\"pid\":0,\"restarts\":%d,\"updated_ms\":%" PRId64
+                     ",\"last_error\":\"",
+                     state, in->restarts, sl_clock_wall_ms());
+    for (const char *c = in->last_exit; *c && n < (int)sizeof(value) - 8; c++)
+        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
+            value[n++] = *c;
+    n += snprintf(value + n, sizeof(value) - (size_t)n, "\"}");
+    sl_produce_record r = {.topic = SL_PIPELINE_STATUS_TOPIC, .partition = 0, .key = key,
+                           .key_len = strlen(key), .value = value, .value_len = (size_t)n};
+    sl_producer_send(s->producer, &r);
+}
+
+static int spawn(sl_supervisor *s, instance *in) {
+    char index[16], restarts[16];
+    snprintf(index, sizeof(index), "%d", in->index);
+    snprintf(restarts, sizeof(restarts), "%d", in->restarts);
+    const char *argv[32];
+    int k = 0;
+    argv[k++] = s->exe;
+    argv[k++] = "--run-task";
+    argv[k++] = "--broker";
+    argv[k++] = s->conf.broker;
+    argv[k++] = "--data-dir";
+    argv[k++] = s->conf.data_dir;
+    argv[k++] = "--pipeline-file";
+    argv[k++] = in->origin;
+    argv[k++] = "--pipeline-source";
+    argv[k++] = in->source_path;
+    argv[k++] = "--stage";
+    argv[k++] = in->stage;
+    argv[k++] = "--instance";
+    argv[k++] = index;
+    argv[k++] = "--restarts";
+    argv[k++] = restarts;
+    argv[k++] = "--log-level";
+    argv[k++] = s->conf.log_level ? s->conf.log_level : "info";
+    if (s->conf.plugin_path) {
+        argv[k++] = "--plugin-path";
+        argv[k++] = s->conf.plugin_path;
+    }
+    argv[k] = NULL;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(in->last_exit, sizeof(in->last_exit), "cannot fork: %s", strerror(errno));
+        return SL_EIO;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL); /* sluiced blocks its stop signals */
+        execv(s->exe, (char *const *)argv);
+        _exit(127);
+    }
+    in->pid = pid;
+    in->started_ms = sl_clock_mono_ms();
+    return 0;
+}
+
+static void track_crash(sl_supervisor *s, const instance *in) {
+    char path[PATH_MAX];
+    sl_task_inflight_path(s->conf.data_dir, in->pipeline, in->stage, in->index, path,
+                          sizeof(path));
+    sl_task_inflight f;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, &f, sizeof(f));
+    close(fd);
+    if (n != (ssize_t)sizeof(f) || !f.active)
+        return;
+    f.topic[sizeof(f.topic) - 1] = '\0';
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", in->pipeline, in->stage);
+    crash_track *c = NULL;
+    for (size_t i = 0; i < s->ncrashes && !c; i++)
+        if (strcmp(s->crashes[i].key, key) == 0)
+            c = &s->crashes[i];
+    if (c == NULL) {
+        crash_track *nc = realloc(s->crashes, (s->ncrashes + 1) * sizeof(*nc));
+        if (nc == NULL)
+            return;
+        s->crashes = nc;
+        c = &nc[s->ncrashes++];
+        memset(c, 0, sizeof(*c));
+        if ((c->key = strdup(key)) == NULL) {
+            s->ncrashes--;
+            return;
+        }
+    }
+    if (c->count && c->partition == f.partition && c->offset == f.offset &&
+        strcmp(c->topic, f.topic) == 0) {
+        c->count++;
+    } else {
+        snprintf(c->topic, sizeof(c->topic), "%s", f.topic);
+        c->partition = f.partition;
+        c->offset = f.offset;
+        c->count = 1;
+    }
+    sl_warn("pipeline", "%s/%d crashed on record %s-%d@%" PRId64 " (%d time%s in a row)", key,
+            in->index, f.topic, f.partition, f.offset, c->count, c->count == 1 ? "" : "s");
+    if (c->count < POISON_CRASHES)
+        return;
+    char poison[PATH_MAX], line[400];
+    sl_task_poison_path(s->conf.data_dir, in->pipeline, in->stage, poison, sizeof(poison));
+    int len = snprintf(line, sizeof(line), "%s %d %" PRId64 "\n", f.topic, f.partition,
+                       f.offset);
+    fd = open(poison, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        if (sl_fs_write_all(fd, line, (size_t)len) == 0)
+            sl_error("pipeline", "%s: record %s-%d@%" PRId64 " crashed the stage %d times in a "
+                     "row: it goes to the dead-letter topic", key, f.topic, f.partition,
+                     f.offset, POISON_CRASHES);
+        close(fd);
+    }
+    c->count = 0;
+}
+
+static void describe_exit(int status, char *buf, size_t len) {
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d%s", WEXITSTATUS(status),
+                 WEXITSTATUS(status) == 2 ? " (configuration refused)" : "");
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "ended with status %d", status);
+}
+
+static void free_instance(instance *in) {
+    free(in->pipeline);
+    free(in->stage);
+    free(in->origin);
+    free(in->source_path);
+}
+
+static void reap(sl_supervisor *s) {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (size_t i = 0; i < s->ninst; i++) {
+            instance *in = &s->inst[i];
+            if (in->pid != pid)
+                continue;
+            in->pid = 0;
+            if (in->stopping) {
+                sl_info("pipeline", "%s/%s/%d (version %" PRId64 ") stopped", in->pipeline,
+                        in->stage, in->index, in->version);
+                free_instance(in);
+                s->inst[i] = s->inst[--s->ninst];
+                break;
+            }
+            char why[200];
+            describe_exit(status, why, sizeof(why));
+            if (WIFSIGNALED(status) && crash_signal(WTERMSIG(status)))
+                track_crash(s, in);
+            int64_t ran = sl_clock_mono_ms() - in->started_ms;
+            in->backoff_ms = ran >= HEALTHY_AFTER_MS || in->backoff_ms == 0
+                                 ? BACKOFF_FIRST_MS
+                                 : (in->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                                        : in->backoff_ms * 2);
+            in->start_at_ms = sl_clock_mono_ms() + in->backoff_ms;
+            in->restarts++;
+            /* Logged once per distinct cause: a plugin failing in a loop does not flood. */
+            enum sl_log_level level = strcmp(why, in->last_exit) ? SL_LOG_WARN : SL_LOG_DEBUG;
+            sl_log(level, "pipeline", "%s/%s/%d %s; restarting in %.1f s (restart %d)",
+                   in->pipeline, in->stage, in->index, why, (double)in->backoff_ms / 1000,
+                   in->restarts);
+            snprintf(in->last_exit, sizeof(in->last_exit), "%s", why);
+            publish(s, in, "restarting");
+            break;
+        }
+    }
+}
+
+static void stop_instances(sl_supervisor *s, const char *pipeline) {
+    for (size_t i = 0; i < s->ninst; i++) {
+        instance *in = &s->inst[i];
+        if (in->stopping || (pipeline && strcmp(in->pipeline, pipeline) != 0))
+            continue;
+        in->stopping = true;
+        in->kill_at_ms = sl_clock_mono_ms() + STOP_GRACE_MS;
+        if (in->pid > 0)
+            kill(in->pid, SIGTERM);
+    }
+    /* Instances never started or waiting for a restart have nothing to wait for. */
+    for (size_t i = 0; i < s->ninst;) {
+        if (s->inst[i].stopping && s->inst[i].pid == 0) {
+            free_instance(&s->inst[i]);
+            s->inst[i] = s->inst[--s->ninst];
+        } else {
+            i++;
+        }
+    }
+}
+
+static int add_instances(sl_supervisor *s, const wanted *w, const sl_pipeline *p,
+                         const char *source_path) {
+    for (size_t i = 0; i < p->nstages; i++)
+        for (int k = 0; k < p->stages[i].instances; k++) {
+            instance *ni = realloc(s->inst, (s->ninst + 1) * sizeof(*ni));
+            if (ni == NULL)
+                return SL_ENOMEM;
+            s->inst = ni;
+            instance *in = &ni[s->ninst];
+            *in = (instance){.pipeline = strdup(p->name), .stage = strdup(p->stages[i].name),
+                             .index = k, .version = w->version, .origin = strdup(w->origin),
+                             .source_path = strdup(source_path),
+                             .start_at_ms = sl_clock_mono_ms()};
+            if (!in->pipeline || !in->stage || !in->origin || !in->source_path) {
+                free_instance(in);
+                return SL_ENOMEM;
+            }
+            s->ninst++;
+        }
+    return 0;
+}
+
+static void apply(sl_supervisor *s, wanted *w) {
+    w->applied = w->version;
+    char dir[PATH_MAX], path[PATH_MAX], err[2048], pathbuf[8192];
+    snprintf(dir, sizeof(dir), "%s/pipelines/deployed", s->conf.data_dir);
+    snprintf(path, sizeof(path), "%.3000s/%.200s.%" PRId64 ".lua", dir, w->name, w->version);
+    if (sl_fs_mkdirs(dir) != 0 ||
+        sl_fs_write_atomic(path, w->source, strlen(w->source)) != 0) {
+        sl_error("pipeline", "cannot write %s: pipeline %s not started", path, w->name);
+        return;
+    }
+    sl_pipeline *p;
+    if (sl_pipeline_load(w->origin, w->source,
+                         sl_plugin_search_path(s->conf.plugin_path, pathbuf, sizeof(pathbuf)),
+                         &p, err, sizeof(err)) != 0) {
+        sl_error("pipeline", "pipeline %s version %" PRId64 " refused: %s", w->name,
+                 w->version, err);
+        return;
+    }
+    stop_instances(s, w->name); /* the old version commits and leaves as the new one joins */
+    size_t stages = p->nstages;
+    int total = 0;
+    for (size_t i = 0; i < p->nstages; i++)
+        total += p->stages[i].instances;
+    if (add_instances(s, w, p, path) != 0)
+        sl_error("pipeline", "pipeline %s: out of memory starting its instances", w->name);
+    else
+        sl_info("pipeline", "pipeline %s version %" PRId64 " from %s: %zu stage%s, %d "
+                "instance%s", w->name, w->version, w->origin, stages, stages == 1 ? "" : "s",
+                total, total == 1 ? "" : "s");
+    sl_pipeline_free(p);
+}
+
+static void reconcile(sl_supervisor *s) {
+    for (size_t i = 0; i < s->nwant; i++)
+        if (s->want[i].applied != s->want[i].version)
+            apply(s, &s->want[i]);
+    for (size_t i = 0; i < s->ninst; i++)
+        if (!s->inst[i].stopping && find_wanted(s, s->inst[i].pipeline) == NULL) {
+            sl_info("pipeline", "pipeline %s stopped: stopping its instances",
+                    s->inst[i].pipeline);
+            stop_instances(s, s->inst[i].pipeline);
+            i = (size_t)-1; /* the array changed: look again */
+        }
+}
+
+static void tend(sl_supervisor *s) {
+    int64_t now = sl_clock_mono_ms();
+    for (size_t i = 0; i < s->ninst; i++) {
+        instance *in = &s->inst[i];
+        if (in->stopping && in->pid > 0 && now >= in->kill_at_ms) {
+            sl_warn("pipeline", "%s/%s/%d did not stop in %d s: killing it", in->pipeline,
+                    in->stage, in->index, STOP_GRACE_MS / 1000);
+            kill(in->pid, SIGKILL);
+            in->kill_at_ms = INT64_MAX;
+        } else if (!in->stopping && in->pid == 0 && now >= in->start_at_ms) {
+            if (spawn(s, in) != 0) {
+                in->start_at_ms = now + BACKOFF_MAX_MS;
+                sl_error("pipeline", "%s/%s/%d: %s", in->pipeline, in->stage, in->index,
+                         in->last_exit);
+            }
+        }
+    }
+}
+
+static void *run(void *arg) {
+    sl_supervisor *s = arg;
+    bool dirty = false;
+    while (!s->stop) {
+        const sl_message *m;
+        int rc = sl_consumer_poll(s->consumer, 200, &m);
+        if (rc == 0) {
+            take_record(s, m);
+            dirty = true;
+        }
+        /* Act once caught up, so a restart does not run every old version in turn. */
+        if (dirty && rc != 0) {
+            reconcile(s);
+            dirty = false;
+        }
+        reap(s);
+        tend(s);
+    }
+    stop_instances(s, NULL);
+    int64_t deadline = sl_clock_mono_ms() + STOP_GRACE_MS;
+    while (s->ninst > 0 && sl_clock_mono_ms() < deadline) {
+        reap(s);
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < s->ninst; i++)
+        if (s->inst[i].pid > 0) {
+            kill(s->inst[i].pid, SIGKILL);
+            waitpid(s->inst[i].pid, NULL, 0);
+        }
+    return NULL;
+}
+
+int sl_supervisor_start(const sl_supervisor_conf *conf, sl_supervisor **out) {
+    sl_supervisor *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return SL_ENOMEM;
+    s->conf = *conf;
+    ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
+    if (n <= 0) {
+        free(s);
+        return SL_EIO;
+    }
+    s->exe[n] = '\0';
+    char err[512];
+    int rc = SL_ENOMEM;
+    for (int which = 0; which < 2; which++) {
+        sl_conf *c = sl_conf_new();
+        rc = c ? sl_conf_set(c, "bootstrap.servers", conf->broker, err, sizeof(err)) : SL_ENOMEM;
+        if (rc == 0)
+            rc = sl_conf_set(c, "client.id", "sluice-supervisor", err, sizeof(err));
+        if (rc == 0)
+            rc = which ? sl_producer_new(c, &s->producer, err, sizeof(err))
+                       : sl_consumer_new(c, &s->consumer, err, sizeof(err));
+        if (rc) {
+            sl_conf_destroy(c);
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = sl_consumer_assign(s->consumer, SL_PIPELINES_TOPIC, 0, SL_OFFSET_BEGINNING);
+    if (rc == 0)
+        rc = pthread_create(&s->thread, NULL, run, s) == 0 ? 0 : SL_ENOMEM;
+    if (rc) {
+        sl_error("pipeline", "cannot start the pipeline supervisor: %s", sl_strerror(rc));
+        if (s->consumer)
+            sl_consumer_destroy(s->consumer);
+        if (s->producer)
+            sl_producer_destroy(s->producer);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void sl_supervisor_stop(sl_supervisor *s) {
+    if (s == NULL)
+        return;
+    s->stop = true;
+    pthread_join(s->thread, NULL);
+    sl_consumer_destroy(s->consumer);
+    sl_producer_flush(s->producer, 2000);
+    sl_producer_destroy(s->producer);
+    for (size_t i = 0; i < s->ninst; i++)
+        free_instance(&s->inst[i]);
+    free(s->inst);
+    for (size_t i = 0; i < s->nwant; i++) {
+        free(s->want[i].name);
+        free(s->want[i].origin);
+        free(s->want[i].source);
+    }
+    free(s->want);
+    for (size_t i = 0; i < s->ncrashes; i++)
+        free(s->crashes[i].key);
+    free(s->crashes);
+    free(s);
+}

@@ -1,0 +1,24 @@
+/* The pipeline supervisor inside sluiced: follows __pipelines and keeps one child process per
+ * stage instance running, restarting crashed ones with backoff, rolling them over to a new
+ * version on redeploy, and sending a record that crashes its stage three times in a row to the
+ * dead-letter topic. Plugin code never runs in the broker's process. */
+#ifndef SL_PIPELINE_SUPERVISOR_H
+#define SL_PIPELINE_SUPERVISOR_H
+
+typedef struct sl_supervisor_conf {
+    const char *broker;      /* the node's own native address */
+    const char *data_dir;
+    const char *plugin_path; /* NULL: the default */
+    const char *log_level;   /* passed on to the instances */
+} sl_supervisor_conf;
+
+typedef struct sl_supervisor sl_supervisor;
+
+/* Starts following __pipelines (which must exist) on a thread of its own. */
+int sl_supervisor_start(const sl_supervisor_conf *conf, sl_supervisor **out);
+
+/* Stops every instance (SIGTERM: they commit and leave their groups; SIGKILL after 15 s) and
+ * the thread. */
+void sl_supervisor_stop(sl_supervisor *s);
+
+#endif

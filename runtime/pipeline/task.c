@@ -1,0 +1,1096 @@
+/* A stage instance. The loop: poll a batch of input records, run each through the plugin or
+ * script, keep what it emits until the call has succeeded, route failures by the stage's
+ * policy, then flush the producer and commit the input offsets the batch covered. Records of a
+ * retry topic that are not due yet pause their partition (seek back + pause) instead of the
+ * whole instance, so the main topic keeps flowing behind them. */
+#include "pipeline/task.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "pipeline/pipeline.h"
+#include "plugin/loader.h"
+#include "plugin/lua_host.h"
+#include "sluice/client.h"
+
+#define BATCH_RECORDS 1000
+#define BATCH_MS 100
+#define STATUS_EVERY_MS 2000
+#define POISON_CRASHES 3
+#define MAX_OUT_HEADERS 80
+
+/* A record emitted during the current call: offsets into the task's arena. */
+typedef struct pending {
+    size_t topic, key, value; /* SIZE_MAX: null / absent */
+    size_t key_len, value_len;
+    size_t first_header, nheaders;
+    int32_t partition;
+    int64_t timestamp;
+} pending;
+
+typedef struct pending_header {
+    size_t key, value, value_len; /* value SIZE_MAX: null */
+} pending_header;
+
+typedef struct position {
+    char *topic;
+    int32_t partition;
+    int64_t next; /* the offset to commit: the next record to process */
+} position;
+
+typedef struct deferral {
+    char *topic;
+    int32_t partition;
+    int64_t resume_ms;
+} deferral;
+
+typedef struct poison {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} poison;
+
+typedef struct state_entry {
+    struct state_entry *next;
+    size_t key_len, value_len;
+    uint8_t *key, *value;
+} state_entry;
+
+#define STATE_BUCKETS 4096
+
+typedef struct metric {
+    char *name;
+    int64_t value;
+} metric;
+
+struct sl_plugin_ctx {
+    const sl_task_conf *conf;
+    sl_pipeline *pipeline;
+    const sl_pl_stage *stage;
+    char label[256]; /* pipeline/stage/instance, for log lines and status keys */
+    sl_producer *producer;
+    sl_consumer *consumer;
+    sl_plugin_lib *lib;
+    void *plugin_state;
+    bool plugin_started; /* init succeeded: close is owed */
+    sl_lua_proc *lua;
+    sl_plugin_host host;
+
+    sl_buf arena;
+    pending *pend;
+    size_t npend, cappend;
+    pending_header *phdr;
+    size_t nphdr, capphdr;
+
+    position *pos;
+    size_t npos;
+    deferral *defer;
+    size_t ndefer;
+    poison *poisons;
+    size_t npoisons;
+    char poison_path[4096];
+    struct timespec poison_mtime;
+    sl_task_inflight *inflight;
+
+    state_entry *state[STATE_BUCKETS];
+    metric *metrics;
+    size_t nmetrics;
+
+    char error[1024];     /* set_error of the current call */
+    char traceback[4096]; /* of the current Lua failure */
+    bool failed;          /* a fatal error: the process exits 1 */
+    uint64_t failed_before;
+
+    uint64_t records_in, records_out, errors, retried, dead_lettered;
+    char last_error[1024];
+    int64_t last_status_ms;
+};
+
+typedef struct sl_plugin_ctx task;
+
+/* ---- the host function table ---- */
+
+/* Copies n bytes into the arena; their offset in *at. NULL p stores nothing: *at = SIZE_MAX. */
+static int arena_put(task *t, const void *p, size_t n, size_t *at) {
+    if (p == NULL) {
+        *at = SIZE_MAX;
+        return 0;
+    }
+    *at = t->arena.len;
+    return sl_buf_append(&t->arena, p, n);
+}
+
+static int host_emit(task *t, const sl_plugin_record *r) {
+    if (t->npend == t->cappend) {
+        size_t cap = t->cappend ? t->cappend * 2 : 16;
+        pending *np = realloc(t->pend, cap * sizeof(*np));
+        if (np == NULL)
+            return SL_ENOMEM;
+        t->pend = np;
+        t->cappend = cap;
+    }
+    if (t->nphdr + r->nheaders > t->capphdr) {
+        size_t cap = t->capphdr ? t->capphdr * 2 : 16;
+        while (cap < t->nphdr + r->nheaders)
+            cap *= 2;
+        pending_header *nh = realloc(t->phdr, cap * sizeof(*nh));
+        if (nh == NULL)
+            return SL_ENOMEM;
+        t->phdr = nh;
+        t->capphdr = cap;
+    }
+    const char *topic = r->topic ? r->topic
+                        : t->stage->noutputs ? t->stage->outputs[0] : NULL;
+    if (topic == NULL)
+        return SL_EINVAL;
+    pending *p = &t->pend[t->npend];
+    *p = (pending){.key_len = r->key_len, .value_len = r->value_len, .first_header = t->nphdr,
+                   .nheaders = r->nheaders, .partition = r->partition,
+                   .timestamp = r->timestamp};
+    if (arena_put(t, topic, strlen(topic) + 1, &p->topic) ||
+        arena_put(t, r->key, r->key_len, &p->key) ||
+        arena_put(t, r->value, r->value_len, &p->value))
+        return SL_ENOMEM;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const sl_plugin_header *h = &r->headers[i];
+        pending_header *ph = &t->phdr[t->nphdr + i];
+        ph->value_len = h->value_len;
+        if (arena_put(t, h->key, strlen(h->key) + 1, &ph->key) ||
+            arena_put(t, h->value, h->value_len, &ph->value))
+            return SL_ENOMEM;
+    }
+    t->nphdr += r->nheaders;
+    t->npend++;
+    return 0;
+}
+
+static const char *host_config(task *t, const char *key) {
+    for (size_t i = 0; i < t->stage->nconfig; i++)
+        if (strcmp(t->stage->config_keys[i], key) == 0)
+            return t->stage->config_values[i];
+    return NULL;
+}
+
+static void host_log(task *t, sl_plugin_log_level level, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    enum sl_log_level l = level == SL_PLUGIN_LOG_DEBUG  ? SL_LOG_DEBUG
+                          : level == SL_PLUGIN_LOG_INFO ? SL_LOG_INFO
+                          : level == SL_PLUGIN_LOG_WARN ? SL_LOG_WARN
+                                                        : SL_LOG_ERROR;
+    sl_log(l, "pipeline", "%s: %s", t->label, msg);
+}
+
+static void host_set_error(task *t, const char *reason) {
+    snprintf(t->error, sizeof(t->error), "%s", reason ? reason : "");
+}
+
+static void host_metric_add(task *t, const char *name, int64_t delta) {
+    for (size_t i = 0; i < t->nmetrics; i++)
+        if (strcmp(t->metrics[i].name, name) == 0) {
+            t->metrics[i].value += delta;
+            return;
+        }
+    metric *nm = realloc(t->metrics, (t->nmetrics + 1) * sizeof(*nm));
+    if (nm == NULL)
+        return;
+    t->metrics = nm;
+    if ((nm[t->nmetrics].name = strdup(name)) != NULL)
+        nm[t->nmetrics++].value = delta;
+}
+
+/* The state store: in memory, per instance (kept across calls, not across restarts). */
+static uint64_t hash_bytes(const void *p, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ULL;
+    return h;
+}
+
+static state_entry **state_find(task *t, const void *key, size_t klen) {
+    state_entry **e = &t->state[hash_bytes(key, klen) % STATE_BUCKETS];
+    while (*e && ((*e)->key_len != klen || memcmp((*e)->key, key, klen) != 0))
+        e = &(*e)->next;
+    return e;
+}
+
+static int host_state_get(task *t, const void *key, size_t klen, const void **v, size_t *vlen) {
+    state_entry *e = *state_find(t, key, klen);
+    if (e == NULL)
+        return SL_ENOENT;
+    *v = e->value;
+    *vlen = e->value_len;
+    return 0;
+}
+
+static int host_state_put(task *t, const void *key, size_t klen, const void *v, size_t vlen) {
+    state_entry **slot = state_find(t, key, klen), *e = *slot;
+    if (v == NULL) {
+        if (e) {
+            *slot = e->next;
+            free(e->key);
+            free(e->value);
+            free(e);
+        }
+        return 0;
+    }
+    uint8_t *nv = malloc(vlen ? vlen : 1);
+    if (nv == NULL)
+        return SL_ENOMEM;
+    memcpy(nv, v, vlen);
+    if (e == NULL) {
+        if ((e = calloc(1, sizeof(*e))) == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
+            free(e);
+            free(nv);
+            return SL_ENOMEM;
+        }
+        memcpy(e->key, key, klen);
+        e->key_len = klen;
+        *slot = e;
+    }
+    free(e->value);
+    e->value = nv;
+    e->value_len = vlen;
+    return 0;
+}
+
+static int commit_point(task *t);
+
+static int host_commit(task *t) {
+    return commit_point(t);
+}
+
+static int host_instance(task *t, int *count) {
+    *count = t->stage->instances;
+    return t->conf->instance;
+}
+
+static void init_host(task *t) {
+    t->host = (sl_plugin_host){
+        .struct_size = sizeof(sl_plugin_host),
+        .abi_version = SL_PLUGIN_ABI_VERSION,
+        .emit = host_emit,
+        .config = host_config,
+        .log = host_log,
+        .set_error = host_set_error,
+        .metric_add = host_metric_add,
+        .state_get = host_state_get,
+        .state_put = host_state_put,
+        .commit = host_commit,
+        .instance = host_instance,
+    };
+}
+
+/* ---- sending ---- */
+
+static void on_delivery(void *opaque, int status, const char *topic, int32_t partition,
+                        int64_t offset) {
+    (void)offset;
+    task *t = opaque;
+    if (status != 0)
+        sl_error("pipeline", "%s: a record for %s-%d was not delivered: %s", t->label, topic,
+                 partition, sl_strerror(status));
+}
+
+/* Sends what the call emitted. A send that fails is fatal: the input offsets are not
+ * committed and the restarted instance processes the records again. */
+static int flush_pending(task *t) {
+    int rc = 0;
+    sl_header hs[MAX_OUT_HEADERS];
+    for (size_t i = 0; rc == 0 && i < t->npend; i++) {
+        const pending *p = &t->pend[i];
+        const char *base = (const char *)t->arena.data;
+        size_t nh = p->nheaders < MAX_OUT_HEADERS ? p->nheaders : MAX_OUT_HEADERS;
+        for (size_t h = 0; h < nh; h++) {
+            const pending_header *ph = &t->phdr[p->first_header + h];
+            hs[h] = (sl_header){base + ph->key, ph->value == SIZE_MAX ? NULL : base + ph->value,
+                                ph->value_len};
+        }
+        sl_produce_record r = {
+            .topic = base + p->topic,
+            .partition = p->partition,
+            .key = p->key == SIZE_MAX ? NULL : base + p->key,
+            .key_len = p->key_len,
+            .value = p->value == SIZE_MAX ? NULL : base + p->value,
+            .value_len = p->value_len,
+            .timestamp = p->timestamp,
+            .headers = hs,
+            .nheaders = nh,
+            .cb = on_delivery,
+            .opaque = t,
+        };
+        rc = sl_producer_send(t->producer, &r);
+        if (rc)
+            snprintf(t->error, sizeof(t->error), "cannot send to %s: %s", r.topic,
+                     sl_strerror(rc));
+        else
+            t->records_out++;
+    }
+    return rc;
+}
+
+static void drop_pending(task *t) {
+    t->npend = t->nphdr = 0;
+    sl_buf_reset(&t->arena);
+}
+
+/* ---- positions, deferrals, poison records ---- */
+
+static position *position_of(task *t, const char *topic, int32_t partition, bool add) {
+    for (size_t i = 0; i < t->npos; i++)
+        if (t->pos[i].partition == partition && strcmp(t->pos[i].topic, topic) == 0)
+            return &t->pos[i];
+    if (!add)
+        return NULL;
+    position *np = realloc(t->pos, (t->npos + 1) * sizeof(*np));
+    if (np == NULL)
+        return NULL;
+    t->pos = np;
+    np[t->npos] = (position){strdup(topic), partition, -1};
+    if (np[t->npos].topic == NULL)
+        return NULL;
+    return &np[t->npos++];
+}
+
+static void advance(task *t, const sl_message *m) {
+    position *p = position_of(t, m->topic, m->partition, true);
+    if (p)
+        p->next = m->offset + 1;
+    else
+        t->failed = true; /* out of memory: better restart than commit wrongly */
+}
+
+static void load_poisons(task *t) {
+    struct stat st;
+    if (stat(t->poison_path, &st) != 0 ||
+        (st.st_mtim.tv_sec == t->poison_mtime.tv_sec &&
+         st.st_mtim.tv_nsec == t->poison_mtime.tv_nsec))
+        return;
+    t->poison_mtime = st.st_mtim;
+    FILE *f = fopen(t->poison_path, "r");
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < t->npoisons; i++)
+        free(t->poisons[i].topic);
+    t->npoisons = 0;
+    char topic[256];
+    int partition;
+    long long offset;
+    while (fscanf(f, "%255s %d %lld", topic, &partition, &offset) == 3) {
+        poison *np = realloc(t->poisons, (t->npoisons + 1) * sizeof(*np));
+        if (np == NULL)
+            break;
+        t->poisons = np;
+        np[t->npoisons] = (poison){strdup(topic), partition, offset};
+        if (np[t->npoisons].topic)
+            t->npoisons++;
+    }
+    fclose(f);
+}
+
+static bool is_poison(task *t, const sl_message *m) {
+    for (size_t i = 0; i < t->npoisons; i++)
+        if (t->poisons[i].offset == m->offset && t->poisons[i].partition == m->partition &&
+            strcmp(t->poisons[i].topic, m->topic) == 0)
+            return true;
+    return false;
+}
+
+static void defer(task *t, const sl_message *m, int64_t resume_ms) {
+    deferral *nd = realloc(t->defer, (t->ndefer + 1) * sizeof(*nd));
+    char *topic = strdup(m->topic);
+    if (nd == NULL || topic == NULL) {
+        free(topic);
+        if (nd)
+            t->defer = nd;
+        t->failed = true;
+        return;
+    }
+    t->defer = nd;
+    nd[t->ndefer++] = (deferral){topic, m->partition, resume_ms};
+    int32_t partition = m->partition;
+    int64_t offset = m->offset;
+    /* m is invalid after the seek: copy what we need first. */
+    if (sl_consumer_seek(t->consumer, topic, partition, offset) != 0 ||
+        sl_consumer_pause(t->consumer, topic, partition) != 0)
+        t->failed = true;
+}
+
+static int64_t resume_due(task *t, int64_t now) {
+    int64_t next = INT64_MAX;
+    size_t keep = 0;
+    for (size_t i = 0; i < t->ndefer; i++) {
+        deferral *d = &t->defer[i];
+        if (d->resume_ms <= now) {
+            sl_consumer_resume(t->consumer, d->topic, d->partition);
+            free(d->topic);
+        } else {
+            next = d->resume_ms < next ? d->resume_ms : next;
+            t->defer[keep++] = *d;
+        }
+    }
+    t->ndefer = keep;
+    return next;
+}
+
+/* ---- routing failures ---- */
+
+static const char *header_value(const sl_message *m, const char *key, size_t *len) {
+    for (size_t i = m->nheaders; i-- > 0;)
+        if (strcmp(m->headers[i].key, key) == 0 && m->headers[i].value) {
+            *len = m->headers[i].value_len;
+            return m->headers[i].value;
+        }
+    return NULL;
+}
+
+static int64_t header_int(const sl_message *m, const char *key, int64_t dflt) {
+    size_t len;
+    const char *v = header_value(m, key, &len);
+    char buf[32];
+    if (v == NULL || len == 0 || len >= sizeof(buf))
+        return dflt;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    char *end;
+    long long x = strtoll(buf, &end, 10);
+    return *end ? dflt : x;
+}
+
+/* The retry level of a topic: n for "<input>.retry.<n>" of one of the stage's inputs, else 0. */
+static size_t retry_level(const task *t, const char *topic, const char **input) {
+    for (size_t i = 0; i < t->stage->ninputs; i++) {
+        const char *in = t->stage->inputs[i];
+        size_t n = strlen(in);
+        if (strncmp(topic, in, n) == 0 && strncmp(topic + n, ".retry.", 7) == 0) {
+            *input = in;
+            return (size_t)strtoul(topic + n + 7, NULL, 10);
+        }
+    }
+    *input = topic;
+    return 0;
+}
+
+/* Writes m to 'topic' with its own headers (less earlier sluice.* routing ones) and the
+ * routing headers; straight to the producer, nothing else of the call is kept. */
+static int route(task *t, const sl_message *m, const char *topic, int32_t partition,
+                 size_t attempt, int64_t not_before, const char *error) {
+    sl_header hs[MAX_OUT_HEADERS];
+    size_t n = 0;
+    static const char *const ours[] = {"sluice.attempt", "sluice.not_before", "sluice.error",
+                                       "sluice.traceback", "sluice.stage", NULL};
+    for (size_t i = 0; i < m->nheaders && n < MAX_OUT_HEADERS - 8; i++) {
+        bool skip = false;
+        for (const char *const *o = ours; *o && !skip; o++)
+            skip = strcmp(m->headers[i].key, *o) == 0;
+        if (!skip)
+            hs[n++] = m->headers[i];
+    }
+    char attempt_s[24], nb_s[24], part_s[24], off_s[24];
+    snprintf(attempt_s, sizeof(attempt_s), "%zu", attempt);
+    hs[n++] = (sl_header){"sluice.attempt", attempt_s, strlen(attempt_s)};
+    if (not_before > 0) {
+        snprintf(nb_s, sizeof(nb_s), "%" PRId64, not_before);
+        hs[n++] = (sl_header){"sluice.not_before", nb_s, strlen(nb_s)};
+    }
+    hs[n++] = (sl_header){"sluice.error", error, strlen(error)};
+    if (t->traceback[0])
+        hs[n++] = (sl_header){"sluice.traceback", t->traceback, strlen(t->traceback)};
+    hs[n++] = (sl_header){"sluice.stage", t->label, strlen(t->label)};
+    size_t len;
+    if (header_value(m, "sluice.original_topic", &len) == NULL) {
+        snprintf(part_s, sizeof(part_s), "%d", m->partition);
+        snprintf(off_s, sizeof(off_s), "%" PRId64, m->offset);
+        hs[n++] = (sl_header){"sluice.original_topic", m->topic, strlen(m->topic)};
+        hs[n++] = (sl_header){"sluice.original_partition", part_s, strlen(part_s)};
+        hs[n++] = (sl_header){"sluice.original_offset", off_s, strlen(off_s)};
+    }
+    sl_produce_record r = {topic, partition, m->key, m->key_len, m->value, m->value_len,
+                           m->timestamp, hs, n, on_delivery, t};
+    int rc = sl_producer_send(t->producer, &r);
+    if (rc) {
+        sl_error("pipeline", "%s: cannot route a failed record to %s: %s", t->label, topic,
+                 sl_strerror(rc));
+        t->failed = true;
+    }
+    return rc;
+}
+
+static void note_error(task *t, const sl_message *m, const char *what, const char *error) {
+    t->errors++;
+    snprintf(t->last_error, sizeof(t->last_error), "%s-%d@%" PRId64 ": %s", m->topic,
+             m->partition, m->offset, error);
+    /* Once per distinct message, so a bad batch does not flood the log. */
+    static char last_logged[256];
+    if (strncmp(last_logged, error, sizeof(last_logged) - 1) != 0) {
+        sl_warn("pipeline", "%s: record %s-%d@%" PRId64 " %s: %s", t->label, m->topic,
+                m->partition, m->offset, what, error);
+        snprintf(last_logged, sizeof(last_logged), "%s", error);
+    }
+}
+
+static void fail_record(task *t, const sl_message *m, int status) {
+    const char *input;
+    size_t level = retry_level(t, m->topic, &input);
+    const char *error = t->error[0] ? t->error : sl_strerror(status);
+    char err[1024];
+    snprintf(err, sizeof(err), "%s", error);
+    if (status != SL_EREJECT && level < t->stage->nretries) {
+        char topic[300];
+        snprintf(topic, sizeof(topic), "%s.retry.%zu", input, level + 1);
+        int64_t nb = sl_clock_wall_ms() + t->stage->retry_delays_ms[level];
+        note_error(t, m, "failed, retrying later", err);
+        t->retried++;
+        route(t, m, topic, m->partition, level + 1, nb, err);
+    } else {
+        note_error(t, m, status == SL_EREJECT ? "rejected" : "failed for good", err);
+        t->dead_lettered++;
+        route(t, m, t->stage->dlq, SL_PARTITION_ANY, level + 1, 0, err);
+    }
+}
+
+/* ---- calling the plugin ---- */
+
+static void to_plugin_record(const sl_message *m, sl_plugin_record *r, sl_plugin_header *hs,
+                             size_t cap) {
+    size_t n = m->nheaders < cap ? m->nheaders : cap;
+    for (size_t i = 0; i < n; i++)
+        hs[i] = (sl_plugin_header){m->headers[i].key, m->headers[i].value,
+                                   m->headers[i].value_len};
+    *r = (sl_plugin_record){m->topic, m->partition, m->offset, m->timestamp, m->key,
+                            m->key_len, m->value, m->value_len, hs, n};
+}
+
+static int invoke(task *t, const sl_plugin_record *r) {
+    t->error[0] = t->traceback[0] = '\0';
+    drop_pending(t);
+    if (t->lua)
+        return sl_lua_proc_process(t->lua, r, t->error, sizeof(t->error), t->traceback,
+                                   sizeof(t->traceback));
+    if (t->lib->desc.process)
+        return t->lib->desc.process(t->plugin_state, r);
+    size_t done = 0;
+    int rc = t->lib->desc.process_batch(t->plugin_state, r, 1, &done);
+    return rc == 0 && done != 1 ? SL_EINVAL : rc;
+}
+
+static void handle(task *t, const sl_message *m) {
+    t->records_in++;
+    if (is_poison(t, m)) {
+        snprintf(t->error, sizeof(t->error), "this record crashed the stage %d times in a row",
+                 POISON_CRASHES);
+        t->traceback[0] = '\0';
+        note_error(t, m, "poison", t->error);
+        t->dead_lettered++;
+        route(t, m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, t->error);
+        advance(t, m);
+        return;
+    }
+    const char *input;
+    if (retry_level(t, m->topic, &input) > 0) {
+        int64_t nb = header_int(m, "sluice.not_before", 0);
+        if (nb > sl_clock_wall_ms()) {
+            t->records_in--;
+            defer(t, m, nb);
+            return;
+        }
+    }
+    sl_plugin_header hs[MAX_OUT_HEADERS];
+    sl_plugin_record r;
+    to_plugin_record(m, &r, hs, MAX_OUT_HEADERS);
+    t->inflight->partition = m->partition;
+    t->inflight->offset = m->offset;
+    snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
+    __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
+    int rc = invoke(t, &r);
+    int64_t backoff = 100, deadline = sl_clock_mono_ms() + t->stage->transient_retry_ms;
+    while (rc == SL_ERETRY && !*t->conf->stop && sl_clock_mono_ms() < deadline) {
+        t->retried++;
+        struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        rc = invoke(t, &r);
+    }
+    __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
+    if (rc == 0 && flush_pending(t) == 0) {
+        drop_pending(t);
+        advance(t, m);
+        return;
+    }
+    drop_pending(t);
+    if (rc == SL_ERETRY && *t->conf->stop) {
+        t->records_in--;
+        return; /* stopping: leave the record to whoever has the partition next */
+    }
+    fail_record(t, m, rc ? rc : SL_EINVAL);
+    advance(t, m);
+}
+
+/* ---- commits and status ---- */
+
+static int commit_point(task *t) {
+    int rc = 0;
+    char err[1024] = "";
+    if (t->lua)
+        rc = sl_lua_proc_flush(t->lua, err, sizeof(err));
+    else if (t->lib && t->lib->desc.flush)
+        rc = t->lib->desc.flush(t->plugin_state);
+    if (rc == 0)
+        rc = flush_pending(t); /* what flush emitted */
+    drop_pending(t);
+    if (rc) {
+        sl_error("pipeline", "%s: flush failed: %s", t->label,
+                 err[0] ? err : t->error[0] ? t->error : sl_strerror(rc));
+        t->failed = true;
+        return rc;
+    }
+    if ((rc = sl_producer_flush(t->producer, -1)) != 0 ||
+        sl_producer_failed_count(t->producer) != t->failed_before) {
+        sl_error("pipeline", "%s: outputs were not all acknowledged: not committing", t->label);
+        t->failed = true;
+        return rc ? rc : SL_EIO;
+    }
+    if (t->consumer == NULL)
+        return 0;
+    sl_topic_partition *tp = calloc(t->npos ? t->npos : 1, sizeof(*tp));
+    size_t n = 0;
+    if (tp == NULL)
+        return SL_ENOMEM;
+    for (size_t i = 0; i < t->npos; i++)
+        if (t->pos[i].next >= 0)
+            tp[n++] = (sl_topic_partition){t->pos[i].topic, t->pos[i].partition, t->pos[i].next};
+    rc = n ? sl_consumer_commit_offsets(t->consumer, tp, n, 0) : 0;
+    free(tp);
+    if (rc)
+        sl_warn("pipeline", "%s: commit failed: %s (the records will be processed again)",
+                t->label, sl_strerror(rc));
+    return rc;
+}
+
+static void forget(task *t, const char *topic, int32_t partition) {
+    for (size_t i = 0; i < t->npos; i++)
+        if (t->pos[i].partition == partition && strcmp(t->pos[i].topic, topic) == 0) {
+            free(t->pos[i].topic);
+            t->pos[i] = t->pos[--t->npos];
+            break;
+        }
+    for (size_t i = 0; i < t->ndefer; i++)
+        if (t->defer[i].partition == partition && strcmp(t->defer[i].topic, topic) == 0) {
+            free(t->defer[i].topic);
+            t->defer[i] = t->defer[--t->ndefer];
+            break;
+        }
+}
+
+static void on_rebalance(void *opaque, sl_rebalance_event ev, const sl_topic_partition *parts,
+                         size_t n) {
+    task *t = opaque;
+    if (ev == SL_PARTITIONS_REVOKED)
+        commit_point(t); /* the next owner starts exactly after what we processed */
+    if (ev == SL_PARTITIONS_ASSIGNED) {
+        if (n)
+            sl_info("pipeline", "%s: assigned %zu partition%s", t->label, n, n == 1 ? "" : "s");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        forget(t, parts[i].topic, parts[i].partition);
+}
+
+static void json_string(sl_buf *b, const char *s) {
+    sl_buf_append(b, "\"", 1);
+    for (; *s; s++) {
+        char esc[8];
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sl_buf_append(b, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            sl_buf_append(b, esc, 6);
+        } else {
+            sl_buf_append(b, s, 1);
+        }
+    }
+    sl_buf_append(b, "\"", 1);
+}
+
+static void appendf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(sl_buf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        sl_buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* The instance's status as a JSON record in __pipeline_status, keyed pipeline/stage/instance. */
+static void publish_status(task *t, const char *state) {
+    sl_buf b = SL_BUF_INIT;
+    appendf(&b, "{\"state\":\"%s\",\"pid\":%ld,\"restarts\":%d,\"kind\":\"%s\",\"records_in\":%" PRIu64
+                ",\"records_out\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"retried\":%" PRIu64
+                ",\"dead_lettered\":%" PRIu64 ",\"updated_ms\":%" PRId64 ",\"last_error\":",
+            state, (long)getpid(), t->conf->restarts, sl_plugin_kind_name(t->stage->kind), t->records_in,
+            t->records_out, t->errors, t->retried, t->dead_lettered, sl_clock_wall_ms());
+    json_string(&b, t->last_error);
+    appendf(&b, ",\"partitions\":[");
+    sl_topic_partition *parts = NULL;
+    size_t n = 0;
+    if (t->consumer && sl_consumer_assignment(t->consumer, &parts, &n) == 0) {
+        for (size_t i = 0; i < n; i++)
+            appendf(&b, "%s\"%s-%d\"", i ? "," : "", parts[i].topic, parts[i].partition);
+        sl_topic_partitions_free(parts, n);
+    }
+    appendf(&b, "],\"metrics\":{");
+    for (size_t i = 0; i < t->nmetrics; i++) {
+        appendf(&b, "%s", i ? "," : "");
+        json_string(&b, t->metrics[i].name);
+        appendf(&b, ":%" PRId64, t->metrics[i].value);
+    }
+    if (t->lua)
+        appendf(&b, "%s\"lua_memory_bytes\":%" PRId64, t->nmetrics ? "," : "",
+                sl_lua_proc_memory(t->lua));
+    appendf(&b, "}}");
+    sl_produce_record r = {.topic = SL_PIPELINE_STATUS_TOPIC, .partition = 0,
+                           .key = t->label, .key_len = strlen(t->label),
+                           .value = b.data, .value_len = b.len};
+    if (sl_producer_send(t->producer, &r) != 0)
+        sl_debug("pipeline", "%s: status not published", t->label);
+    sl_buf_free(&b);
+    t->last_status_ms = sl_clock_mono_ms();
+}
+
+/* ---- setting up ---- */
+
+void sl_task_inflight_path(const char *data_dir, const char *pipeline, const char *stage,
+                           int instance, char *buf, size_t len) {
+    snprintf(buf, len, "%s/pipelines/tasks/%s.%s.%d.inflight", data_dir, pipeline, stage,
+             instance);
+}
+
+void sl_task_poison_path(const char *data_dir, const char *pipeline, const char *stage,
+                         char *buf, size_t len) {
+    snprintf(buf, len, "%s/pipelines/tasks/%s.%s.poison", data_dir, pipeline, stage);
+}
+
+static int map_inflight(task *t) {
+    char path[4096], dir[4096];
+    snprintf(dir, sizeof(dir), "%s/pipelines/tasks", t->conf->data_dir);
+    if (sl_fs_mkdirs(dir) != 0)
+        return SL_EIO;
+    sl_task_inflight_path(t->conf->data_dir, t->pipeline->name, t->stage->name,
+                          t->conf->instance, path, sizeof(path));
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, sizeof(sl_task_inflight)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return SL_EIO;
+    }
+    void *m = mmap(NULL, sizeof(sl_task_inflight), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return SL_EIO;
+    t->inflight = m;
+    t->inflight->active = 0;
+    sl_task_poison_path(t->conf->data_dir, t->pipeline->name, t->stage->name, t->poison_path,
+                        sizeof(t->poison_path));
+    return 0;
+}
+
+static sl_conf *client_conf(task *t, const char *group) {
+    sl_conf *c = sl_conf_new();
+    char err[256];
+    int rc = c ? 0 : SL_ENOMEM;
+    if (rc == 0)
+        rc = sl_conf_set(c, "bootstrap.servers", t->conf->broker, err, sizeof(err));
+    if (rc == 0)
+        rc = sl_conf_set(c, "client.id", t->label, err, sizeof(err));
+    if (rc == 0 && group) {
+        const char *kv[][2] = {{"group.id", group},
+                               {"enable.auto.commit", "false"},
+                               {"auto.offset.reset", "earliest"},
+                               {"session.timeout.ms", "6000"},
+                               {"heartbeat.interval.ms", "1000"}};
+        for (size_t i = 0; rc == 0 && i < sizeof(kv) / sizeof(kv[0]); i++)
+            rc = sl_conf_set(c, kv[i][0], kv[i][1], err, sizeof(err));
+    }
+    if (rc) {
+        sl_error("pipeline", "%s: %s", t->label, err);
+        sl_conf_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int start_impl(task *t) {
+    const sl_pl_stage *s = t->stage;
+    char err[1024] = "";
+    int rc;
+    if (s->script) {
+        sl_lua_settings ls = {s->script, s->lua_instructions, s->lua_memory, s->lua_unsandboxed,
+                              (const char *const *)s->config_keys,
+                              (const char *const *)s->config_values, s->nconfig};
+        rc = sl_lua_proc_new(&ls, &t->host, t, &t->lua, err, sizeof(err));
+    } else if ((rc = sl_plugin_load(s->plugin, &t->lib, err, sizeof(err))) == 0) {
+        t->error[0] = '\0';
+        rc = t->lib->desc.init(&t->host, t, &t->plugin_state);
+        t->plugin_started = rc == 0;
+        if (rc)
+            snprintf(err, sizeof(err), "plugin %s failed to start: %.900s", t->lib->desc.name,
+                     t->error[0] ? t->error : sl_strerror(rc));
+    }
+    if (rc) {
+        sl_error("pipeline", "%s: %s", t->label, err);
+        snprintf(t->last_error, sizeof(t->last_error), "%s", err);
+    }
+    return rc;
+}
+
+static int subscribe(task *t) {
+    const sl_pl_stage *s = t->stage;
+    size_t n = s->ninputs * (1 + s->nretries), k = 0;
+    char **topics = calloc(n, sizeof(*topics));
+    int rc = topics ? 0 : SL_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < s->ninputs; i++) {
+        topics[k++] = strdup(s->inputs[i]);
+        for (size_t r = 1; r <= s->nretries; r++) {
+            char name[300];
+            snprintf(name, sizeof(name), "%s.retry.%zu", s->inputs[i], r);
+            topics[k++] = strdup(name);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        if (topics[i] == NULL)
+            rc = SL_ENOMEM;
+    if (rc == 0)
+        rc = sl_consumer_subscribe(t->consumer, (const char *const *)topics, k, on_rebalance, t);
+    for (size_t i = 0; topics && i < k; i++)
+        free(topics[i]);
+    free(topics);
+    return rc;
+}
+
+static void run_processor(task *t) {
+    int64_t next_resume = INT64_MAX;
+    while (!*t->conf->stop && !t->failed) {
+        int64_t now = sl_clock_wall_ms();
+        if (t->ndefer && next_resume <= now)
+            next_resume = resume_due(t, now);
+        load_poisons(t);
+        int64_t started = sl_clock_mono_ms();
+        size_t n = 0;
+        while (n < BATCH_RECORDS && !*t->conf->stop && !t->failed) {
+            int64_t left = BATCH_MS - (sl_clock_mono_ms() - started);
+            if (next_resume != INT64_MAX) {
+                int64_t until = next_resume - sl_clock_wall_ms();
+                left = until < left ? (until > 0 ? until : 0) : left;
+            }
+            if (left <= 0)
+                break;
+            const sl_message *m;
+            int rc = sl_consumer_poll(t->consumer, (int)left, &m);
+            if (rc == SL_ETIMEDOUT)
+                break;
+            if (rc) {
+                sl_warn("pipeline", "%s: poll failed: %s", t->label, sl_strerror(rc));
+                break;
+            }
+            size_t before = t->ndefer;
+            handle(t, m);
+            if (t->ndefer > before && t->defer[t->ndefer - 1].resume_ms < next_resume)
+                next_resume = t->defer[t->ndefer - 1].resume_ms;
+            n++;
+        }
+        if (n && !t->failed)
+            commit_point(t);
+        if (sl_clock_mono_ms() - t->last_status_ms >= STATUS_EVERY_MS)
+            publish_status(t, "running");
+    }
+}
+
+static void run_source(task *t) {
+    int64_t last_flush = sl_clock_mono_ms();
+    int64_t backoff = 100;
+    while (!*t->conf->stop && !t->failed) {
+        drop_pending(t);
+        t->error[0] = '\0';
+        int rc = t->lib->desc.poll(t->plugin_state, 100);
+        if (rc == 0) {
+            backoff = 100;
+            if (flush_pending(t) != 0)
+                t->failed = true;
+        } else {
+            t->errors++;
+            snprintf(t->last_error, sizeof(t->last_error), "poll: %.1000s",
+                     t->error[0] ? t->error : sl_strerror(rc));
+            sl_warn("pipeline", "%s: %s; polling again in %" PRId64 " ms", t->label,
+                    t->last_error, backoff);
+            struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            backoff = backoff * 2 > 10000 ? 10000 : backoff * 2;
+        }
+        t->records_in = t->records_out;
+        if (sl_clock_mono_ms() - last_flush >= 1000) {
+            commit_point(t);
+            last_flush = sl_clock_mono_ms();
+        }
+        if (sl_clock_mono_ms() - t->last_status_ms >= STATUS_EVERY_MS)
+            publish_status(t, "running");
+    }
+}
+
+static void free_task(task *t) {
+    if (t->consumer)
+        sl_consumer_destroy(t->consumer);
+    if (t->lua)
+        sl_lua_proc_free(t->lua);
+    if (t->lib) {
+        if (t->plugin_started)
+            t->lib->desc.close(t->plugin_state);
+        sl_plugin_unload(t->lib);
+    }
+    if (t->producer)
+        sl_producer_destroy(t->producer);
+    if (t->inflight)
+        munmap(t->inflight, sizeof(sl_task_inflight));
+    sl_buf_free(&t->arena);
+    free(t->pend);
+    free(t->phdr);
+    for (size_t i = 0; i < t->npos; i++)
+        free(t->pos[i].topic);
+    free(t->pos);
+    for (size_t i = 0; i < t->ndefer; i++)
+        free(t->defer[i].topic);
+    free(t->defer);
+    for (size_t i = 0; i < t->npoisons; i++)
+        free(t->poisons[i].topic);
+    free(t->poisons);
+    for (size_t i = 0; i < STATE_BUCKETS; i++)
+        for (state_entry *e = t->state[i], *next; e; e = next) {
+            next = e->next;
+            free(e->key);
+            free(e->value);
+            free(e);
+        }
+    for (size_t i = 0; i < t->nmetrics; i++)
+        free(t->metrics[i].name);
+    free(t->metrics);
+    sl_pipeline_free(t->pipeline);
+    free(t);
+}
+
+int sl_task_run(const sl_task_conf *conf) {
+    task *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return 1;
+    t->conf = conf;
+    init_host(t);
+    char err[2048];
+    char *source = NULL;
+    if (conf->source_file) {
+        FILE *f = fopen(conf->source_file, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long n = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            source = n >= 0 ? calloc(1, (size_t)n + 1) : NULL;
+            if (source && fread(source, 1, (size_t)n, f) != (size_t)n) {
+                free(source);
+                source = NULL;
+            }
+            fclose(f);
+        }
+        if (source == NULL) {
+            sl_error("pipeline", "cannot read %s", conf->source_file);
+            free_task(t);
+            return 2;
+        }
+    }
+    char pathbuf[8192];
+    int rc = sl_pipeline_load(conf->pipeline_file, source,
+                              sl_plugin_search_path(conf->plugin_path, pathbuf, sizeof(pathbuf)),
+                              &t->pipeline, err, sizeof(err));
+    free(source);
+    if (rc) {
+        sl_error("pipeline", "%s", err);
+        free_task(t);
+        return 2;
+    }
+    if ((t->stage = sl_pipeline_stage(t->pipeline, conf->stage)) == NULL) {
+        sl_error("pipeline", "pipeline %s has no stage %s", t->pipeline->name, conf->stage);
+        free_task(t);
+        return 2;
+    }
+    snprintf(t->label, sizeof(t->label), "%s/%s/%d", t->pipeline->name, t->stage->name,
+             conf->instance);
+    char group[512];
+    sl_pipeline_group(t->pipeline, t->stage, group, sizeof(group));
+    sl_conf *pc = client_conf(t, NULL);
+    if (pc && sl_conf_set(pc, "acks", "all", err, sizeof(err)) == 0 &&
+        (rc = sl_producer_new(pc, &t->producer, err, sizeof(err))) != 0) {
+        sl_error("pipeline", "%s: %s", t->label, err);
+        sl_conf_destroy(pc);
+    }
+    if (t->producer == NULL || map_inflight(t) != 0) {
+        sl_error("pipeline", "%s: cannot start (producer or %s/pipelines unusable)", t->label,
+                 conf->data_dir);
+        free_task(t);
+        return 1;
+    }
+    if ((rc = start_impl(t)) != 0) {
+        publish_status(t, "failed");
+        sl_producer_flush(t->producer, 5000);
+        free_task(t);
+        return rc == SL_EINVAL ? 2 : 1;
+    }
+    if (t->stage->kind != SL_PLUGIN_SOURCE) {
+        sl_conf *cc = client_conf(t, group);
+        if (cc == NULL || (rc = sl_consumer_new(cc, &t->consumer, err, sizeof(err))) != 0 ||
+            (rc = subscribe(t)) != 0) {
+            sl_error("pipeline", "%s: cannot join group %s: %s", t->label, group,
+                     cc ? err : "bad configuration");
+            if (cc && t->consumer == NULL)
+                sl_conf_destroy(cc);
+            free_task(t);
+            return 1;
+        }
+    }
+    sl_info("pipeline", "%s: started (%s %s, group %s)", t->label,
+            t->lua ? "script" : "plugin", t->lua ? t->stage->script : t->stage->plugin, group);
+    publish_status(t, "running");
+    if (t->stage->kind == SL_PLUGIN_SOURCE)
+        run_source(t);
+    else
+        run_processor(t);
+    if (!t->failed)
+        commit_point(t);
+    if (t->consumer && !t->failed)
+        sl_consumer_close(t->consumer);
+    publish_status(t, t->failed ? "failed" : "stopped");
+    sl_producer_flush(t->producer, 5000);
+    bool failed = t->failed;
+    sl_info("pipeline", "%s: %s after %" PRIu64 " records in, %" PRIu64 " out, %" PRIu64
+            " errors", t->label, failed ? "failed" : "stopped", t->records_in, t->records_out,
+            t->errors);
+    free_task(t);
+    return failed ? 1 : 0;
+}

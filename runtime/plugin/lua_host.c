@@ -1,0 +1,410 @@
+/* The Lua host. Each instance owns one lua_State, created with an allocator that enforces the
+ * memory limit and a count hook that enforces the instruction budget; both turn into ordinary
+ * Lua errors, so a runaway script fails its record and the state stays usable. */
+#include "plugin/lua_host.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/lua_codec.h"
+
+#define HOOK_EVERY 1000 /* instructions between budget checks */
+#define MAX_HEADERS 64
+
+struct sl_lua_proc {
+    lua_State *L;
+    const sl_plugin_host *host;
+    sl_plugin_ctx *ctx;
+    int64_t max_instructions;
+    int64_t max_memory;
+    int64_t memory;
+    int64_t steps;           /* instructions run in the current call */
+    bool memory_hit;         /* the last failure was the memory limit */
+    int verdict;             /* SL_EREJECT or SL_ERETRY when the script asked for it */
+    int process_ref;         /* registry refs */
+    int ctx_ref;
+    char traceback[4096];
+};
+
+static sl_lua_proc *proc_of(lua_State *L) {
+    return *(sl_lua_proc **)lua_getextraspace(L);
+}
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    sl_lua_proc *lp = ud;
+    if (ptr == NULL)
+        osize = 0; /* osize then encodes the kind of object, not a size */
+    if (nsize == 0) {
+        free(ptr);
+        lp->memory -= (int64_t)osize;
+        return NULL;
+    }
+    if (nsize > osize && lp->memory + (int64_t)(nsize - osize) > lp->max_memory) {
+        lp->memory_hit = true;
+        return NULL; /* Lua raises a memory error */
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        lp->memory += (int64_t)nsize - (int64_t)osize;
+    return p;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    sl_lua_proc *lp = proc_of(L);
+    lp->steps += HOOK_EVERY;
+    if (lp->steps > lp->max_instructions)
+        luaL_error(L, "instruction budget exceeded (%lld instructions in one call)",
+                   (long long)lp->max_instructions);
+}
+
+/* The message handler of every call: keeps the traceback where the error happened. */
+static int traceback_handler(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, NULL, 1);
+    snprintf(lp->traceback, sizeof(lp->traceback), "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (msg == NULL)
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    return 1;
+}
+
+/* ---- the ctx table ---- */
+
+static const char *opt_string(lua_State *L, int idx, size_t *len, const char *what) {
+    if (lua_isnoneornil(L, idx)) {
+        *len = 0;
+        return NULL;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "%s must be a string or nil, not a %s (json.encode makes a string of a "
+                   "table)", what, luaL_typename(L, idx));
+    return lua_tolstring(L, idx, len);
+}
+
+/* Emits the record whose topic, key, value and headers are at the given stack indexes (0: absent). */
+static void emit_at(lua_State *L, int topic_i, int key_i, int value_i, int headers_i,
+                    int64_t timestamp) {
+    sl_lua_proc *lp = proc_of(L);
+    sl_plugin_record r = {0};
+    size_t n;
+    r.partition = -1;
+    r.timestamp = timestamp;
+    r.topic = topic_i ? opt_string(L, topic_i, &n, "the topic") : NULL;
+    r.key = key_i ? opt_string(L, key_i, &r.key_len, "the key") : NULL;
+    r.value = value_i ? opt_string(L, value_i, &r.value_len, "the value") : NULL;
+    sl_plugin_header hs[MAX_HEADERS];
+    if (headers_i && !lua_isnoneornil(L, headers_i)) {
+        luaL_checktype(L, headers_i, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, headers_i) != 0) {
+            if (r.nheaders == MAX_HEADERS)
+                luaL_error(L, "more than %d headers", MAX_HEADERS);
+            if (lua_type(L, -2) != LUA_TSTRING)
+                luaL_error(L, "header names must be strings");
+            hs[r.nheaders].key = lua_tostring(L, -2);
+            if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+                hs[r.nheaders].value = NULL; /* false: a null value, as process() receives it */
+            else
+                hs[r.nheaders].value =
+                    opt_string(L, -1, &hs[r.nheaders].value_len, "a header value");
+            r.nheaders++;
+            lua_pop(L, 1); /* the value stays referenced by the table */
+        }
+        r.headers = hs;
+    }
+    int rc = lp->host->emit(lp->ctx, &r);
+    if (rc != 0)
+        luaL_error(L, "emit to %s failed: %s", r.topic ? r.topic : "the output topic",
+                   sl_strerror(rc));
+}
+
+/* ctx.emit(topic, key, value, headers, timestamp): nil topic is the stage's output, nil
+ * timestamp is now. */
+static int l_emit(lua_State *L) {
+    emit_at(L, 1, 2, 3, 4, (int64_t)luaL_optinteger(L, 5, 0));
+    return 0;
+}
+
+static int l_log(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    const char *msg = luaL_tolstring(L, 1, NULL);
+    lp->host->log(lp->ctx, SL_PLUGIN_LOG_INFO, "%s", msg);
+    return 0;
+}
+
+static int verdict(lua_State *L, int status, const char *what) {
+    sl_lua_proc *lp = proc_of(L);
+    lp->verdict = status;
+    const char *reason = luaL_optstring(L, 1, what);
+    return luaL_error(L, "%s", reason);
+}
+
+static int l_reject(lua_State *L) { return verdict(L, SL_EREJECT, "rejected by the script"); }
+static int l_retry(lua_State *L) { return verdict(L, SL_ERETRY, "the script asked to retry"); }
+
+static int l_get(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    size_t klen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    const void *v;
+    size_t vlen;
+    int rc = lp->host->state_get(lp->ctx, key, klen, &v, &vlen);
+    if (rc == SL_ENOENT) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (rc != 0)
+        return luaL_error(L, "state get failed: %s", sl_strerror(rc));
+    lua_pushlstring(L, v, vlen);
+    return 1;
+}
+
+static int l_put(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    size_t klen, vlen;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    const char *v = opt_string(L, 2, &vlen, "a state value");
+    int rc = lp->host->state_put(lp->ctx, key, klen, v, vlen);
+    if (rc != 0)
+        return luaL_error(L, "state put failed: %s", sl_strerror(rc));
+    return 0;
+}
+
+static void push_ctx(lua_State *L, const sl_lua_settings *s) {
+    static const luaL_Reg fns[] = {{"emit", l_emit},     {"log", l_log}, {"reject", l_reject},
+                                   {"retry", l_retry},   {"get", l_get}, {"put", l_put},
+                                   {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_createtable(L, 0, (int)s->nconfig);
+    for (size_t i = 0; i < s->nconfig; i++) {
+        lua_pushstring(L, s->config_values[i]);
+        lua_setfield(L, -2, s->config_keys[i]);
+    }
+    lua_setfield(L, -2, "config");
+    int count = 1, index = 0;
+    sl_lua_proc *lp = proc_of(L);
+    if (lp->host->instance)
+        index = lp->host->instance(lp->ctx, &count);
+    lua_pushinteger(L, index);
+    lua_setfield(L, -2, "instance");
+    lua_pushinteger(L, count);
+    lua_setfield(L, -2, "instances");
+}
+
+/* ---- the state ---- */
+
+static void open_sandboxed(lua_State *L) {
+    static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},          {LUA_TABLIBNAME, luaopen_table},
+                                    {LUA_STRLIBNAME, luaopen_string},   {LUA_MATHLIBNAME, luaopen_math},
+                                    {LUA_UTF8LIBNAME, luaopen_utf8},    {LUA_COLIBNAME, luaopen_coroutine},
+                                    {NULL, NULL}};
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    /* No files from a script, and no precompiled chunks: text only. */
+    static const char *const removed[] = {"dofile", "loadfile", NULL};
+    for (const char *const *name = removed; *name; name++) {
+        lua_pushnil(L);
+        lua_setglobal(L, *name);
+    }
+    luaL_dostring(L, "local load = load\n"
+                     "_G.load = function(chunk, name, mode, env)\n"
+                     "  return load(chunk, name, 't', env or _G)\n"
+                     "end");
+}
+
+static int call(sl_lua_proc *lp, int nargs, int nresults, char *errbuf, size_t errlen) {
+    lua_State *L = lp->L;
+    int base = lua_gettop(L) - nargs + 1; /* 'nargs' counts the function too */
+    lua_pushcfunction(L, traceback_handler);
+    lua_insert(L, base);
+    lp->steps = 0;
+    lp->memory_hit = false;
+    lp->verdict = 0;
+    lp->traceback[0] = '\0';
+    int rc = lua_pcall(L, nargs - 1, nresults, base);
+    lua_remove(L, base);
+    if (rc == LUA_OK)
+        return 0;
+    const char *msg = lua_tostring(L, -1);
+    if (rc == LUA_ERRMEM)
+        snprintf(errbuf, errlen, "memory limit of %lld bytes exceeded",
+                 (long long)lp->max_memory);
+    else
+        snprintf(errbuf, errlen, "%s", msg ? msg : "error");
+    lua_pop(L, 1);
+    return lp->verdict ? lp->verdict : SL_EINVAL;
+}
+
+int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plugin_ctx *ctx,
+                    sl_lua_proc **out, char *errbuf, size_t errlen) {
+    sl_lua_proc *lp = calloc(1, sizeof(*lp));
+    if (lp == NULL)
+        return SL_ENOMEM;
+    lp->host = host;
+    lp->ctx = ctx;
+    lp->max_instructions = s->max_instructions > 0 ? s->max_instructions
+                                                    : SL_LUA_DEFAULT_INSTRUCTIONS;
+    lp->max_memory = s->max_memory > 0 ? s->max_memory : SL_LUA_DEFAULT_MEMORY;
+    lp->process_ref = lp->ctx_ref = LUA_NOREF;
+    lua_State *L = lp->L = lua_newstate(limited_alloc, lp);
+    if (L == NULL) {
+        free(lp);
+        snprintf(errbuf, errlen, "cannot create a Lua state (memory limit %lld bytes)",
+                 (long long)s->max_memory);
+        return SL_ENOMEM;
+    }
+    *(sl_lua_proc **)lua_getextraspace(L) = lp;
+    if (s->unsandboxed)
+        luaL_openlibs(L);
+    else
+        open_sandboxed(L);
+    luaopen_cjson(L);
+    lua_setglobal(L, "json");
+    sl_lua_open_msgpack(L);
+    lua_setglobal(L, "msgpack");
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+
+    int rc = 0;
+    if (luaL_loadfilex(L, s->script_path, "t") != LUA_OK) {
+        snprintf(errbuf, errlen, "%s", lua_tostring(L, -1));
+        rc = SL_EINVAL;
+    } else if ((rc = call(lp, 1, 0, errbuf, errlen)) != 0) {
+        /* errbuf says why, with file and line */
+    } else if (lua_getglobal(L, "process") != LUA_TFUNCTION) {
+        snprintf(errbuf, errlen, "%s defines no process(record, ctx) function", s->script_path);
+        rc = SL_EINVAL;
+    } else {
+        lp->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        push_ctx(L, s);
+        lp->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    if (rc) {
+        sl_lua_proc_free(lp);
+        return rc;
+    }
+    lua_settop(L, 0);
+    *out = lp;
+    return 0;
+}
+
+static void push_record(lua_State *L, const sl_plugin_record *r) {
+    lua_createtable(L, 0, 7);
+    if (r->key) {
+        lua_pushlstring(L, r->key, r->key_len);
+        lua_setfield(L, -2, "key");
+    }
+    if (r->value) {
+        lua_pushlstring(L, r->value, r->value_len);
+        lua_setfield(L, -2, "value");
+    }
+    lua_createtable(L, 0, (int)r->nheaders);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (r->headers[i].value)
+            lua_pushlstring(L, r->headers[i].value, r->headers[i].value_len);
+        else
+            lua_pushboolean(L, 0); /* a null header value: present, but not a string */
+        lua_setfield(L, -2, r->headers[i].key);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushinteger(L, r->timestamp);
+    lua_setfield(L, -2, "timestamp");
+    if (r->topic) {
+        lua_pushstring(L, r->topic);
+        lua_setfield(L, -2, "topic");
+    }
+    lua_pushinteger(L, r->partition);
+    lua_setfield(L, -2, "partition");
+    lua_pushinteger(L, r->offset);
+    lua_setfield(L, -2, "offset");
+}
+
+/* Emits the returned record table at 1 (fields topic, key, value, headers, timestamp). */
+static int emit_returned(lua_State *L) {
+    int t = 1;
+    luaL_checktype(L, t, LUA_TTABLE);
+    lua_getfield(L, t, "topic");
+    lua_getfield(L, t, "key");
+    lua_getfield(L, t, "value");
+    lua_getfield(L, t, "headers");
+    lua_getfield(L, t, "timestamp");
+    int64_t ts = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    emit_at(L, 2, 3, 4, 5, ts);
+    return 0;
+}
+
+static int emit_results(lua_State *L) {
+    /* 1: what process returned. A record has a value or key field; otherwise a list of them. */
+    if (lua_isnoneornil(L, 1) || lua_type(L, 1) == LUA_TBOOLEAN)
+        return 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "value");
+    lua_getfield(L, 1, "key");
+    bool single = !lua_isnil(L, -1) || !lua_isnil(L, -2);
+    lua_pop(L, 2);
+    lua_pushcfunction(L, emit_returned);
+    if (single) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 0);
+        return 0;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_pushvalue(L, -1);
+        lua_rawgeti(L, 1, i);
+        lua_call(L, 1, 0);
+    }
+    return 0;
+}
+
+int sl_lua_proc_process(sl_lua_proc *lp, const sl_plugin_record *rec, char *errbuf,
+                        size_t errlen, char *tb, size_t tblen) {
+    lua_State *L = lp->L;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->process_ref);
+    push_record(L, rec);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    int rc = call(lp, 3, 1, errbuf, errlen);
+    if (rc == 0) {
+        lua_pushcfunction(L, emit_results);
+        lua_insert(L, 1);
+        rc = call(lp, 2, 0, errbuf, errlen);
+    }
+    if (rc != 0 && tb)
+        snprintf(tb, tblen, "%s", lp->traceback);
+    lua_settop(L, 0);
+    return rc;
+}
+
+int sl_lua_proc_flush(sl_lua_proc *lp, char *errbuf, size_t errlen) {
+    lua_State *L = lp->L;
+    lua_settop(L, 0);
+    if (lua_getglobal(L, "flush") != LUA_TFUNCTION) {
+        lua_settop(L, 0);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    int rc = call(lp, 2, 0, errbuf, errlen);
+    lua_settop(L, 0);
+    return rc;
+}
+
+int64_t sl_lua_proc_memory(const sl_lua_proc *lp) {
+    return lp->memory;
+}
+
+void sl_lua_proc_free(sl_lua_proc *lp) {
+    if (lp == NULL)
+        return;
+    if (lp->L)
+        lua_close(lp->L);
+    free(lp);
+}

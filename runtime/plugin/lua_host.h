@@ -1,0 +1,51 @@
+/* The Lua 5.4 host: one Lua state per processor instance, running a script that defines
+ * process(record, ctx). Sandboxed by default, with an instruction budget per call and a memory
+ * limit per state, so that a bad script ends as failed records, never as a stalled or crashed
+ * node. */
+#ifndef SL_PLUGIN_LUA_HOST_H
+#define SL_PLUGIN_LUA_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/plugin.h"
+
+#define SL_LUA_DEFAULT_INSTRUCTIONS 10000000LL /* per process() call */
+#define SL_LUA_DEFAULT_MEMORY (64LL << 20)     /* bytes per state */
+
+typedef struct sl_lua_settings {
+    const char *script_path;
+    int64_t max_instructions; /* per call; 0: the default */
+    int64_t max_memory;       /* bytes; 0: the default */
+    bool unsandboxed;         /* true: the full standard library (os, io, require) */
+    /* The stage's config table, seen by the script as ctx.config. Borrowed for the call. */
+    const char *const *config_keys;
+    const char *const *config_values;
+    size_t nconfig;
+} sl_lua_settings;
+
+typedef struct sl_lua_proc sl_lua_proc;
+
+/* Loads the script and runs its top level. ctx.emit, ctx.log, ctx.state and the rest call into
+ * 'host' with 'ctx'. SL_EINVAL with the script's file, line and message in errbuf when it does
+ * not load or defines no process function. */
+int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plugin_ctx *ctx,
+                    sl_lua_proc **out, char *errbuf, size_t errlen);
+
+/* Calls process(record, ctx). Records it emits (ctx.emit) or returns go to host->emit as they
+ * come; the host keeps them back until the call has succeeded. On failure (a Lua error, the budget or the memory limit exceeded) returns SL_EINVAL
+ * with the message in errbuf and the Lua traceback in tb; a script may also fail with
+ * ctx.reject(reason) (SL_EREJECT) or ctx.retry(reason) (SL_ERETRY). */
+int sl_lua_proc_process(sl_lua_proc *lp, const sl_plugin_record *rec, char *errbuf,
+                        size_t errlen, char *tb, size_t tblen);
+
+/* Calls the script's optional flush(ctx). */
+int sl_lua_proc_flush(sl_lua_proc *lp, char *errbuf, size_t errlen);
+
+/* Bytes the state holds now. */
+int64_t sl_lua_proc_memory(const sl_lua_proc *lp);
+
+void sl_lua_proc_free(sl_lua_proc *lp);
+
+#endif
