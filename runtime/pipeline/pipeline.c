@@ -659,8 +659,9 @@ static int add_derived_topics(parse *ps) {
 }
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    luaL_error(L, "the pipeline file runs too long (an endless loop?)");
+    lua_getinfo(L, "Sl", ar);
+    luaL_error(L, "%s:%d: the pipeline file runs too long (an endless loop?)", ar->short_src,
+               ar->currentline);
 }
 
 int sl_pipeline_read_file(const char *path, char **out) {

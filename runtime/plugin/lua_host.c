@@ -59,8 +59,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     sl_lua_proc *lp = proc_of(L);
     lp->steps += HOOK_EVERY;
     if (lp->steps > lp->max_instructions)
-        luaL_error(L, "instruction budget exceeded (%lld instructions in one call)",
-                   (long long)lp->max_instructions);
+        luaL_error(L, "instruction budget exceeded (%I instructions in one call)",
+                   (lua_Integer)lp->max_instructions);
 }
 
 /* The message handler of every call: keeps the traceback where the error happened. */
