@@ -7,7 +7,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ORDERS=10
-DEADLINE_S=30 # for each wait
+DEADLINE_S=${DEADLINE_S:-30} # seconds, for each wait
 
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -31,6 +31,8 @@ cleanup() {
     local rc=$?
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         kill -TERM "$PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$PID" 2>/dev/null || true # still there after 20 s
         wait "$PID" 2>/dev/null || true
     fi
     if [ "$rc" -ne 0 ] && [ -f "$WORK/sluiced.log" ]; then
@@ -58,15 +60,34 @@ URL=$(sed 's/.*"listen":"\([^"]*\)".*/\1/' "$WORK/ready.json")
 export SLUICE_BROKER=$URL # the default -b of every sluice command below
 say "sluiced (pid $PID) serving on $URL with pipeline order-fanout"
 
+# ---- helpers -----------------------------------------------------------------------------------
+count() { "$SLUICE" consume "$1" -F 'x\n' | wc -l; }
+distinct_keys() { "$SLUICE" consume "$1" -F '%k\n' | sort -u | wc -l; }
+# Instances publish their state and counters every 2 s; these read them back.
+instances_with_partitions() {
+    "$SLUICE" pipeline status order-fanout --json | grep -o '"partitions":\["' | wc -l
+}
+status_sum() { # the sum of a counter over all instances
+    "$SLUICE" pipeline status order-fanout --json | grep -o "\"$1\":[0-9]*" |
+        awk -F: '{ s += $2 } END { print s + 0 }'
+}
+wait_for() { # WANT DESCRIPTION COMMAND...: polls until COMMAND prints a number >= WANT
+    local want=$1 what=$2 end=$((SECONDS + DEADLINE_S)) n
+    shift 2
+    while :; do
+        n=$("$@") || n=-1 # a failed command counts as not there yet
+        [ "$n" -lt "$want" ] || break
+        [ "$SECONDS" -lt "$end" ] || die "$what: $n after ${DEADLINE_S}s, expected $want"
+        sleep 0.2
+    done
+    echo "  $what: $n"
+}
+
 # Wait until each of the 4 instances (1 + 2 + 1) has joined its group and been given
 # partitions, so that the two payments instances share the orders. Not needed for
 # correctness: records produced earlier are simply all read by the first instance.
-end=$((SECONDS + DEADLINE_S))
-until [ "$("$SLUICE" pipeline status order-fanout --json 2>/dev/null |
-            grep -o '"partitions":\["' | wc -l)" -eq 4 ]; do
-    [ "$SECONDS" -lt "$end" ] || die "the pipeline's instances did not all get partitions"
-    sleep 0.2
-done
+say "waiting for the instances to get their partitions"
+wait_for 4 "instances with partitions" instances_with_partitions
 
 # ---- produce: one JSON order per line, "key<TAB>value" -----------------------------------------
 countries=(DE FR NL DE IT FR DE ES NL DE)
@@ -82,23 +103,14 @@ echo "..."
 "$SLUICE" produce orders --key-sep '\t' -v <"$WORK/orders.txt"
 
 # ---- wait until each output topic has a record per order (at least once: maybe more) ----------
-count() { "$SLUICE" consume "$1" -F 'x\n' | wc -l; }
-wait_for() { # TOPIC N
-    local end=$((SECONDS + DEADLINE_S)) n
-    while n=$(count "$1") && [ "$n" -lt "$2" ]; do
-        [ "$SECONDS" -lt "$end" ] || die "'$1' has $n records after ${DEADLINE_S}s, expected $2"
-        sleep 0.2
-    done
-    echo "  $1: $n records"
-}
 say "waiting for the three stages"
 for topic in shipments charges analytics; do
-    wait_for "$topic" "$ORDERS"
+    wait_for "$ORDERS" "records in $topic" count "$topic"
 done
 
 # Every stage keys its output so that it can be checked: logistics and payments by order id.
 for topic in shipments charges; do
-    n=$("$SLUICE" consume "$topic" -F '%k\n' | sort -u | wc -l)
+    n=$(distinct_keys "$topic")
     [ "$n" -eq "$ORDERS" ] || die "'$topic' has $n distinct order ids, expected $ORDERS"
 done
 
@@ -110,17 +122,9 @@ say "charges (payments: amount in cents; header charged-by = the instance)"
 say "analytics (running count of orders per country, keyed by country)"
 "$SLUICE" consume analytics -F "$FMT"
 
-# The instances publish their counters every 2 s: wait until they cover every order, so that
-# the status below shows IN = OUT = 10 for each stage.
-stage_in_sum() {
-    "$SLUICE" pipeline status order-fanout --json | grep -o '"records_in":[0-9]*' |
-        awk -F: '{ s += $2 } END { print s + 0 }'
-}
-end=$((SECONDS + DEADLINE_S))
-while [ "$(stage_in_sum)" -lt $((3 * ORDERS)) ]; do
-    [ "$SECONDS" -lt "$end" ] || die "pipeline status does not show $((3 * ORDERS)) records in"
-    sleep 0.5
-done
+# Wait until the published counters cover every order, so that the status shows IN = OUT = 10
+# for each stage.
+wait_for $((3 * ORDERS)) "records_in in pipeline status" status_sum records_in
 say "sluice pipeline status order-fanout"
 "$SLUICE" pipeline status order-fanout
 

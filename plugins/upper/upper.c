@@ -1,6 +1,6 @@
 /* upper: the plugin ABI in one small processor. Upper-cases each record's value, tags it with
- * the header "processed-by", and rejects records without a value (they go to the dead-letter
- * topic with the reason). Config: "prefix" (optional) is put before every value. */
+ * the header "processed-by", and rejects records with a null or empty value (they go to the
+ * dead-letter topic with the reason). Config: "prefix" (optional) is put before every value. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ static int upper_init(const sl_plugin_host *host, sl_plugin_ctx *ctx, void **sta
 
 static int upper_process(void *state, const sl_plugin_record *rec) {
     upper *u = state;
-    if (rec->value == NULL) {
+    if (rec->value == NULL || rec->value_len == 0) {
         u->host->set_error(u->ctx, "a record without a value has nothing to upper-case");
         return SL_EREJECT;
     }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Runs the notifications example end to end: starts a private broker with the pipeline,
+# produces good, flaky and bad notifications, waits until the good and flaky ones are in
+# `sent` and the bad ones in notifications.dlq, prints the dead letters and the pipeline's
+# status, replays the DLQ and shows the bad records fail again, and stops the broker.
+# SLUICE_BIN_DIR=/path/to/bin picks the sluice/sluiced binaries; KEEP=1 keeps the temp dir.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DEADLINE_S=${DEADLINE_S:-30} # seconds, for each wait
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# ---- the binaries: $SLUICE_BIN_DIR, else the build tree, else PATH ----------------------------
+if [ -n "${SLUICE_BIN_DIR:-}" ]; then
+    BIN=$SLUICE_BIN_DIR
+elif [ -x "$HERE/../../build/runtime/sluiced" ]; then
+    BIN=$HERE/../../build/runtime
+else
+    BIN=$(dirname "$(command -v sluiced || echo /nonexistent/sluiced)")
+fi
+SLUICED=$BIN/sluiced
+SLUICE=$BIN/sluice
+[ -x "$SLUICED" ] && [ -x "$SLUICE" ] || die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
+
+# ---- a private broker in a temp dir; the trap stops it and removes the dir ---------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-notifications.XXXXXX")
+PID=""
+cleanup() {
+    local rc=$?
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill -TERM "$PID" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$PID" 2>/dev/null || true # still there after 20 s
+        wait "$PID" 2>/dev/null || true
+    fi
+    if [ "$rc" -ne 0 ] && [ -f "$WORK/sluiced.log" ]; then
+        echo "--- last lines of the broker's log ---" >&2
+        tail -n 30 "$WORK/sluiced.log" >&2
+    fi
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Port 0 picks a free port; the ready file (written once the pipeline is deployed) says which.
+"$SLUICED" --data-dir "$WORK/data" --listen tcp://127.0.0.1:0 --http-listen none \
+    --kafka-listen none --ready-file "$WORK/ready.json" --pipeline "$HERE/pipeline.lua" \
+    >"$WORK/sluiced.log" 2>&1 &
+PID=$!
+end=$((SECONDS + DEADLINE_S))
+until [ -s "$WORK/ready.json" ]; do
+    kill -0 "$PID" 2>/dev/null || { PID=""; die "sluiced exited during start-up"; }
+    [ "$SECONDS" -lt "$end" ] || die "sluiced not ready after ${DEADLINE_S}s"
+    sleep 0.1
+done
+URL=$(sed 's/.*"listen":"\([^"]*\)".*/\1/' "$WORK/ready.json")
+export SLUICE_BROKER=$URL # the default -b of every sluice command below
+say "sluiced (pid $PID) serving on $URL with pipeline notifications"
+
+# ---- helpers -----------------------------------------------------------------------------------
+count() { "$SLUICE" consume "$1" -F 'x\n' | wc -l; }
+distinct_keys() { "$SLUICE" consume "$1" -F '%k\n' | sort -u | wc -l; }
+wait_for() { # WANT DESCRIPTION COMMAND...: polls until COMMAND prints a number >= WANT
+    local want=$1 what=$2 end=$((SECONDS + DEADLINE_S)) n
+    shift 2
+    while :; do
+        n=$("$@") || n=-1 # a failed command counts as not there yet
+        [ "$n" -lt "$want" ] || break
+        [ "$SECONDS" -lt "$end" ] || die "$what: $n after ${DEADLINE_S}s, expected $want"
+        sleep 0.2
+    done
+    echo "  $what: $n"
+}
+# The sum of a counter over the instances; they publish their counters every 2 s.
+status_sum() {
+    "$SLUICE" pipeline status notifications --json | grep -o "\"$1\":[0-9]*" |
+        awk -F: '{ s += $2 } END { print s + 0 }'
+}
+
+# ---- produce: 4 good, 3 flaky (succeed on the 2nd retry), 2 bad (always fail) ------------------
+{
+    for i in 1 2 3 4; do printf 'good-%d\t{"to":"user%d@example.com","text":"welcome"}\n' $i $i; done
+    for i in 1 2 3; do printf 'flaky-%d\t{"to":"flaky%d@example.com","text":"your receipt","flaky":true}\n' $i $i; done
+    for i in 1 2; do printf 'bad-%d\t{"to":"nobody%d@invalid","text":"hello","bad":true}\n' $i $i; done
+} >"$WORK/notifications.txt"
+GOOD=7 BAD=2
+say "producing 9 notifications (4 good, 3 flaky, 2 bad)"
+tr '\t' ' ' <"$WORK/notifications.txt"
+"$SLUICE" produce notifications --key-sep '\t' -v <"$WORK/notifications.txt"
+
+# Flaky ones need 1s (retry.1) + 2s (retry.2); bad ones reach the DLQ after the same 3s.
+say "waiting for the retries"
+wait_for "$GOOD" "distinct keys in sent" distinct_keys sent
+wait_for "$BAD" "records in notifications.dlq" count notifications.dlq
+
+say "sent (sent_on_attempt: 0 = first try, 2 = second retry)"
+"$SLUICE" consume sent -F '%k %v\n'
+n=$("$SLUICE" consume sent -F '%k\n' | grep -c '^bad-' || true)
+[ "$n" -eq 0 ] || die "a bad notification was sent"
+
+say "notifications.retry.1 and .retry.2 (keys and routing headers, traceback left out)"
+for t in notifications.retry.1 notifications.retry.2; do
+    # sluice.traceback spans lines; keep the one-line sluice.* headers.
+    "$SLUICE" consume "$t" -F '%t %k %h\n' | grep -v '^[[:space:]]' |
+        sed 's/,sluice\.traceback=[^,]*//'
+done
+
+say "notifications.dlq: the dead letters with all their headers (-F '%k %v %h\n')"
+"$SLUICE" consume notifications.dlq -F '%k %v %h\n'
+
+wait_for "$BAD" "dead_lettered in pipeline status" status_sum dead_lettered
+wait_for "$GOOD" "records_out in pipeline status" status_sum records_out
+say "sluice pipeline status notifications"
+"$SLUICE" pipeline status notifications
+
+# ---- replay: the DLQ's records go back to notifications-<original partition> ------------------
+say "sluice dlq replay notifications.dlq"
+"$SLUICE" dlq replay notifications.dlq
+say "notifications now: the bad ones again at the end of their partitions, without sluice.* headers"
+"$SLUICE" consume notifications -F '%p@%o %k %v %h\n'
+n=$(count notifications)
+[ "$n" -eq $((9 + BAD)) ] || die "notifications has $n records, expected $((9 + BAD))"
+
+# Nothing was fixed, so they fail again: through both retries, back into the DLQ.
+say "waiting for the replayed records to fail again"
+wait_for $((2 * BAD)) "records in notifications.dlq" count notifications.dlq
+say "notifications.dlq (partition@offset, key, and the notifications offset each copy failed at)"
+"$SLUICE" consume notifications.dlq -F '%p@%o %k %h\n' | grep -v '^[[:space:]]' |
+    sed 's/ sluice\..*sluice\.original_offset=\([0-9]*\).*/  sluice.original_offset=\1/'
+[ "$(distinct_keys sent)" -eq "$GOOD" ] || die "sent changed after the replay"
+
+# ---- stop the broker: SIGTERM makes the instances commit and leave, then the broker exits 0 ----
+say "stopping sluiced"
+kill -TERM "$PID"
+rc=0
+wait "$PID" || rc=$?
+PID=""
+[ "$rc" -eq 0 ] || die "sluiced exited with status $rc"
+echo "OK: $GOOD notifications sent, $BAD dead-lettered, replayed and dead-lettered again"
