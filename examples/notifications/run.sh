@@ -22,7 +22,9 @@ else
 fi
 SLUICED=$BIN/sluiced
 SLUICE=$BIN/sluice
-[ -x "$SLUICED" ] && [ -x "$SLUICE" ] || die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
+if [ ! -x "$SLUICED" ] || [ ! -x "$SLUICE" ]; then
+    die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
+fi
 
 # ---- a private broker in a temp dir; the trap stops it and removes the dir ---------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-notifications.XXXXXX")
@@ -74,6 +76,13 @@ wait_for() { # WANT DESCRIPTION COMMAND...: polls until COMMAND prints a number 
     done
     echo "  $what: $n"
 }
+# Joins the lines of a multi-line header value (sluice.traceback's start with a tab) to the
+# record's line, and leaves the traceback out: one line per record.
+one_line() {
+    awk '/^\t/ { sub(/^\t/, ""); rec = rec " / " $0; next }
+         { if (NR > 1) print rec; rec = $0 } END { if (NR) print rec }' |
+        sed 's/,sluice\.traceback=.*,sluice\.stage=/,sluice.stage=/'
+}
 # The sum of a counter over the instances; they publish their counters every 2 s.
 status_sum() {
     "$SLUICE" pipeline status notifications --json | grep -o "\"$1\":[0-9]*" |
@@ -103,9 +112,7 @@ n=$("$SLUICE" consume sent -F '%k\n' | grep -c '^bad-' || true)
 
 say "notifications.retry.1 and .retry.2 (keys and routing headers, traceback left out)"
 for t in notifications.retry.1 notifications.retry.2; do
-    # sluice.traceback spans lines; keep the one-line sluice.* headers.
-    "$SLUICE" consume "$t" -F '%t %k %h\n' | grep -v '^[[:space:]]' |
-        sed 's/,sluice\.traceback=[^,]*//'
+    "$SLUICE" consume "$t" -F '%t %k %h\n' | one_line
 done
 
 say "notifications.dlq: the dead letters with all their headers (-F '%k %v %h\n')"
@@ -128,7 +135,7 @@ n=$(count notifications)
 say "waiting for the replayed records to fail again"
 wait_for $((2 * BAD)) "records in notifications.dlq" count notifications.dlq
 say "notifications.dlq (partition@offset, key, and the notifications offset each copy failed at)"
-"$SLUICE" consume notifications.dlq -F '%p@%o %k %h\n' | grep -v '^[[:space:]]' |
+"$SLUICE" consume notifications.dlq -F '%p@%o %k %h\n' | one_line |
     sed 's/ sluice\..*sluice\.original_offset=\([0-9]*\).*/  sluice.original_offset=\1/'
 [ "$(distinct_keys sent)" -eq "$GOOD" ] || die "sent changed after the replay"
 

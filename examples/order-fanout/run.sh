@@ -22,7 +22,9 @@ else
 fi
 SLUICED=$BIN/sluiced
 SLUICE=$BIN/sluice
-[ -x "$SLUICED" ] && [ -x "$SLUICE" ] || die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
+if [ ! -x "$SLUICED" ] || [ ! -x "$SLUICE" ]; then
+    die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
+fi
 
 # ---- a private broker in a temp dir; the trap stops it and removes the dir ---------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-order-fanout.XXXXXX")

@@ -182,6 +182,43 @@ class PipelineFileTest(PipelineTestCase):
         self.assertIn('no pipeline named "shout"', err)
 
 
+class ShippedProcessorsTest(PipelineTestCase):
+
+    def test_filter_map_route_and_salt(self):
+        self.start()
+        self.deploy(self.write("shipped.lua", """\
+            return {
+              name = "shipped",
+              topics = { orders = 2, big = 1, cents = 1, ["orders-de"] = 1, ["orders-fr"] = 1,
+                         salted = 4 },
+              processors = {
+                { name = "big", input = "orders", output = "big",
+                  filter = "json.decode(record.value).amount > 100" },
+                { name = "cents", input = "orders", output = "cents",
+                  map = "{ id = json.decode(record.value).id, cents = json.decode(record.value).amount * 100 }" },
+                { name = "country", input = "orders",
+                  route = "'orders-' .. json.decode(record.value).country" },
+                { name = "salt", input = "orders", output = "salted", script = "salt",
+                  config = { keys = "hot", buckets = 3 } },
+              },
+            }
+            """))
+        orders = ['hot:{"id":%d,"amount":%d,"country":"%s"}' % (i, 60 * i, "de" if i % 2 else "fr")
+                  for i in range(1, 7)] + ['cold:{"id":7,"amount":1,"country":"de"}']
+        self.produce("orders", orders, "--key-sep", ":")
+        big = self.wait_values("big", 5)
+        self.assertEqual(sorted(json.loads(v)["id"] for v in big), [2, 3, 4, 5, 6])
+        cents = [json.loads(v) for v in self.wait_values("cents", 7)]
+        self.assertEqual(sorted((c["id"], c["cents"]) for c in cents),
+                         [(i, 6000 * i) for i in range(1, 7)] + [(7, 100)])
+        self.assertEqual(len(self.wait_values("orders-de", 4)), 4)
+        self.assertEqual(len(self.wait_values("orders-fr", 3)), 3)
+        salted = wait_until(lambda: len(self.records("salted")) >= 7 and self.records("salted"),
+                            30, "salted records", interval=0.3)
+        keys = sorted(r["key"] for r in salted)
+        self.assertEqual(keys, ["cold", "hot_0", "hot_0", "hot_1", "hot_1", "hot_2", "hot_2"])
+
+
 class PluginIsolationTest(PipelineTestCase):
 
     def faulty(self, mode=None, topics="a = 1, b = 1"):
