@@ -467,10 +467,16 @@ static void replay_one(void *opaque, const sl_message *m) {
     replay *r = opaque;
     char topic[256] = "";
     int32_t partition = SL_PARTITION_ANY;
-    sl_header hs[64];
+    sl_header hs[65];
     size_t n = 0;
     for (size_t i = 0; i < m->nheaders; i++) {
         const sl_header *h = &m->headers[i];
+        if (strcmp(h->key, "sluice.stage") == 0 && h->value && n < 64) {
+            /* Only the stage that gave up on it takes it again, not every reader of the
+             * topic. */
+            hs[n++] = (sl_header){"sluice.replay_for", h->value, h->value_len};
+            continue;
+        }
         if (strcmp(h->key, "sluice.original_topic") == 0 && h->value && h->value_len < 256) {
             memcpy(topic, h->value, h->value_len);
             topic[h->value_len] = '\0';

@@ -81,7 +81,8 @@ struct sl_plugin_ctx {
     const sl_task_conf *conf;
     sl_pipeline *pipeline;
     const sl_pl_stage *stage;
-    char label[256]; /* pipeline/stage/instance, for log lines and status keys */
+    char label[256];    /* pipeline/stage/instance, for log lines and status keys */
+    char stage_id[256]; /* pipeline/stage: whose retry and replayed records are whose */
     sl_producer *producer;
     sl_consumer *consumer;
     sl_plugin_lib *lib;
@@ -165,15 +166,21 @@ static int host_emit(task *t, const sl_plugin_record *r) {
         arena_put(t, r->key, r->key_len, &p->key) ||
         arena_put(t, r->value, r->value_len, &p->value))
         return SL_ENOMEM;
+    size_t kept = 0;
     for (size_t i = 0; i < r->nheaders; i++) {
         const sl_plugin_header *h = &r->headers[i];
-        pending_header *ph = &t->phdr[t->nphdr + i];
+        /* The routing headers describe the input's journey, not the output's: a record that
+         * succeeded on its second attempt must not leave with sluice.error on it. */
+        if (strncmp(h->key, "sluice.", 7) == 0)
+            continue;
+        pending_header *ph = &t->phdr[t->nphdr + kept++];
         ph->value_len = h->value_len;
         if (arena_put(t, h->key, strlen(h->key) + 1, &ph->key) ||
             arena_put(t, h->value, h->value_len, &ph->value))
             return SL_ENOMEM;
     }
-    t->nphdr += r->nheaders;
+    p->nheaders = kept;
+    t->nphdr += kept;
     t->npend++;
     return 0;
 }
@@ -495,7 +502,8 @@ static int route(task *t, const sl_message *m, const char *topic, int32_t partit
     sl_header hs[MAX_OUT_HEADERS];
     size_t n = 0;
     static const char *const ours[] = {"sluice.attempt", "sluice.not_before", "sluice.error",
-                                       "sluice.traceback", "sluice.stage", NULL};
+                                       "sluice.traceback", "sluice.stage",
+                                       "sluice.replay_for", NULL};
     for (size_t i = 0; i < m->nheaders && n < MAX_OUT_HEADERS - 8; i++) {
         bool skip = false;
         for (const char *const *o = ours; *o && !skip; o++)
@@ -513,7 +521,7 @@ static int route(task *t, const sl_message *m, const char *topic, int32_t partit
     hs[n++] = (sl_header){"sluice.error", error, strlen(error)};
     if (t->traceback[0])
         hs[n++] = (sl_header){"sluice.traceback", t->traceback, strlen(t->traceback)};
-    hs[n++] = (sl_header){"sluice.stage", t->label, strlen(t->label)};
+    hs[n++] = (sl_header){"sluice.stage", t->stage_id, strlen(t->stage_id)};
     size_t len;
     if (header_value(m, "sluice.original_topic", &len) == NULL) {
         snprintf(part_s, sizeof(part_s), "%d", m->partition);
@@ -591,7 +599,23 @@ static int invoke(task *t, const sl_plugin_record *r) {
     return rc == 0 && done != 1 ? SL_EINVAL : rc;
 }
 
+/* Retry topics are per input, shared by every stage that reads it, and a replayed dead letter
+ * goes back to the input of every stage: each record of either kind is only for the stage
+ * named in its headers. */
+static bool for_another_stage(const task *t, const sl_message *m, size_t level) {
+    size_t len;
+    const char *stage = level > 0 ? header_value(m, "sluice.stage", &len)
+                                  : header_value(m, "sluice.replay_for", &len);
+    return stage && (len != strlen(t->stage_id) || memcmp(stage, t->stage_id, len) != 0);
+}
+
 static void handle(task *t, const sl_message *m) {
+    const char *input;
+    size_t level = retry_level(t, m->topic, &input);
+    if (for_another_stage(t, m, level)) {
+        advance(t, m);
+        return;
+    }
     t->records_in++;
     if (is_poison(t, m)) {
         snprintf(t->error, sizeof(t->error), "this record crashed the stage %d times in a row",
@@ -603,8 +627,7 @@ static void handle(task *t, const sl_message *m) {
         advance(t, m);
         return;
     }
-    const char *input;
-    if (retry_level(t, m->topic, &input) > 0) {
+    if (level > 0) {
         int64_t nb = header_int(m, "sluice.not_before", 0);
         if (nb > sl_clock_wall_ms()) {
             t->records_in--;
@@ -1042,6 +1065,7 @@ int sl_task_run(const sl_task_conf *conf) {
     }
     snprintf(t->label, sizeof(t->label), "%s/%s/%d", t->pipeline->name, t->stage->name,
              conf->instance);
+    snprintf(t->stage_id, sizeof(t->stage_id), "%s/%s", t->pipeline->name, t->stage->name);
     char group[512];
     sl_pipeline_group(t->pipeline, t->stage, group, sizeof(group));
     sl_conf *pc = client_conf(t, NULL);

@@ -391,12 +391,54 @@ class RetryDlqTest(PipelineTestCase):
         self.assertIn("replayed 2 records from jobs.dlq", out)
         back = [r for r in self.records("jobs") if r["payload"].startswith("bad")]
         self.assertEqual(sorted(r["payload"] for r in back), ["bad-1", "bad-1", "bad-2", "bad-2"])
-        self.assertFalse(any(k.startswith("sluice.") for r in back for k in r["headers"]))
+        replayed = [r for r in back if r["headers"]]
+        self.assertEqual([r["headers"] for r in replayed], [{"sluice.replay_for": "jobs/run"}] * 2)
         # They fail again, and a second replay sends only what is new since the first.
         wait_until(lambda: len(self.records("jobs.dlq")) >= 4, 60, "the replayed records to "
                    "fail again", interval=0.3)
         self.assertIn("replayed 2 records", self.cli_ok("dlq", "replay", "jobs.dlq"))
         self.assertIn("replayed 0 records", self.cli_ok("dlq", "replay", "jobs.dlq"))
+
+
+    def test_stages_sharing_an_input_keep_their_retries_apart(self):
+        self.start()
+        self.write("second.lua", """\
+            function process(record, ctx)
+              if record.headers["sluice.attempt"] ~= "1" then error("first try fails") end
+              return { key = record.key, value = record.value, headers = record.headers }
+            end
+            """)
+        self.deploy(self.write("shared.lua", """\
+            return {
+              name = "shared",
+              topics = { orders = 1, a = 1, b = 1, c = 1 },
+              processors = {
+                { name = "ok", input = "orders", output = "a", map = "record.value",
+                  retry = { delays = { "300ms" } } },
+                { name = "second", input = "orders", output = "b", script = "second.lua",
+                  retry = { delays = { "300ms" } } },
+                { name = "never", input = "orders", output = "c", filter = "error('nope')",
+                  retry = { delays = { "300ms" } } },
+              },
+            }
+            """))
+        self.produce("orders", ["x1", "x2"])
+        self.assertEqual(sorted(self.wait_values("b", 2)), ["x1", "x2"])
+        dead = wait_until(lambda: len(self.records("orders.dlq")) >= 2 and
+                          self.records("orders.dlq"), 30, "the never stage's dead letters",
+                          interval=0.3)
+        self.assertEqual({r["headers"]["sluice.stage"] for r in dead}, {"shared/never"})
+        # Every stage saw each record once: the retries of one are not the input of another.
+        self.assertEqual(sorted(self.values("a")), ["x1", "x2"])
+        # Routing headers describe the input's journey, not the output's.
+        self.assertFalse(any(k.startswith("sluice.") for r in self.records("b")
+                             for k in r["headers"]))
+        # A replayed dead letter is for the stage that gave up on it, not for the others.
+        self.assertIn("replayed 2 records", self.cli_ok("dlq", "replay", "orders.dlq"))
+        wait_until(lambda: len(self.records("orders.dlq")) >= 4, 30, "the replayed records to "
+                   "fail again in 'never'", interval=0.3)
+        self.assertEqual(sorted(self.values("a")), ["x1", "x2"])
+        self.assertEqual(sorted(self.values("b")), ["x1", "x2"])
 
 
 class FailoverTest(PipelineTestCase):
