@@ -27,7 +27,7 @@ bash scripts/deps.sh build
 say "building (build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j2
-say "installing sluice and sluiced into $PREFIX/bin"
+say "installing sluice, sluiced, plugins and scripts into $PREFIX"
 "${as_root[@]}" cmake --install build --prefix "$PREFIX"
 "${as_root[@]}" ldconfig
 
@@ -96,18 +96,27 @@ if [ -n "$ready_pid" ]; then
 fi
 
 # ---- example pipeline ----------------------------------------------------------------------
-# RESERVED: later issues start the example pipeline here, once the broker is ready (and
-# stop it in scripts/stop.sh). Nothing to start yet.
+# The order fan-out example: one orders topic read by three stages, each its own consumer
+# group. sluiced keeps it running (and restarts it with the broker) once deployed; stop.sh
+# stops the broker and with it the pipeline's processes.
+PIPELINE=$ROOT/examples/order-fanout/pipeline.lua
+say "deploying the example pipeline $PIPELINE"
+if ! "$SLUICE" pipeline deploy "$PIPELINE" -b "$listen"; then
+    fail_start "the example pipeline was refused"
+fi
 # ---- end of example pipeline ---------------------------------------------------------------
 
 cat <<EOF
 
-Sluice is running: sluiced (pid $pid) serves $listen, with its data in $ROOT/data.
+Sluice is running: sluiced (pid $pid) serves $listen, with its data in $ROOT/data,
+and runs the example pipeline "order-fanout" (examples/order-fanout/README.md).
 
 Try it:
-  sluice topic create orders --partitions 6
-  printf 'user1:order-1\nuser2:order-2\nuser1:order-3\n' | sluice produce orders --key-sep :
-  sluice consume orders --from-beginning --format '%p %o %k %v\n'
+  printf 'o1:{"id":"o1","country":"DE","address":"1 Main St","amount":12.50,"items":["pen"]}\n' |
+      sluice produce orders --key-sep :
+  sluice consume shipments --format '%k %v\n'
+  sluice consume charges --format '%k %v\n'
+  sluice pipeline status order-fanout
   sluice --help
 
 Broker log:  $ROOT/data/sluiced.log

@@ -725,6 +725,7 @@ static void forget(task *t, const char *topic, int32_t partition) {
 static void on_rebalance(void *opaque, sl_rebalance_event ev, const sl_topic_partition *parts,
                          size_t n) {
     task *t = opaque;
+    t->last_status_ms = 0; /* the status shows the new partitions at the next turn */
     if (ev == SL_PARTITIONS_REVOKED)
         commit_point(t); /* the next owner starts exactly after what we processed */
     if (ev == SL_PARTITIONS_ASSIGNED) {
