@@ -23,7 +23,7 @@
 #define SL_SCRIPT_DIRS ""
 #endif
 
-#define PARSE_BUDGET 100000000 /* instructions: a pipeline file is a table, not a program */
+#define PARSE_BUDGET 10000000 /* instructions: a pipeline file is a table, not a program */
 
 typedef struct parse {
     lua_State *L;
