@@ -27,7 +27,7 @@
 #include "plugin/lua_host.h"
 #include "sluice/client.h"
 
-#define BATCH_RECORDS 1000
+#define BATCH_RECORDS 10000
 #define BATCH_MS 100
 #define STATUS_EVERY_MS 2000
 #define POISON_CRASHES 3
