@@ -79,6 +79,8 @@ static int cmd_deploy(struct cli *cli, int argc, char **argv) {
     int status = sl_pipeline_load(file, source,
                                   sl_plugin_search_path(plugin_path, pathbuf, sizeof(pathbuf)),
                                   &p, err, sizeof(err));
+    if (status == 0 && (status = sl_pipeline_check_plugins(p, err, sizeof(err))) != 0)
+        sl_pipeline_free(p);
     if (status) {
         free(source);
         return cli_fail("pipeline refused: %s", err);

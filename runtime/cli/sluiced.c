@@ -2,6 +2,7 @@
  * endpoint, and stops cleanly on SIGTERM or SIGINT (stop accepting, flush, exit 0). */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,7 +211,7 @@ static void on_task_signal(int sig) {
 
 static int run_task(int argc, char **argv) {
     enum { T_BROKER = 1100, T_DATA, T_FILE, T_SOURCE, T_STAGE, T_INSTANCE, T_RESTARTS, T_LOG,
-           T_PLUGINS };
+           T_PLUGINS, T_VERSION };
     static const struct option longopts[] = {
         {"run-task", no_argument, NULL, 'r'},
         {"broker", required_argument, NULL, T_BROKER},
@@ -222,6 +223,7 @@ static int run_task(int argc, char **argv) {
         {"restarts", required_argument, NULL, T_RESTARTS},
         {"log-level", required_argument, NULL, T_LOG},
         {"plugin-path", required_argument, NULL, T_PLUGINS},
+        {"version", required_argument, NULL, T_VERSION},
         {NULL, 0, NULL, 0},
     };
     sl_task_conf tc = {.broker = DEFAULT_LISTEN, .data_dir = DEFAULT_DATA_DIR, .stop = &task_stop};
@@ -250,6 +252,13 @@ static int run_task(int argc, char **argv) {
             break;
         }
         case T_PLUGINS: tc.plugin_path = optarg; break;
+        case T_VERSION:
+            if (parse_long(optarg, 0, LONG_MAX, &v)) {
+                fprintf(stderr, "sluiced: --version takes a number\n");
+                return 2;
+            }
+            tc.version = v;
+            break;
         default: return 2;
         }
     }

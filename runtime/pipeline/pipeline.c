@@ -24,6 +24,7 @@
 #endif
 
 #define PARSE_BUDGET 10000000 /* instructions: a pipeline file is a table, not a program */
+#define PARSE_MEMORY (64 << 20) /* bytes the parse state may hold */
 
 typedef struct parse {
     lua_State *L;
@@ -34,6 +35,7 @@ typedef struct parse {
     char *err;
     size_t errlen;
     sl_pipeline *p;
+    int rc; /* what walk() found */
 } parse;
 
 static int fail(parse *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -116,6 +118,13 @@ static int push_str(char ***v, size_t *n, const char *s) {
         return SL_ENOMEM;
     (*n)++;
     return 0;
+}
+
+/* t[k] of the table at the top, pushed, without metamethods: a pipeline file's table may carry
+ * an __index that errs, loops or hands out fresh strings, and the broker reads these files. */
+static int rawfield(lua_State *L, const char *k) {
+    lua_pushstring(L, k);
+    return lua_rawget(L, -2);
 }
 
 /* A string or number at the top of the stack as a string; NULL for anything else. */
@@ -221,7 +230,7 @@ static int read_topic(parse *ps, const char *name) {
     int rc;
     if ((rc = only_fields(ps, line, what, fields)) != 0)
         return rc;
-    lua_getfield(L, -1, "partitions");
+    rawfield(L, "partitions");
     lua_Integer parts = 1;
     if (!lua_isnil(L, -1)) {
         int isnum;
@@ -237,7 +246,7 @@ static int read_topic(parse *ps, const char *name) {
         return fail(ps, line, "%s is declared twice", what);
     if (rc)
         return rc;
-    lua_getfield(L, -1, "config");
+    rawfield(L, "config");
     if (!lua_isnil(L, -1))
         rc = read_config(ps, line, what, &t->configs, &t->nconfigs, NULL);
     lua_pop(L, 1);
@@ -246,7 +255,7 @@ static int read_topic(parse *ps, const char *name) {
 
 static int read_topics(parse *ps) {
     lua_State *L = ps->L;
-    lua_getfield(L, -1, "topics");
+    rawfield(L, "topics");
     int rc = 0;
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -270,7 +279,7 @@ static int read_topics(parse *ps) {
                 lua_setfield(L, -2, "partitions");
             }
         } else if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "name");
+            rawfield(L, "name");
             name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
             lua_pop(L, 1); /* the string stays referenced by the table */
         }
@@ -291,7 +300,7 @@ static int read_topics(parse *ps) {
 static int read_names(parse *ps, int line, const char *what, const char *field, char ***v,
                       size_t *n) {
     lua_State *L = ps->L;
-    lua_getfield(L, -1, field);
+    rawfield(L, field);
     int rc = 0;
     if (lua_type(L, -1) == LUA_TSTRING) {
         rc = push_str(v, n, lua_tostring(L, -1));
@@ -357,22 +366,42 @@ static int resolve_script(parse *ps, int line, const char *what, const char *nam
     return (*out = strdup(path)) ? 0 : SL_ENOMEM;
 }
 
-static int resolve_plugin(parse *ps, int line, const char *what, const char *name,
-                          sl_plugin_kind kind, char **out) {
+/* Finds the plugin's file; it is not loaded here: this runs in the broker, and plugin code
+ * (constructors included) runs only in the stage's own process, or in sluice for
+ * sl_pipeline_check_plugins. */
+static int resolve_plugin(parse *ps, int line, const char *what, const char *name, char **out) {
     if (ps->plugin_path == NULL)
         return (*out = strdup(name)) ? 0 : SL_ENOMEM;
     char path[PATH_MAX], why[1024];
     if (sl_plugin_locate(ps->plugin_path, name, path, sizeof(path), why, sizeof(why)) != 0)
         return fail(ps, line, "%s: %s", what, why);
-    sl_plugin_lib *lib;
-    if (sl_plugin_load(path, &lib, why, sizeof(why)) != 0)
-        return fail(ps, line, "%s: %s", what, why);
-    uint32_t got = lib->desc.kind;
-    sl_plugin_unload(lib);
-    if (got != kind)
-        return fail(ps, line, "%s: plugin \"%s\" is a %s, not a %s", what, name,
-                    sl_plugin_kind_name(got), sl_plugin_kind_name(kind));
     return (*out = strdup(path)) ? 0 : SL_ENOMEM;
+}
+
+int sl_pipeline_check_plugins(const sl_pipeline *p, char *errbuf, size_t errlen) {
+    for (size_t i = 0; i < p->nstages; i++) {
+        const sl_pl_stage *s = &p->stages[i];
+        if (s->plugin == NULL)
+            continue;
+        char why[1024];
+        sl_plugin_lib *lib;
+        if (sl_plugin_load(s->plugin, &lib, why, sizeof(why)) != 0) {
+            snprintf(errbuf, errlen, "%s:%d: %s \"%s\": %s", p->file, s->line,
+                     sl_plugin_kind_name(s->kind), s->name, why);
+            return SL_EINVAL;
+        }
+        uint32_t got = lib->desc.kind;
+        char name[80];
+        snprintf(name, sizeof(name), "%s", lib->desc.name);
+        sl_plugin_unload(lib);
+        if (got != (uint32_t)s->kind) {
+            snprintf(errbuf, errlen, "%s:%d: %s \"%s\": plugin \"%s\" is a %s, not a %s",
+                     p->file, s->line, sl_plugin_kind_name(s->kind), s->name, name,
+                     sl_plugin_kind_name(got), sl_plugin_kind_name(s->kind));
+            return SL_EINVAL;
+        }
+    }
+    return 0;
 }
 
 static int read_retry(parse *ps, int line, const char *what, sl_pl_stage *s) {
@@ -381,7 +410,7 @@ static int read_retry(parse *ps, int line, const char *what, sl_pl_stage *s) {
     int rc = only_fields(ps, line, what, fields);
     if (rc)
         return rc;
-    lua_getfield(L, -1, "delays");
+    rawfield(L, "delays");
     if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0 ||
         lua_rawlen(L, -1) > SL_PIPELINE_MAX_RETRIES) {
         lua_pop(L, 1);
@@ -398,7 +427,7 @@ static int read_retry(parse *ps, int line, const char *what, sl_pl_stage *s) {
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    lua_getfield(L, -1, "dlq");
+    rawfield(L, "dlq");
     if (rc == 0 && lua_type(L, -1) == LUA_TSTRING)
         s->dlq = strdup(lua_tostring(L, -1));
     else if (rc == 0 && !lua_isnil(L, -1))
@@ -414,7 +443,7 @@ static int read_limits(parse *ps, int line, const char *what, sl_pl_stage *s) {
     const char *names[] = {"instructions", "memory"};
     int64_t *dst[] = {&s->lua_instructions, &s->lua_memory};
     for (int i = 0; rc == 0 && i < 2; i++) {
-        lua_getfield(L, -1, names[i]);
+        rawfield(L, names[i]);
         if (!lua_isnil(L, -1)) {
             int isnum;
             lua_Integer v = lua_tointegerx(L, -1, &isnum);
@@ -451,7 +480,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     int line = line_of(ps, section);
     if (!lua_istable(L, -1))
         return fail(ps, line, "%s[%lld] must be a table", section, (long long)index);
-    lua_getfield(L, -1, "name");
+    rawfield(L, "name");
     if (lua_type(L, -1) != LUA_TSTRING || !valid_name(lua_tostring(L, -1))) {
         lua_pop(L, 1);
         return fail(ps, line, "%s[%lld] needs a name (letters, digits, '.', '_', '-')", section,
@@ -494,7 +523,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     const char *impl = NULL, *impl_value = NULL;
     static const char *const impls[] = {"script", "plugin", "filter", "map", "route", NULL};
     for (const char *const *f = impls; *f; f++) {
-        lua_getfield(L, -1, *f);
+        rawfield(L, *f);
         if (!lua_isnil(L, -1)) {
             if (impl) {
                 lua_pop(L, 1);
@@ -528,7 +557,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
                 return fail(ps, line, "%s: its output \"%s\" is its own input: every record "
                             "would come back to it forever", what, s->outputs[j]);
 
-    lua_getfield(L, -1, "instances");
+    rawfield(L, "instances");
     if (!lua_isnil(L, -1)) {
         int isnum;
         lua_Integer n = lua_tointegerx(L, -1, &isnum);
@@ -541,7 +570,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     if (rc)
         return rc;
 
-    lua_getfield(L, -1, "config");
+    rawfield(L, "config");
     if (!lua_isnil(L, -1))
         rc = read_config(ps, line, what, &s->config_keys, &s->nconfig, &s->config_values);
     lua_pop(L, 1);
@@ -552,7 +581,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     for (const char *const *f = sugar; *f; f++)
         is_sugar |= strcmp(impl, *f) == 0;
     if (strcmp(impl, "plugin") == 0) {
-        if ((rc = resolve_plugin(ps, line, what, impl_value, kind, &s->plugin)) != 0)
+        if ((rc = resolve_plugin(ps, line, what, impl_value, &s->plugin)) != 0)
             return rc;
     } else {
         if (kind == SL_PLUGIN_SOURCE)
@@ -570,7 +599,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
             return rc;
     }
 
-    lua_getfield(L, -1, "retry");
+    rawfield(L, "retry");
     if (lua_istable(L, -1))
         rc = read_retry(ps, line, what, s);
     else if (!lua_isnil(L, -1))
@@ -582,7 +611,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     if (s->nretries && kind == SL_PLUGIN_SOURCE)
         return fail(ps, line, "%s: a source has no input to retry", what);
 
-    lua_getfield(L, -1, "dlq");
+    rawfield(L, "dlq");
     if (lua_type(L, -1) == LUA_TSTRING) {
         free(s->dlq);
         s->dlq = strdup(lua_tostring(L, -1));
@@ -600,20 +629,20 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     if (s->dlq && (!valid_name(s->dlq) || strncmp(s->dlq, "__", 2) == 0))
         return fail(ps, line, "%s: \"%s\" is not a usable dead-letter topic name", what, s->dlq);
 
-    lua_getfield(L, -1, "transient_retry");
+    rawfield(L, "transient_retry");
     const char *tr = scalar(L, -1);
     if (tr && sl_pipeline_parse_duration(tr, &s->transient_retry_ms) != 0)
         rc = fail(ps, line, "%s: transient_retry must be a duration such as \"1m\"", what);
     lua_pop(L, 1);
 
-    lua_getfield(L, -1, "limits");
+    rawfield(L, "limits");
     if (rc == 0 && lua_istable(L, -1))
         rc = read_limits(ps, line, what, s);
     else if (rc == 0 && !lua_isnil(L, -1))
         rc = fail(ps, line, "%s: limits must be { instructions = N, memory = BYTES }", what);
     lua_pop(L, 1);
 
-    lua_getfield(L, -1, "sandbox");
+    rawfield(L, "sandbox");
     if (rc == 0 && lua_isboolean(L, -1))
         s->lua_unsandboxed = !lua_toboolean(L, -1);
     else if (rc == 0 && !lua_isnil(L, -1))
@@ -624,7 +653,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
 
 static int read_stages(parse *ps, const char *section, sl_plugin_kind kind) {
     lua_State *L = ps->L;
-    lua_getfield(L, -1, section);
+    rawfield(L, section);
     int rc = 0;
     if (!lua_isnil(L, -1) && !lua_istable(L, -1))
         rc = fail(ps, line_of(ps, section), "%s must be a list of stages", section);
@@ -691,9 +720,86 @@ int sl_pipeline_read_file(const char *path, char **out) {
     return 0;
 }
 
+/* Reads what the file returned (at the top of the stack) into ps->p. Runs under lua_pcall: a
+ * memory error while walking the table must not abort the broker. */
+static int walk(lua_State *L) {
+    parse *ps = lua_touserdata(L, 2); /* walk(table, ps) */
+    lua_pop(L, 1);
+    sl_pipeline *p = ps->p;
+    ps->rc = SL_EINVAL;
+    if (!lua_istable(L, -1)) {
+        fail(ps, 1, "the file must return a table (return { topics = ..., processors = ... })");
+        return 0;
+    }
+    static const char *const fields[] = {"name", "topics", "sources", "processors", "sinks",
+                                         NULL};
+    if ((ps->rc = only_fields(ps, 1, "the pipeline", fields)) != 0)
+        return 0;
+    rawfield(L, "name");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        p->name = strdup(lua_tostring(L, -1));
+    } else if (lua_isnil(L, -1)) {
+        const char *base = strrchr(p->file, '/') ? strrchr(p->file, '/') + 1 : p->file;
+        size_t n = strlen(base);
+        if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+            n -= 4;
+        p->name = strndup(base, n);
+    }
+    lua_pop(L, 1);
+    if (p->name == NULL || !valid_name(p->name)) {
+        ps->rc = fail(ps, line_of(ps, "name"), "the pipeline's name must be letters, digits, "
+                      "'.', '_' or '-'");
+        return 0;
+    }
+    if ((ps->rc = read_topics(ps)) != 0 ||
+        (ps->rc = read_stages(ps, "sources", SL_PLUGIN_SOURCE)) != 0 ||
+        (ps->rc = read_stages(ps, "processors", SL_PLUGIN_PROCESSOR)) != 0 ||
+        (ps->rc = read_stages(ps, "sinks", SL_PLUGIN_SINK)) != 0)
+        return 0;
+    if (p->nstages == 0) {
+        ps->rc = fail(ps, 1, "the pipeline has no sources, processors or sinks");
+        return 0;
+    }
+    ps->rc = add_derived_topics(ps);
+    return 0;
+}
+
+/* The parse state's allocator: a pipeline file is small, and one that builds a huge string
+ * must not take the broker's memory. */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    size_t *used = ud;
+    if (ptr == NULL)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        *used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && *used + (nsize - osize) > PARSE_MEMORY)
+        return NULL;
+    void *np = realloc(ptr, nsize);
+    if (np)
+        *used += nsize - osize;
+    return np;
+}
+
+static int open_parse_libs(lua_State *L) {
+    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+    return 0;
+}
+
 int sl_pipeline_load(const char *file, const char *source, const char *plugin_path,
                      sl_pipeline **out, char *errbuf, size_t errlen) {
     char *text = NULL;
+    if (errlen)
+        errbuf[0] = '\0';
     if (source == NULL) {
         if (sl_pipeline_read_file(file, &text) != 0) {
             snprintf(errbuf, errlen, "%s: cannot read the pipeline file: %s", file,
@@ -715,73 +821,44 @@ int sl_pipeline_load(const char *file, const char *source, const char *plugin_pa
         snprintf(ps.dir, sizeof(ps.dir), ".");
 
     int rc = SL_ENOMEM;
+    size_t used = 0;
     sl_pipeline *p = ps.p = calloc(1, sizeof(*p));
-    lua_State *L = ps.L = luaL_newstate();
+    lua_State *L = ps.L = lua_newstate(capped_alloc, &used);
     if (p == NULL || L == NULL || (p->file = strdup(abs)) == NULL)
         goto out;
-    luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
-    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
-    luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
-    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
-    lua_settop(L, 0);
-    lua_pushnil(L);
-    lua_setglobal(L, "dofile");
-    lua_pushnil(L);
-    lua_setglobal(L, "loadfile");
+    lua_pushcfunction(L, open_parse_libs);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+        goto out;
     char chunkname[PATH_MAX + 1];
     snprintf(chunkname, sizeof(chunkname), "@%s", file);
-    if (luaL_loadbufferx(L, source, strlen(source), chunkname, "t") != LUA_OK) {
-        snprintf(errbuf, errlen, "%s", lua_tostring(L, -1));
+    int status = luaL_loadbufferx(L, source, strlen(source), chunkname, "t");
+    if (status == LUA_OK) {
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, PARSE_BUDGET);
+        status = lua_pcall(L, 0, 1, 0);
+        lua_sethook(L, NULL, 0, 0);
+    }
+    if (status != LUA_OK) {
+        if (status == LUA_ERRMEM)
+            fail(&ps, 1, "the file needs more than %d MiB to run", PARSE_MEMORY >> 20);
+        else
+            snprintf(errbuf, errlen, "%s", lua_tostring(L, -1));
         rc = SL_EINVAL;
         goto out;
     }
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, PARSE_BUDGET);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        snprintf(errbuf, errlen, "%s", lua_tostring(L, -1));
-        rc = SL_EINVAL;
-        goto out;
-    }
-    lua_sethook(L, NULL, 0, 0);
-    if (!lua_istable(L, -1)) {
-        rc = fail(&ps, 1, "the file must return a table (return { topics = ..., processors = "
-                  "... })");
-        goto out;
-    }
-    static const char *const fields[] = {"name", "topics", "sources", "processors", "sinks",
-                                         NULL};
-    if ((rc = only_fields(&ps, 1, "the pipeline", fields)) != 0)
-        goto out;
-    lua_getfield(L, -1, "name");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        p->name = strdup(lua_tostring(L, -1));
-    } else if (lua_isnil(L, -1)) {
-        const char *base = strrchr(abs, '/') ? strrchr(abs, '/') + 1 : abs;
-        size_t n = strlen(base);
-        if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
-            n -= 4;
-        p->name = strndup(base, n);
-    }
-    lua_pop(L, 1);
-    if (p->name == NULL || !valid_name(p->name)) {
-        rc = fail(&ps, line_of(&ps, "name"), "the pipeline's name must be letters, digits, "
-                  "'.', '_' or '-'");
-        goto out;
-    }
-    if ((rc = read_topics(&ps)) != 0 || (rc = read_stages(&ps, "sources", SL_PLUGIN_SOURCE)) ||
-        (rc = read_stages(&ps, "processors", SL_PLUGIN_PROCESSOR)) ||
-        (rc = read_stages(&ps, "sinks", SL_PLUGIN_SINK)))
-        goto out;
-    if (p->nstages == 0) {
-        rc = fail(&ps, 1, "the pipeline has no sources, processors or sinks");
-        goto out;
-    }
-    rc = add_derived_topics(&ps);
+    lua_pushcfunction(L, walk);
+    lua_insert(L, -2);
+    lua_pushlightuserdata(L, &ps);
+    status = lua_pcall(L, 2, 0, 0);
+    rc = status == LUA_OK ? ps.rc : SL_EINVAL;
+    if (status != LUA_OK && errbuf[0] == '\0')
+        fail(&ps, 1, "%s", status == LUA_ERRMEM ? "out of memory reading the pipeline"
+                                                : lua_tostring(L, -1));
 out:
     if (L)
         lua_close(L);
     free(text);
     if (rc) {
-        if (rc == SL_ENOMEM && errbuf[0] == '\0')
+        if (rc == SL_ENOMEM && errlen && errbuf[0] == '\0')
             snprintf(errbuf, errlen, "%s: out of memory", file);
         sl_pipeline_free(p);
         return rc;

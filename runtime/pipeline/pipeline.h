@@ -69,12 +69,19 @@ typedef struct sl_pipeline {
 
 /* Loads and checks the pipeline 'source' (the text of 'file'; NULL: read 'file'). Relative
  * script paths are taken from file's folder, then from the shipped scripts; plugins are looked
- * for along 'plugin_path' (sl_plugin_search_path); with 'plugin_path' NULL only the structure is
- * checked and 'plugin' and 'script' keep the names written in the file. On failure errbuf holds
- * "FILE:LINE: reason" and *out is untouched. Free with sl_pipeline_free. */
+ * for along 'plugin_path' (sl_plugin_search_path), found but not loaded. With 'plugin_path'
+ * NULL only the structure is checked and 'plugin' and 'script' keep the names written in the
+ * file. On failure errbuf holds "FILE:LINE: reason" and *out is untouched. Safe on hostile
+ * text: the file runs with an instruction budget, a memory cap and no os, io or require, and
+ * its table is read without metamethods. Free with sl_pipeline_free. */
 int sl_pipeline_load(const char *file, const char *source, const char *plugin_path,
                      sl_pipeline **out, char *errbuf, size_t errlen);
 void sl_pipeline_free(sl_pipeline *p);
+
+/* Loads each stage's plugin and checks it is a plugin of the stage's kind. This runs plugin
+ * code (constructors, the entry function): the CLI calls it before deploying, the broker never
+ * does. 0 or SL_EINVAL with "FILE:LINE: reason". */
+int sl_pipeline_check_plugins(const sl_pipeline *p, char *errbuf, size_t errlen);
 
 /* The stage named 'name', or NULL. */
 const sl_pl_stage *sl_pipeline_stage(const sl_pipeline *p, const char *name);

@@ -32,6 +32,8 @@
 #define BACKOFF_MAX_MS 30000
 #define HEALTHY_AFTER_MS 60000 /* a child that ran this long restarts without delay */
 #define POISON_CRASHES 3
+#define STUCK_CALL_MS 60000 /* a plugin call this long is killed (and counts as a crash) */
+#define MAX_CRASH_TRACKS 256
 
 typedef struct instance {
     char *pipeline, *stage;
@@ -56,6 +58,8 @@ typedef struct wanted {
     int64_t applied; /* the version acted on (-1: none) */
 } wanted;
 
+/* Crashes per record (not per stage: two poison records in two instances must not reset each
+ * other's count). */
 typedef struct crash_track {
     char *key; /* pipeline/stage */
     char topic[256];
@@ -159,8 +163,9 @@ static void publish(sl_supervisor *s, const instance *in, const char *state) {
 }
 
 static int spawn(sl_supervisor *s, instance *in) {
-    char index[16], restarts[16];
+    char index[16], restarts[16], version[24];
     snprintf(index, sizeof(index), "%d", in->index);
+    snprintf(version, sizeof(version), "%" PRId64, in->version);
     snprintf(restarts, sizeof(restarts), "%d", in->restarts);
     const char *argv[32];
     int k = 0;
@@ -180,6 +185,8 @@ static int spawn(sl_supervisor *s, instance *in) {
     argv[k++] = index;
     argv[k++] = "--restarts";
     argv[k++] = restarts;
+    argv[k++] = "--version";
+    argv[k++] = version;
     argv[k++] = "--log-level";
     argv[k++] = s->conf.log_level ? s->conf.log_level : "info";
     if (s->conf.plugin_path) {
@@ -209,63 +216,71 @@ static int spawn(sl_supervisor *s, instance *in) {
     return 0;
 }
 
-static void track_crash(sl_supervisor *s, const instance *in) {
+static void inflight_path(const sl_supervisor *s, const instance *in, char *buf, size_t len) {
+    sl_task_inflight_path(s->conf.data_dir, in->pipeline, in->stage, in->index, in->version, buf,
+                          len);
+}
+
+/* The instance's in-flight record, if a plugin call is under way. */
+static bool read_inflight(const sl_supervisor *s, const instance *in, sl_task_inflight *f) {
     char path[PATH_MAX];
-    sl_task_inflight_path(s->conf.data_dir, in->pipeline, in->stage, in->index, path,
-                          sizeof(path));
-    sl_task_inflight f;
+    inflight_path(s, in, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return;
-    ssize_t n = read(fd, &f, sizeof(f));
+        return false;
+    ssize_t n = read(fd, f, sizeof(*f));
     close(fd);
-    if (n != (ssize_t)sizeof(f) || !f.active)
-        return;
-    f.topic[sizeof(f.topic) - 1] = '\0';
+    f->topic[sizeof(f->topic) - 1] = '\0';
+    return n == (ssize_t)sizeof(*f) && f->active;
+}
+
+static void track_crash(sl_supervisor *s, const instance *in) {
+    sl_task_inflight f;
+    if (!read_inflight(s, in, &f))
+        return; /* it died between records: nothing to blame */
     char key[512];
     snprintf(key, sizeof(key), "%s/%s", in->pipeline, in->stage);
     crash_track *c = NULL;
     for (size_t i = 0; i < s->ncrashes && !c; i++)
-        if (strcmp(s->crashes[i].key, key) == 0)
+        if (s->crashes[i].partition == f.partition && s->crashes[i].offset == f.offset &&
+            strcmp(s->crashes[i].topic, f.topic) == 0 && strcmp(s->crashes[i].key, key) == 0)
             c = &s->crashes[i];
     if (c == NULL) {
+        if (s->ncrashes == MAX_CRASH_TRACKS) { /* forget the oldest */
+            free(s->crashes[0].key);
+            memmove(s->crashes, s->crashes + 1, (s->ncrashes - 1) * sizeof(*s->crashes));
+            s->ncrashes--;
+        }
         crash_track *nc = realloc(s->crashes, (s->ncrashes + 1) * sizeof(*nc));
         if (nc == NULL)
             return;
         s->crashes = nc;
-        c = &nc[s->ncrashes++];
-        memset(c, 0, sizeof(*c));
-        if ((c->key = strdup(key)) == NULL) {
-            s->ncrashes--;
+        c = &nc[s->ncrashes];
+        *c = (crash_track){.key = strdup(key), .partition = f.partition, .offset = f.offset};
+        if (c->key == NULL)
             return;
-        }
-    }
-    if (c->count && c->partition == f.partition && c->offset == f.offset &&
-        strcmp(c->topic, f.topic) == 0) {
-        c->count++;
-    } else {
         snprintf(c->topic, sizeof(c->topic), "%s", f.topic);
-        c->partition = f.partition;
-        c->offset = f.offset;
-        c->count = 1;
+        s->ncrashes++;
     }
-    sl_warn("pipeline", "%s/%d crashed on record %s-%d@%" PRId64 " (%d time%s in a row)", key,
-            in->index, f.topic, f.partition, f.offset, c->count, c->count == 1 ? "" : "s");
+    c->count++;
+    sl_warn("pipeline", "%s/%d died on record %s-%d@%" PRId64 " (%d time%s)", key, in->index,
+            f.topic, f.partition, f.offset, c->count, c->count == 1 ? "" : "s");
     if (c->count < POISON_CRASHES)
         return;
     char poison[PATH_MAX], line[400];
     sl_task_poison_path(s->conf.data_dir, in->pipeline, in->stage, poison, sizeof(poison));
     int len = snprintf(line, sizeof(line), "%s %d %" PRId64 "\n", f.topic, f.partition,
                        f.offset);
-    fd = open(poison, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(poison, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd >= 0) {
         if (sl_fs_write_all(fd, line, (size_t)len) == 0)
-            sl_error("pipeline", "%s: record %s-%d@%" PRId64 " crashed the stage %d times in a "
-                     "row: it goes to the dead-letter topic", key, f.topic, f.partition,
-                     f.offset, POISON_CRASHES);
+            sl_error("pipeline", "%s: record %s-%d@%" PRId64 " crashed the stage %d times: it "
+                     "goes to the dead-letter topic", key, f.topic, f.partition, f.offset,
+                     POISON_CRASHES);
         close(fd);
     }
-    c->count = 0;
+    free(c->key);
+    *c = s->crashes[--s->ncrashes];
 }
 
 static void describe_exit(int status, char *buf, size_t len) {
@@ -298,6 +313,9 @@ static void reap(sl_supervisor *s) {
             if (in->stopping) {
                 sl_info("pipeline", "%s/%s/%d (version %" PRId64 ") stopped", in->pipeline,
                         in->stage, in->index, in->version);
+                char path[PATH_MAX];
+                inflight_path(s, in, path, sizeof(path));
+                unlink(path);
                 free_instance(in);
                 s->inst[i] = s->inst[--s->ninst];
                 break;
@@ -422,6 +440,16 @@ static void tend(sl_supervisor *s) {
                     in->stage, in->index, STOP_GRACE_MS / 1000);
             kill(in->pid, SIGKILL);
             in->kill_at_ms = INT64_MAX;
+        } else if (!in->stopping && in->pid > 0) {
+            sl_task_inflight f;
+            /* A call that never returns (an endless loop in C, a hung library) holds its
+             * partitions forever: kill it; the crash counts towards the poison limit. */
+            if (read_inflight(s, in, &f) && now - f.started_ms > STUCK_CALL_MS) {
+                sl_warn("pipeline", "%s/%s/%d stuck for %d s on record %s-%d@%" PRId64
+                        ": killing it", in->pipeline, in->stage, in->index,
+                        STUCK_CALL_MS / 1000, f.topic, f.partition, f.offset);
+                kill(in->pid, SIGKILL);
+            }
         } else if (!in->stopping && in->pid == 0 && now >= in->start_at_ms) {
             if (spawn(s, in) != 0) {
                 in->start_at_ms = now + BACKOFF_MAX_MS;

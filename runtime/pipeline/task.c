@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +115,8 @@ struct sl_plugin_ctx {
     char error[1024];     /* set_error of the current call */
     char traceback[4096]; /* of the current Lua failure */
     bool failed;          /* a fatal error: the process exits 1 */
-    uint64_t failed_before;
+    bool commit_asked;    /* host->commit during a call: done once the call has returned */
+    _Atomic uint64_t undelivered; /* outputs the broker did not take (producer's thread) */
 
     uint64_t records_in, records_out, errors, retried, dead_lettered;
     char last_error[1024];
@@ -280,8 +282,11 @@ static int host_state_put(task *t, const void *key, size_t klen, const void *v, 
 
 static int commit_point(task *t);
 
+/* Asked from inside a callback: honoured once the call has returned (the plugin is not called
+ * again from within itself, and what the call emitted is not sent before it succeeds). */
 static int host_commit(task *t) {
-    return commit_point(t);
+    t->commit_asked = true;
+    return 0;
 }
 
 static int host_instance(task *t, int *count) {
@@ -312,12 +317,15 @@ static void on_delivery(void *opaque, int status, const char *topic, int32_t par
     (void)offset;
     task *t = opaque;
     if (status != 0)
+        t->undelivered++;
+    if (status != 0)
         sl_error("pipeline", "%s: a record for %s-%d was not delivered: %s", t->label, topic,
                  partition, sl_strerror(status));
 }
 
-/* Sends what the call emitted. A send that fails is fatal: the input offsets are not
- * committed and the restarted instance processes the records again. */
+/* Sends what the call emitted. A send refused at once (no such topic, a full buffer) makes the
+ * record a failed one, routed by the stage's policy; what was sent before it stays sent (at
+ * least once). A send that fails later, in the background, fails the task before it commits. */
 static int flush_pending(task *t) {
     int rc = 0;
     sl_header hs[MAX_OUT_HEADERS];
@@ -533,6 +541,10 @@ static int route(task *t, const sl_message *m, const char *topic, int32_t partit
     sl_produce_record r = {topic, partition, m->key, m->key_len, m->value, m->value_len,
                            m->timestamp, hs, n, on_delivery, t};
     int rc = sl_producer_send(t->producer, &r);
+    if (rc == SL_EINVAL && partition != SL_PARTITION_ANY) {
+        r.partition = SL_PARTITION_ANY; /* the retry topic has fewer partitions than the input */
+        rc = sl_producer_send(t->producer, &r);
+    }
     if (rc) {
         sl_error("pipeline", "%s: cannot route a failed record to %s: %s", t->label, topic,
                  sl_strerror(rc));
@@ -554,7 +566,8 @@ static void note_error(task *t, const sl_message *m, const char *what, const cha
     }
 }
 
-static void fail_record(task *t, const sl_message *m, int status) {
+/* 0, or the failure of the send that routes it (the task then fails without committing). */
+static int fail_record(task *t, const sl_message *m, int status) {
     const char *input;
     size_t level = retry_level(t, m->topic, &input);
     const char *error = t->error[0] ? t->error : sl_strerror(status);
@@ -566,12 +579,11 @@ static void fail_record(task *t, const sl_message *m, int status) {
         int64_t nb = sl_clock_wall_ms() + t->stage->retry_delays_ms[level];
         note_error(t, m, "failed, retrying later", err);
         t->retried++;
-        route(t, m, topic, m->partition, level + 1, nb, err);
-    } else {
-        note_error(t, m, status == SL_EREJECT ? "rejected" : "failed for good", err);
-        t->dead_lettered++;
-        route(t, m, t->stage->dlq, SL_PARTITION_ANY, level + 1, 0, err);
+        return route(t, m, topic, m->partition, level + 1, nb, err);
     }
+    note_error(t, m, status == SL_EREJECT ? "rejected" : "failed for good", err);
+    t->dead_lettered++;
+    return route(t, m, t->stage->dlq, SL_PARTITION_ANY, level + 1, 0, err);
 }
 
 /* ---- calling the plugin ---- */
@@ -618,13 +630,13 @@ static void handle(task *t, const sl_message *m) {
     }
     t->records_in++;
     if (is_poison(t, m)) {
-        snprintf(t->error, sizeof(t->error), "this record crashed the stage %d times in a row",
+        snprintf(t->error, sizeof(t->error), "this record crashed the stage %d times",
                  POISON_CRASHES);
         t->traceback[0] = '\0';
         note_error(t, m, "poison", t->error);
         t->dead_lettered++;
-        route(t, m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, t->error);
-        advance(t, m);
+        if (route(t, m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, t->error) == 0)
+            advance(t, m);
         return;
     }
     if (level > 0) {
@@ -640,6 +652,7 @@ static void handle(task *t, const sl_message *m) {
     to_plugin_record(m, &r, hs, MAX_OUT_HEADERS);
     t->inflight->partition = m->partition;
     t->inflight->offset = m->offset;
+    t->inflight->started_ms = sl_clock_mono_ms();
     snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
     __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
     int rc = invoke(t, &r);
@@ -655,20 +668,27 @@ static void handle(task *t, const sl_message *m) {
     if (rc == 0 && flush_pending(t) == 0) {
         drop_pending(t);
         advance(t, m);
-        return;
+    } else {
+        drop_pending(t);
+        if (rc == SL_ERETRY && *t->conf->stop) {
+            t->records_in--;
+            return; /* stopping: leave the record to whoever has the partition next */
+        }
+        if (fail_record(t, m, rc ? rc : SL_EINVAL) != 0)
+            return;
+        advance(t, m);
     }
-    drop_pending(t);
-    if (rc == SL_ERETRY && *t->conf->stop) {
-        t->records_in--;
-        return; /* stopping: leave the record to whoever has the partition next */
+    if (t->commit_asked) {
+        t->commit_asked = false;
+        commit_point(t);
     }
-    fail_record(t, m, rc ? rc : SL_EINVAL);
-    advance(t, m);
 }
 
 /* ---- commits and status ---- */
 
 static int commit_point(task *t) {
+    if (t->failed)
+        return SL_EIO; /* never commit past a record that was neither processed nor routed */
     int rc = 0;
     char err[1024] = "";
     if (t->lua)
@@ -684,8 +704,7 @@ static int commit_point(task *t) {
         t->failed = true;
         return rc;
     }
-    if ((rc = sl_producer_flush(t->producer, -1)) != 0 ||
-        sl_producer_failed_count(t->producer) != t->failed_before) {
+    if ((rc = sl_producer_flush(t->producer, -1)) != 0 || t->undelivered != 0) {
         sl_error("pipeline", "%s: outputs were not all acknowledged: not committing", t->label);
         t->failed = true;
         return rc ? rc : SL_EIO;
@@ -806,9 +825,9 @@ static void publish_status(task *t, const char *state) {
 /* ---- setting up ---- */
 
 void sl_task_inflight_path(const char *data_dir, const char *pipeline, const char *stage,
-                           int instance, char *buf, size_t len) {
-    snprintf(buf, len, "%s/pipelines/tasks/%s.%s.%d.inflight", data_dir, pipeline, stage,
-             instance);
+                           int instance, int64_t version, char *buf, size_t len) {
+    snprintf(buf, len, "%s/pipelines/tasks/%s.%s.%d.v%" PRId64 ".inflight", data_dir, pipeline,
+             stage, instance, version);
 }
 
 void sl_task_poison_path(const char *data_dir, const char *pipeline, const char *stage,
@@ -822,7 +841,7 @@ static int map_inflight(task *t) {
     if (sl_fs_mkdirs(dir) != 0)
         return SL_EIO;
     sl_task_inflight_path(t->conf->data_dir, t->pipeline->name, t->stage->name,
-                          t->conf->instance, path, sizeof(path));
+                          t->conf->instance, t->conf->version, path, sizeof(path));
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || ftruncate(fd, sizeof(sl_task_inflight)) != 0) {
         if (fd >= 0)
@@ -874,7 +893,12 @@ static int start_impl(task *t) {
                               (const char *const *)s->config_keys,
                               (const char *const *)s->config_values, s->nconfig};
         rc = sl_lua_proc_new(&ls, &t->host, t, &t->lua, err, sizeof(err));
-    } else if ((rc = sl_plugin_load(s->plugin, &t->lib, err, sizeof(err))) == 0) {
+    } else if ((rc = sl_plugin_load(s->plugin, &t->lib, err, sizeof(err))) == 0 &&
+               t->lib->desc.kind != (uint32_t)s->kind) {
+        snprintf(err, sizeof(err), "plugin %s is a %s, not a %s", t->lib->desc.name,
+                 sl_plugin_kind_name(t->lib->desc.kind), sl_plugin_kind_name(s->kind));
+        rc = SL_EINVAL;
+    } else if (rc == 0) {
         t->error[0] = '\0';
         rc = t->lib->desc.init(&t->host, t, &t->plugin_state);
         t->plugin_started = rc == 0;
@@ -1028,7 +1052,7 @@ int sl_task_run(const sl_task_conf *conf) {
         return 1;
     t->conf = conf;
     init_host(t);
-    char err[2048];
+    char err[2048] = "";
     char *source = NULL;
     if (conf->source_file) {
         FILE *f = fopen(conf->source_file, "rb");

@@ -18,6 +18,7 @@ typedef struct sl_task_conf {
     int instance;
     const char *plugin_path;   /* plugin.path; NULL: the default */
     int restarts;              /* how often the supervisor restarted this instance */
+    int64_t version;           /* the pipeline's version (its offset in __pipelines) */
     volatile sig_atomic_t *stop; /* set by a signal handler: finish, commit, leave */
 } sl_task_conf;
 
@@ -32,13 +33,16 @@ typedef struct sl_task_inflight {
     volatile uint32_t active;
     int32_t partition;
     int64_t offset;
+    int64_t started_ms; /* CLOCK_MONOTONIC: the supervisor kills a call stuck too long */
     char topic[256];
 } sl_task_inflight;
 
-/* <data_dir>/pipelines/tasks/<pipeline>.<stage>.<instance>.inflight and .../<pipeline>.<stage>
- * .poison (lines "topic partition offset" of records that crashed the stage 3 times). */
+/* <data_dir>/pipelines/tasks/<pipeline>.<stage>.<instance>.v<version>.inflight (one per
+ * version: an old instance draining beside its successor keeps its own) and
+ * <data_dir>/pipelines/tasks/<pipeline>.<stage>.poison (lines "topic partition offset" of
+ * records that crashed the stage 3 times). */
 void sl_task_inflight_path(const char *data_dir, const char *pipeline, const char *stage,
-                           int instance, char *buf, size_t len);
+                           int instance, int64_t version, char *buf, size_t len);
 void sl_task_poison_path(const char *data_dir, const char *pipeline, const char *stage,
                          char *buf, size_t len);
 

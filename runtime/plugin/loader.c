@@ -1,6 +1,7 @@
-/* The plugin loader. A .so is trusted with nothing until its descriptor has passed every check:
- * the magic word first (a foreign library has none), then the ABI version and the size, then
- * the callbacks its kind needs. */
+/* The plugin loader. None of a plugin's callbacks is called before its descriptor has passed
+ * every check: the magic word first (a foreign library has none), then the ABI version and the
+ * size, then the callbacks its kind needs. Loading does run the library's constructors and its
+ * entry function, so only processes that may crash load plugins (never the broker). */
 #include "plugin/loader.h"
 
 #include <dlfcn.h>
@@ -124,10 +125,12 @@ int sl_plugin_load(const char *path, sl_plugin_lib **out, char *errbuf, size_t e
     } else if (d->magic != SL_PLUGIN_MAGIC) {
         snprintf(why, sizeof(why), "its descriptor has magic 0x%08x, not 0x%08x: not a Sluice "
                  "plugin", d->magic, SL_PLUGIN_MAGIC);
-    } else if (d->struct_size < SL_PLUGIN_DESCRIPTOR_MIN_SIZE ||
-               d->struct_size > 65536) {
-        snprintf(why, sizeof(why), "its descriptor claims %u bytes; at least %zu are needed",
-                 d->struct_size, (size_t)SL_PLUGIN_DESCRIPTOR_MIN_SIZE);
+    } else if (d->struct_size < SL_PLUGIN_DESCRIPTOR_MIN_SIZE || d->struct_size > 65536 ||
+               d->struct_size % sizeof(void *) != 0) {
+        /* A size between two fields would copy half a pointer. */
+        snprintf(why, sizeof(why), "its descriptor claims %u bytes: not a whole number of "
+                 "fields of at least %zu bytes", d->struct_size,
+                 (size_t)SL_PLUGIN_DESCRIPTOR_MIN_SIZE);
     } else if ((lib = calloc(1, sizeof(*lib))) == NULL || (lib->path = strdup(path)) == NULL) {
         rc = SL_ENOMEM;
         snprintf(why, sizeof(why), "out of memory");

@@ -9,8 +9,19 @@
 #include "base/mpcheck.h"
 
 #define MAX_DEPTH 64
+/* Caps on what one pack may produce: its buffer lives outside Lua's allocator (and so outside
+ * the state's memory limit), and a table sharing its sub-tables can stand for far more values
+ * than it holds. */
+#define MAX_PACKED_BYTES (64u << 20)
+#define MAX_PACKED_VALUES 10000000u
 
-static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth);
+typedef struct pack_ctx {
+    msgpack_packer pk;
+    msgpack_sbuffer *sb;
+    size_t values;
+} pack_ctx;
+
+static void pack_value(lua_State *L, pack_ctx *pc, int idx, int depth);
 
 static bool is_array(lua_State *L, int idx, size_t *len) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
@@ -28,7 +39,8 @@ static bool is_array(lua_State *L, int idx, size_t *len) {
     return count == n && n > 0;
 }
 
-static void pack_table(lua_State *L, msgpack_packer *pk, int idx, int depth) {
+static void pack_table(lua_State *L, pack_ctx *pc, int idx, int depth) {
+    msgpack_packer *pk = &pc->pk;
     size_t len;
     if (depth > MAX_DEPTH)
         luaL_error(L, "msgpack.pack: tables nested deeper than %d (a cycle?)", MAX_DEPTH);
@@ -37,7 +49,7 @@ static void pack_table(lua_State *L, msgpack_packer *pk, int idx, int depth) {
         msgpack_pack_array(pk, len);
         for (size_t i = 1; i <= len; i++) {
             lua_rawgeti(L, idx, (lua_Integer)i);
-            pack_value(L, pk, lua_gettop(L), depth + 1);
+            pack_value(L, pc, lua_gettop(L), depth + 1);
             lua_pop(L, 1);
         }
         return;
@@ -51,13 +63,17 @@ static void pack_table(lua_State *L, msgpack_packer *pk, int idx, int depth) {
     msgpack_pack_map(pk, count);
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        pack_value(L, pk, lua_gettop(L) - 1, depth + 1);
-        pack_value(L, pk, lua_gettop(L), depth + 1);
+        pack_value(L, pc, lua_gettop(L) - 1, depth + 1);
+        pack_value(L, pc, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
     }
 }
 
-static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth) {
+static void pack_value(lua_State *L, pack_ctx *pc, int idx, int depth) {
+    msgpack_packer *pk = &pc->pk;
+    if (++pc->values > MAX_PACKED_VALUES || pc->sb->size > MAX_PACKED_BYTES)
+        luaL_error(L, "msgpack.pack: more than %d values or %d bytes", (int)MAX_PACKED_VALUES,
+                   (int)MAX_PACKED_BYTES);
     switch (lua_type(L, idx)) {
     case LUA_TNIL: msgpack_pack_nil(pk); break;
     case LUA_TBOOLEAN:
@@ -79,7 +95,7 @@ static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth) {
         msgpack_pack_str_body(pk, s, len);
         break;
     }
-    case LUA_TTABLE: pack_table(L, pk, idx, depth); break;
+    case LUA_TTABLE: pack_table(L, pc, idx, depth); break;
     default:
         luaL_error(L, "msgpack.pack: cannot pack a %s", luaL_typename(L, idx));
     }
@@ -101,9 +117,9 @@ static int l_pack(lua_State *L) {
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    pack_value(L, &pk, 1, 0);
+    pack_ctx pc = {.sb = sb};
+    msgpack_packer_init(&pc.pk, sb, msgpack_sbuffer_write);
+    pack_value(L, &pc, 1, 0);
     lua_pushlstring(L, sb->data ? sb->data : "", sb->size);
     return 1;
 }

@@ -102,6 +102,11 @@ static void emit_at(lua_State *L, int topic_i, int key_i, int value_i, int heade
     sl_plugin_header hs[MAX_HEADERS];
     if (headers_i && !lua_isnoneornil(L, headers_i)) {
         luaL_checktype(L, headers_i, LUA_TTABLE);
+        /* Numbers become strings in a table of their own: a string only on the stack would be
+         * freed once popped, and the header would point at it. */
+        lua_createtable(L, 0, 0);
+        int converted = lua_gettop(L);
+        lua_Integer nconverted = 0;
         lua_pushnil(L);
         while (lua_next(L, headers_i) != 0) {
             if (r.nheaders == MAX_HEADERS)
@@ -109,11 +114,16 @@ static void emit_at(lua_State *L, int topic_i, int key_i, int value_i, int heade
             if (lua_type(L, -2) != LUA_TSTRING)
                 luaL_error(L, "header names must be strings");
             hs[r.nheaders].key = lua_tostring(L, -2);
-            if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
                 hs[r.nheaders].value = NULL; /* false: a null value, as process() receives it */
-            else
+            } else if (lua_type(L, -1) == LUA_TNUMBER) {
+                lua_pushvalue(L, -1);
+                hs[r.nheaders].value = lua_tolstring(L, -1, &hs[r.nheaders].value_len);
+                lua_rawseti(L, converted, ++nconverted);
+            } else {
                 hs[r.nheaders].value =
                     opt_string(L, -1, &hs[r.nheaders].value_len, "a header value");
+            }
             r.nheaders++;
             lua_pop(L, 1); /* the value stays referenced by the table */
         }
@@ -244,6 +254,31 @@ static int call(sl_lua_proc *lp, int nargs, int nresults, char *errbuf, size_t e
     return lp->verdict ? lp->verdict : SL_EINVAL;
 }
 
+/* Everything that builds the state runs under lua_pcall: with a small memory limit any of it
+ * may fail, and outside a protected call Lua would abort the process. */
+static int protected_start(lua_State *L) {
+    const sl_lua_settings *s = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (s->unsandboxed)
+        luaL_openlibs(L);
+    else
+        open_sandboxed(L);
+    luaopen_cjson(L);
+    lua_setglobal(L, "json");
+    sl_lua_open_msgpack(L);
+    lua_setglobal(L, "msgpack");
+    if (luaL_loadfilex(L, s->script_path, "t") != LUA_OK)
+        return lua_error(L); /* the message names file and line */
+    lua_call(L, 0, 0);
+    if (lua_getglobal(L, "process") != LUA_TFUNCTION)
+        return luaL_error(L, "%s defines no process(record, ctx) function", s->script_path);
+    sl_lua_proc *lp = proc_of(L);
+    lp->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    push_ctx(L, s);
+    lp->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plugin_ctx *ctx,
                     sl_lua_proc **out, char *errbuf, size_t errlen) {
     sl_lua_proc *lp = calloc(1, sizeof(*lp));
@@ -254,39 +289,21 @@ int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plu
     lp->max_instructions = s->max_instructions > 0 ? s->max_instructions
                                                     : SL_LUA_DEFAULT_INSTRUCTIONS;
     lp->max_memory = s->max_memory > 0 ? s->max_memory : SL_LUA_DEFAULT_MEMORY;
+    if (lp->max_memory < SL_LUA_MIN_MEMORY)
+        lp->max_memory = SL_LUA_MIN_MEMORY;
     lp->process_ref = lp->ctx_ref = LUA_NOREF;
     lua_State *L = lp->L = lua_newstate(limited_alloc, lp);
     if (L == NULL) {
-        free(lp);
         snprintf(errbuf, errlen, "cannot create a Lua state (memory limit %lld bytes)",
-                 (long long)s->max_memory);
+                 (long long)lp->max_memory);
+        free(lp);
         return SL_ENOMEM;
     }
     *(sl_lua_proc **)lua_getextraspace(L) = lp;
-    if (s->unsandboxed)
-        luaL_openlibs(L);
-    else
-        open_sandboxed(L);
-    luaopen_cjson(L);
-    lua_setglobal(L, "json");
-    sl_lua_open_msgpack(L);
-    lua_setglobal(L, "msgpack");
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-
-    int rc = 0;
-    if (luaL_loadfilex(L, s->script_path, "t") != LUA_OK) {
-        snprintf(errbuf, errlen, "%s", lua_tostring(L, -1));
-        rc = SL_EINVAL;
-    } else if ((rc = call(lp, 1, 0, errbuf, errlen)) != 0) {
-        /* errbuf says why, with file and line */
-    } else if (lua_getglobal(L, "process") != LUA_TFUNCTION) {
-        snprintf(errbuf, errlen, "%s defines no process(record, ctx) function", s->script_path);
-        rc = SL_EINVAL;
-    } else {
-        lp->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        push_ctx(L, s);
-        lp->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    lua_pushcfunction(L, protected_start);
+    lua_pushlightuserdata(L, (void *)s);
+    int rc = call(lp, 2, 0, errbuf, errlen);
     if (rc) {
         sl_lua_proc_free(lp);
         return rc;
@@ -365,34 +382,48 @@ static int emit_results(lua_State *L) {
     return 0;
 }
 
+/* The whole call, building the record table included, under the one lua_pcall: a record too
+ * big for the memory limit fails like any other error instead of aborting the process. */
+static int protected_process(lua_State *L) {
+    const sl_plugin_record *rec = lua_touserdata(L, 1);
+    sl_lua_proc *lp = proc_of(L);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, emit_results);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->process_ref);
+    push_record(L, rec);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    lua_call(L, 2, 1);
+    lua_call(L, 1, 0); /* emit_results(what process returned) */
+    return 0;
+}
+
 int sl_lua_proc_process(sl_lua_proc *lp, const sl_plugin_record *rec, char *errbuf,
                         size_t errlen, char *tb, size_t tblen) {
     lua_State *L = lp->L;
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->process_ref);
-    push_record(L, rec);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
-    int rc = call(lp, 3, 1, errbuf, errlen);
-    if (rc == 0) {
-        lua_pushcfunction(L, emit_results);
-        lua_insert(L, 1);
-        rc = call(lp, 2, 0, errbuf, errlen);
-    }
+    lua_pushcfunction(L, protected_process);
+    lua_pushlightuserdata(L, (void *)rec);
+    int rc = call(lp, 2, 0, errbuf, errlen);
     if (rc != 0 && tb)
         snprintf(tb, tblen, "%s", lp->traceback);
     lua_settop(L, 0);
     return rc;
 }
 
+static int protected_flush(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    if (lua_getglobal(L, "flush") != LUA_TFUNCTION)
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
 int sl_lua_proc_flush(sl_lua_proc *lp, char *errbuf, size_t errlen) {
     lua_State *L = lp->L;
     lua_settop(L, 0);
-    if (lua_getglobal(L, "flush") != LUA_TFUNCTION) {
-        lua_settop(L, 0);
-        return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
-    int rc = call(lp, 2, 0, errbuf, errlen);
+    lua_pushcfunction(L, protected_flush);
+    int rc = call(lp, 1, 0, errbuf, errlen);
     lua_settop(L, 0);
     return rc;
 }

@@ -13,11 +13,12 @@
 
 #define SL_LUA_DEFAULT_INSTRUCTIONS 10000000LL /* per process() call */
 #define SL_LUA_DEFAULT_MEMORY (64LL << 20)     /* bytes per state */
+#define SL_LUA_MIN_MEMORY (1LL << 20)          /* less cannot hold the libraries */
 
 typedef struct sl_lua_settings {
     const char *script_path;
     int64_t max_instructions; /* per call; 0: the default */
-    int64_t max_memory;       /* bytes; 0: the default */
+    int64_t max_memory;       /* bytes; 0: the default; at least SL_LUA_MIN_MEMORY */
     bool unsandboxed;         /* true: the full standard library (os, io, require) */
     /* The stage's config table, seen by the script as ctx.config. Borrowed for the call. */
     const char *const *config_keys;
@@ -27,7 +28,7 @@ typedef struct sl_lua_settings {
 
 typedef struct sl_lua_proc sl_lua_proc;
 
-/* Loads the script and runs its top level. ctx.emit, ctx.log, ctx.state and the rest call into
+/* Loads the script and runs its top level. ctx.emit, ctx.log, ctx.get/put and the rest call into
  * 'host' with 'ctx'. SL_EINVAL with the script's file, line and message in errbuf when it does
  * not load or defines no process function. */
 int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plugin_ctx *ctx,

@@ -21,10 +21,15 @@ static char *write_file(const char *name, const char *text) {
     return path;
 }
 
+/* Loads as 'sluice pipeline deploy' does: the file, then its plugins. */
 static int load(const char *text, sl_pipeline **p, char *err, size_t errlen) {
     char *path = write_file("pipe.lua", text);
     int rc = sl_pipeline_load(path, NULL, SL_BUILD_PLUGIN_DIR, p, err, errlen);
     free(path);
+    if (rc == 0 && (rc = sl_pipeline_check_plugins(*p, err, errlen)) != 0) {
+        sl_pipeline_free(*p);
+        *p = NULL;
+    }
     return rc;
 }
 
@@ -115,6 +120,10 @@ static void bad_files_are_refused_with_line_and_reason(void) {
             " { name = 'a', input = 'i', output = 'p', plugin = 'upper' } } }\n", 2,
             "another stage has that name");
     refused("return { topics = { ['__x'] = 1 },\n processors = {} }\n", 1, "Sluice's");
+    /* Hostile tables: metamethods are not called, memory is capped. */
+    refused("return setmetatable({}, { __index = function() error('x') end })\n", 1,
+            "has no sources, processors or sinks");
+    refused("local s = string.rep('x', 1 << 30)\nreturn {}\n", 1, "more than 64 MiB");
     refused("while true do end\n", 1, "runs too long");
     refused("return 42\n", 1, "must return a table");
 }

@@ -209,6 +209,26 @@ static void memory_bomb_hits_the_limit(void) {
     sl_lua_proc_free(lp);
 }
 
+static void a_record_too_big_for_the_state_fails_cleanly(void) {
+    sl_plugin_ctx c = {0};
+    sl_lua_proc *lp = start("function process(r, ctx) ctx.emit(nil, nil, 'x', { n = 42 }) end",
+                            &c, 1 << 20);
+    size_t big = 3 << 20;
+    char *value = malloc(big);
+    SL_TRUE(value != NULL);
+    memset(value, 'v', big);
+    sl_plugin_record rec = sample;
+    rec.value = value;
+    rec.value_len = big;
+    char err[1024], tb[4096];
+    SL_FAIL(sl_lua_proc_process(lp, &rec, err, sizeof(err), tb, sizeof(tb)), SL_EINVAL);
+    SL_TRUE(strstr(err, "memory limit") != NULL);
+    free(value);
+    SL_PASS(run(lp, err, tb)); /* the next record is fine, and numbers make string headers */
+    SL_STREQ(c.last_header, "n=42");
+    sl_lua_proc_free(lp);
+}
+
 static void sandbox_has_no_os_io_or_require(void) {
     sl_plugin_ctx c = {0};
     sl_lua_proc *lp = start("function process(r, ctx)\n"
@@ -236,6 +256,8 @@ static void codecs_round_trip(void) {
                             "  assert(not pcall(msgpack.unpack, '\\xdd\\xff\\xff\\xff\\xff'))\n"
                             "  local cyc = {} cyc.self = cyc\n"
                             "  assert(not pcall(msgpack.pack, cyc))\n"
+                            "  local dag = { 1 } for i = 1, 40 do dag = { dag, dag } end\n"
+                            "  assert(not pcall(msgpack.pack, dag))\n"
                             "  ctx.emit(nil, nil, 'ok')\n"
                             "end\n", &c, 0);
     char err[1024], tb[4096];
@@ -287,6 +309,8 @@ SL_TESTS({"a current plugin loads", current_plugin_loads},
          {"a lua error has its message and traceback", lua_error_has_message_and_traceback},
          {"an endless loop hits the instruction budget", endless_loop_hits_the_budget},
          {"a memory bomb hits the memory limit", memory_bomb_hits_the_limit},
+         {"a record too big for the state fails cleanly",
+          a_record_too_big_for_the_state_fails_cleanly},
          {"the sandbox has no os, io or require", sandbox_has_no_os_io_or_require},
          {"json and msgpack round trip", codecs_round_trip},
          {"reject and retry verdicts", reject_and_retry_verdicts},

@@ -4,7 +4,9 @@
  * returns a pointer to a const sl_plugin_descriptor. The descriptor starts with a magic word, the
  * ABI version and its own size, so that a plugin built against an older, shorter descriptor keeps
  * loading (the host reads only 'struct_size' bytes and treats the missing callbacks as absent)
- * and a foreign .so is refused with a message instead of being called.
+ * and a foreign .so is refused with a message instead of having its callbacks called. (Loading
+ * a .so runs its constructors and the entry function: the host does that only in the stage's
+ * own process, never in the broker's.)
  *
  * The plugin links against nothing of Sluice's: everything it may ask of the host comes in the
  * sl_plugin_host function table handed to init.
@@ -87,8 +89,9 @@ typedef struct sl_plugin_ctx sl_plugin_ctx;
 typedef struct sl_plugin_host {
     uint32_t struct_size;
     uint32_t abi_version;
-    /* Queues a record for an output topic; copies it. SL_ENOENT for a topic that does not exist,
-     * SL_EFULL when the producer's buffer stays full. */
+    /* Adds a record to the outputs of the current call; copies it. The host sends the outputs
+     * once the callback has returned SL_OK (and drops them otherwise); a topic that does not
+     * exist then makes the record a failed one. Fails only with SL_ENOMEM. */
     int (*emit)(sl_plugin_ctx *ctx, const sl_plugin_record *rec);
     /* A value from the stage's 'config' table, as a string, or NULL. Borrowed from the host for
      * the instance's life. */
