@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "plugin/loader.h"
+#include "plugin/lua_host.h"
 
 #ifndef SL_SCRIPT_DIRS
 #define SL_SCRIPT_DIRS ""
@@ -441,15 +442,16 @@ static int read_limits(parse *ps, int line, const char *what, sl_pl_stage *s) {
     static const char *const fields[] = {"instructions", "memory", NULL};
     int rc = only_fields(ps, line, what, fields);
     const char *names[] = {"instructions", "memory"};
+    const lua_Integer least[] = {1000, SL_LUA_MIN_MEMORY};
     int64_t *dst[] = {&s->lua_instructions, &s->lua_memory};
     for (int i = 0; rc == 0 && i < 2; i++) {
         rawfield(L, names[i]);
         if (!lua_isnil(L, -1)) {
             int isnum;
             lua_Integer v = lua_tointegerx(L, -1, &isnum);
-            if (!isnum || v < 1000)
-                rc = fail(ps, line, "%s: limits.%s must be a whole number >= 1000", what,
-                          names[i]);
+            if (!isnum || v < least[i])
+                rc = fail(ps, line, "%s: limits.%s must be a whole number >= %lld", what,
+                          names[i], (long long)least[i]);
             *dst[i] = v;
         }
         lua_pop(L, 1);
@@ -498,6 +500,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     s->kind = kind;
     s->instances = 1;
     s->transient_retry_ms = 60000;
+    s->call_timeout_ms = 60000;
     s->name = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     if (s->name == NULL)
@@ -510,7 +513,8 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
 
     static const char *const fields[] = {"name", "input", "output", "script", "plugin", "filter",
                                          "map", "route", "instances", "config", "retry", "dlq",
-                                         "limits", "sandbox", "transient_retry", NULL};
+                                         "limits", "sandbox", "transient_retry", "call_timeout",
+                                         NULL};
     int rc = only_fields(ps, line, what, fields);
     if (rc == 0)
         rc = read_names(ps, line, what, "input", &s->inputs, &s->ninputs);
@@ -633,6 +637,13 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     const char *tr = scalar(L, -1);
     if (tr && sl_pipeline_parse_duration(tr, &s->transient_retry_ms) != 0)
         rc = fail(ps, line, "%s: transient_retry must be a duration such as \"1m\"", what);
+    lua_pop(L, 1);
+
+    rawfield(L, "call_timeout");
+    const char *ct = scalar(L, -1);
+    if (rc == 0 && ct && (sl_pipeline_parse_duration(ct, &s->call_timeout_ms) != 0 ||
+                          s->call_timeout_ms < 100))
+        rc = fail(ps, line, "%s: call_timeout must be a duration of at least 100ms", what);
     lua_pop(L, 1);
 
     rawfield(L, "limits");

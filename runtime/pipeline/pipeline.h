@@ -52,6 +52,7 @@ typedef struct sl_pl_stage {
     size_t nretries;
     char *dlq;                 /* dead-letter topic */
     int64_t transient_retry_ms; /* how long SL_ERETRY is retried in place */
+    int64_t call_timeout_ms;   /* a plugin call running longer is killed, as a crash */
     int64_t lua_instructions;  /* 0: default */
     int64_t lua_memory;        /* 0: default */
     bool lua_unsandboxed;

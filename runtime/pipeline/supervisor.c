@@ -32,7 +32,6 @@
 #define BACKOFF_MAX_MS 30000
 #define HEALTHY_AFTER_MS 60000 /* a child that ran this long restarts without delay */
 #define POISON_CRASHES 3
-#define STUCK_CALL_MS 60000 /* a plugin call this long is killed (and counts as a crash) */
 #define MAX_CRASH_TRACKS 256
 
 typedef struct instance {
@@ -47,6 +46,7 @@ typedef struct instance {
     int64_t backoff_ms;
     int64_t started_ms;
     int restarts;
+    int64_t call_timeout_ms; /* a plugin call this long is killed (and counts as a crash) */
     char last_exit[256];
 } instance;
 
@@ -234,10 +234,12 @@ static bool read_inflight(const sl_supervisor *s, const instance *in, sl_task_in
     return n == (ssize_t)sizeof(*f) && f->active;
 }
 
-static void track_crash(sl_supervisor *s, const instance *in) {
+/* Counts a death during a plugin call against the record it was processing. Returns whether
+ * there was such a record. */
+static bool track_crash(sl_supervisor *s, const instance *in) {
     sl_task_inflight f;
     if (!read_inflight(s, in, &f))
-        return; /* it died between records: nothing to blame */
+        return false; /* it died between records: nothing to blame */
     char key[512];
     snprintf(key, sizeof(key), "%s/%s", in->pipeline, in->stage);
     crash_track *c = NULL;
@@ -253,12 +255,12 @@ static void track_crash(sl_supervisor *s, const instance *in) {
         }
         crash_track *nc = realloc(s->crashes, (s->ncrashes + 1) * sizeof(*nc));
         if (nc == NULL)
-            return;
+            return true;
         s->crashes = nc;
         c = &nc[s->ncrashes];
         *c = (crash_track){.key = strdup(key), .partition = f.partition, .offset = f.offset};
         if (c->key == NULL)
-            return;
+            return true;
         snprintf(c->topic, sizeof(c->topic), "%s", f.topic);
         s->ncrashes++;
     }
@@ -266,7 +268,7 @@ static void track_crash(sl_supervisor *s, const instance *in) {
     sl_warn("pipeline", "%s/%d died on record %s-%d@%" PRId64 " (%d time%s)", key, in->index,
             f.topic, f.partition, f.offset, c->count, c->count == 1 ? "" : "s");
     if (c->count < POISON_CRASHES)
-        return;
+        return true;
     char poison[PATH_MAX], line[400];
     sl_task_poison_path(s->conf.data_dir, in->pipeline, in->stage, poison, sizeof(poison));
     int len = snprintf(line, sizeof(line), "%s %d %" PRId64 "\n", f.topic, f.partition,
@@ -281,6 +283,7 @@ static void track_crash(sl_supervisor *s, const instance *in) {
     }
     free(c->key);
     *c = s->crashes[--s->ncrashes];
+    return true;
 }
 
 static void describe_exit(int status, char *buf, size_t len) {
@@ -322,10 +325,12 @@ static void reap(sl_supervisor *s) {
             }
             char why[200];
             describe_exit(status, why, sizeof(why));
-            /* Any death inside a plugin call counts: under a sanitizer a crash is an exit. */
-            track_crash(s, in);
+            /* Any death inside a plugin call counts: under a sanitizer a crash is an exit. A
+             * record to blame is dealt with by the poison count, so the instance comes back
+             * at once; otherwise (init, the environment) the wait doubles. */
+            bool blamed = track_crash(s, in);
             int64_t ran = sl_clock_mono_ms() - in->started_ms;
-            in->backoff_ms = ran >= HEALTHY_AFTER_MS || in->backoff_ms == 0
+            in->backoff_ms = blamed || ran >= HEALTHY_AFTER_MS || in->backoff_ms == 0
                                  ? BACKOFF_FIRST_MS
                                  : (in->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                                         : in->backoff_ms * 2);
@@ -376,7 +381,8 @@ static int add_instances(sl_supervisor *s, const wanted *w, const sl_pipeline *p
             *in = (instance){.pipeline = strdup(p->name), .stage = strdup(p->stages[i].name),
                              .index = k, .version = w->version, .origin = strdup(w->origin),
                              .source_path = strdup(source_path),
-                             .start_at_ms = sl_clock_mono_ms()};
+                             .start_at_ms = sl_clock_mono_ms(),
+                             .call_timeout_ms = p->stages[i].call_timeout_ms};
             if (!in->pipeline || !in->stage || !in->origin || !in->source_path) {
                 free_instance(in);
                 return SL_ENOMEM;
@@ -444,10 +450,10 @@ static void tend(sl_supervisor *s) {
             sl_task_inflight f;
             /* A call that never returns (an endless loop in C, a hung library) holds its
              * partitions forever: kill it; the crash counts towards the poison limit. */
-            if (read_inflight(s, in, &f) && now - f.started_ms > STUCK_CALL_MS) {
-                sl_warn("pipeline", "%s/%s/%d stuck for %d s on record %s-%d@%" PRId64
+            if (read_inflight(s, in, &f) && now - f.started_ms > in->call_timeout_ms) {
+                sl_warn("pipeline", "%s/%s/%d stuck for %.1f s on record %s-%d@%" PRId64
                         ": killing it", in->pipeline, in->stage, in->index,
-                        STUCK_CALL_MS / 1000, f.topic, f.partition, f.offset);
+                        (double)(now - f.started_ms) / 1000, f.topic, f.partition, f.offset);
                 kill(in->pid, SIGKILL);
             }
         } else if (!in->stopping && in->pid == 0 && now >= in->start_at_ms) {

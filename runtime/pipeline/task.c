@@ -635,8 +635,10 @@ static void handle(task *t, const sl_message *m) {
         t->traceback[0] = '\0';
         note_error(t, m, "poison", t->error);
         t->dead_lettered++;
-        if (route(t, m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, t->error) == 0)
+        if (route(t, m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, t->error) == 0) {
             advance(t, m);
+            commit_point(t); /* a crash further on must not send it to the DLQ again */
+        }
         return;
     }
     if (level > 0) {
@@ -677,6 +679,9 @@ static void handle(task *t, const sl_message *m) {
         if (fail_record(t, m, rc ? rc : SL_EINVAL) != 0)
             return;
         advance(t, m);
+        /* Committed at once: failures are rare, and a crash on a later record of the batch
+         * would otherwise route this one a second time. */
+        t->commit_asked = true;
     }
     if (t->commit_asked) {
         t->commit_asked = false;

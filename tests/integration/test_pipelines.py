@@ -222,7 +222,8 @@ class ShippedProcessorsTest(PipelineTestCase):
 class PluginIsolationTest(PipelineTestCase):
 
     def faulty(self, mode=None, topics="a = 1, b = 1"):
-        cfg = 'config = { mode = "%s" },' % mode if mode else ""
+        cfg = 'config = { mode = "%s" }, call_timeout = "1s",' % mode if mode else \
+            'call_timeout = "1500ms",'
         return self.write("faulty-%s.lua" % (mode or "run"), """\
             return {
               name = "faulty",
@@ -258,22 +259,24 @@ class PluginIsolationTest(PipelineTestCase):
     def test_a_poison_record_ends_in_the_dlq_after_three_crashes(self):
         self.start()
         self.deploy(self.faulty())
-        self.produce("a", ["one", "busy", "boom", "reject", "two"])
-        out = wait_until(lambda: "two" in self.values("b") and self.values("b"), 90,
+        self.produce("a", ["one", "busy", "boom", "reject", "hang", "two"])
+        out = wait_until(lambda: "two" in self.values("b") and self.values("b"), 120,
                          "the record after the poison one", interval=0.3)
         # At least once: what came before the poison record in its batch was redone after
         # each crash; "two", after it, once.
         self.assertEqual(sorted(set(out)), ["busy", "one", "two"])
         self.assertEqual(out.count("two"), 1)
         dead = self.records("a.dlq")
-        self.assertEqual(sorted(r["payload"] for r in dead), ["boom", "reject"])
+        self.assertEqual(sorted(r["payload"] for r in dead), ["boom", "hang", "reject"])
         by_value = {r["payload"]: r["headers"] for r in dead}
         self.assertIn("crashed the stage 3 times", by_value["boom"]["sluice.error"])
         self.assertEqual(by_value["boom"]["sluice.original_offset"], "2")
         self.assertEqual(by_value["reject"]["sluice.error"], "rejected on purpose")
         self.assertIn("record a-0@2 crashed the stage 3 times", self.broker.log_text())
+        self.assertIn("stuck for 1.", self.broker.log_text())  # "hang" was killed each time
+        self.assertIn("record a-0@4 crashed the stage 3 times", self.broker.log_text())
         inst = self.instance("faulty", "f")
-        self.assertEqual(inst["restarts"], 3)
+        self.assertEqual(inst["restarts"], 6)
         self.still_serving()
 
 

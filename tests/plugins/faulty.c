@@ -1,11 +1,13 @@
 /* A processor that misbehaves on request, for the isolation tests. Config "mode":
  *   "crash-init"   dies of SIGSEGV in init
  *   "fail-init"    init fails with a reason (missing setting)
- *   otherwise      passes values through, but dies of SIGSEGV on the value "boom", asks for
- *                  a retry on "busy" (then succeeds on the 3rd call) and rejects "reject". */
+ *   otherwise      passes values through, but dies of SIGSEGV on the value "boom", never
+ *                  returns on "hang", asks for a retry on "busy" (then succeeds on the 3rd
+ *                  call) and rejects "reject". */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sluice/plugin.h"
 
@@ -40,6 +42,8 @@ static int faulty_process(void *state, const sl_plugin_record *rec) {
     faulty *f = state;
     if (is(rec, "boom"))
         raise(SIGSEGV);
+    while (is(rec, "hang"))
+        pause();
     if (is(rec, "busy") && ++f->busy_calls < 3)
         return SL_ERETRY;
     if (is(rec, "reject")) {
