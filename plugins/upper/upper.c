@@ -67,19 +67,6 @@ static void upper_close(void *state) {
     free(u);
 }
 
-static const sl_plugin_descriptor descriptor = {
-    .magic = SL_PLUGIN_MAGIC,
-    .abi_version = SL_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(sl_plugin_descriptor),
-    .kind = SL_PLUGIN_PROCESSOR,
-    .name = "upper",
-    .version = "1.0.0",
-    .description = "upper-cases record values (the example processor)",
-    .init = upper_init,
-    .process = upper_process,
-    .close = upper_close,
-};
-
-SL_PLUGIN_EXPORT const sl_plugin_descriptor *sluice_plugin(void) {
-    return &descriptor;
-}
+SL_PLUGIN_DEFINE(.kind = SL_PLUGIN_PROCESSOR, .name = "upper", .version = "1.0.0",
+                 .description = "upper-cases record values (the example processor)",
+                 .init = upper_init, .process = upper_process, .close = upper_close)

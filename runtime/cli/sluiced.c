@@ -379,6 +379,8 @@ int main(int argc, char **argv) {
         if ((rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINES_TOPIC, 1, true, err,
                                                   sizeof(err))) != 0 ||
             (rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINE_STATUS_TOPIC, 1, true, err,
+                                                  sizeof(err))) != 0 ||
+            (rc = sl_broker_ensure_internal_topic(broker, SL_CONNECT_OFFSETS_TOPIC, 1, true, err,
                                                   sizeof(err))) != 0)
             sl_error("sluiced", "cannot create the pipeline topics: %s", err);
     }

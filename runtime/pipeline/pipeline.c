@@ -514,7 +514,7 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     static const char *const fields[] = {"name", "input", "output", "script", "plugin", "filter",
                                          "map", "route", "instances", "config", "retry", "dlq",
                                          "limits", "sandbox", "transient_retry", "call_timeout",
-                                         NULL};
+                                         "errors_tolerance", NULL};
     int rc = only_fields(ps, line, what, fields);
     if (rc == 0)
         rc = read_names(ps, line, what, "input", &s->inputs, &s->ninputs);
@@ -637,6 +637,14 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     const char *tr = scalar(L, -1);
     if (tr && sl_pipeline_parse_duration(tr, &s->transient_retry_ms) != 0)
         rc = fail(ps, line, "%s: transient_retry must be a duration such as \"1m\"", what);
+    lua_pop(L, 1);
+
+    rawfield(L, "errors_tolerance");
+    const char *et = scalar(L, -1);
+    if (rc == 0 && et && strcmp(et, "all") != 0 && strcmp(et, "none") != 0)
+        rc = fail(ps, line, "%s: errors_tolerance must be \"all\" (failed records go to the "
+                  "dead-letter topic) or \"none\" (the first one stops the stage)", what);
+    s->tolerate_none = et && strcmp(et, "none") == 0;
     lua_pop(L, 1);
 
     rawfield(L, "call_timeout");

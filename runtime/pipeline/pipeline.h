@@ -25,6 +25,7 @@
 
 #define SL_PIPELINES_TOPIC "__pipelines"
 #define SL_PIPELINE_STATUS_TOPIC "__pipeline_status"
+#define SL_CONNECT_OFFSETS_TOPIC "__connect_offsets" /* source positions, per instance */
 #define SL_PIPELINE_MAX_INSTANCES 64
 #define SL_PIPELINE_MAX_RETRIES 16
 
@@ -53,6 +54,7 @@ typedef struct sl_pl_stage {
     char *dlq;                 /* dead-letter topic */
     int64_t transient_retry_ms; /* how long SL_ERETRY is retried in place */
     int64_t call_timeout_ms;   /* a plugin call running longer is killed, as a crash */
+    bool tolerate_none;        /* errors_tolerance = "none": a failed record stops the stage */
     int64_t lua_instructions;  /* 0: default */
     int64_t lua_memory;        /* 0: default */
     bool lua_unsandboxed;

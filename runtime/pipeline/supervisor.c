@@ -325,6 +325,16 @@ static void reap(sl_supervisor *s) {
             }
             char why[200];
             describe_exit(status, why, sizeof(why));
+            if (WIFEXITED(status) && WEXITSTATUS(status) == SL_TASK_EXIT_STOPPED) {
+                /* errors_tolerance = "none": it stays down until redeployed. */
+                snprintf(in->last_exit, sizeof(in->last_exit), "stopped on a failed record "
+                         "(errors_tolerance is \"none\"); redeploy to start it again");
+                sl_error("pipeline", "%s/%s/%d %s", in->pipeline, in->stage, in->index,
+                         in->last_exit);
+                in->start_at_ms = INT64_MAX;
+                publish(s, in, "failed");
+                break;
+            }
             /* Any death inside a plugin call counts: under a sanitizer a crash is an exit. A
              * record to blame is dealt with by the poison count, so the instance comes back
              * at once; otherwise (init, the environment) the wait doubles. */

@@ -23,6 +23,7 @@
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "pipeline/admin.h"
 #include "pipeline/pipeline.h"
 #include "plugin/loader.h"
 #include "plugin/lua_host.h"
@@ -116,6 +117,9 @@ struct sl_plugin_ctx {
     char traceback[4096]; /* of the current Lua failure */
     bool failed;          /* a fatal error: the process exits 1 */
     bool commit_asked;    /* host->commit during a call: done once the call has returned */
+    bool stop_for_good;   /* errors_tolerance = "none" met a failed record: exit 3 */
+    char *position;       /* sources: set by the plugin, not stored yet (NULL: unchanged) */
+    char *resume_position; /* sources: the one stored, handed to init */
     _Atomic uint64_t undelivered; /* outputs the broker did not take (producer's thread) */
 
     uint64_t records_in, records_out, errors, retried, dead_lettered;
@@ -294,6 +298,19 @@ static int host_instance(task *t, int *count) {
     return t->conf->instance;
 }
 
+static int host_set_position(task *t, const char *position) {
+    char *copy = strdup(position ? position : "");
+    if (copy == NULL)
+        return SL_ENOMEM;
+    free(t->position);
+    t->position = copy;
+    return 0;
+}
+
+static const char *host_get_position(task *t) {
+    return t->resume_position;
+}
+
 static void init_host(task *t) {
     t->host = (sl_plugin_host){
         .struct_size = sizeof(sl_plugin_host),
@@ -307,6 +324,8 @@ static void init_host(task *t) {
         .state_put = host_state_put,
         .commit = host_commit,
         .instance = host_instance,
+        .set_position = host_set_position,
+        .get_position = host_get_position,
     };
 }
 
@@ -676,6 +695,14 @@ static void handle(task *t, const sl_message *m) {
             t->records_in--;
             return; /* stopping: leave the record to whoever has the partition next */
         }
+        if (t->stage->tolerate_none) {
+            char why[1100];
+            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage "
+                     "stops)", t->error[0] ? t->error : sl_strerror(rc ? rc : SL_EINVAL));
+            note_error(t, m, "failed", why);
+            t->stop_for_good = t->failed = true;
+            return;
+        }
         if (fail_record(t, m, rc ? rc : SL_EINVAL) != 0)
             return;
         advance(t, m);
@@ -690,6 +717,28 @@ static void handle(task *t, const sl_message *m) {
 }
 
 /* ---- commits and status ---- */
+
+/* A source's position, once what it emitted before it is acknowledged (commit_point has
+ * waited for that). */
+static int store_position(task *t) {
+    if (t->position == NULL)
+        return 0;
+    sl_produce_record r = {.topic = SL_CONNECT_OFFSETS_TOPIC, .partition = 0, .key = t->label,
+                           .key_len = strlen(t->label), .value = t->position,
+                           .value_len = strlen(t->position), .cb = on_delivery, .opaque = t};
+    int rc = sl_producer_send(t->producer, &r);
+    if (rc == 0)
+        rc = sl_producer_flush(t->producer, -1);
+    if (rc || t->undelivered) {
+        sl_error("pipeline", "%s: cannot store the source position: %s", t->label,
+                 sl_strerror(rc ? rc : SL_EIO));
+        t->failed = true;
+        return rc ? rc : SL_EIO;
+    }
+    free(t->position);
+    t->position = NULL;
+    return 0;
+}
 
 static int commit_point(task *t) {
     if (t->failed)
@@ -715,7 +764,7 @@ static int commit_point(task *t) {
         return rc ? rc : SL_EIO;
     }
     if (t->consumer == NULL)
-        return 0;
+        return store_position(t);
     sl_topic_partition *tp = calloc(t->npos ? t->npos : 1, sizeof(*tp));
     size_t n = 0;
     if (tp == NULL)
@@ -912,7 +961,9 @@ static int start_impl(task *t) {
                      t->error[0] ? t->error : sl_strerror(rc));
     }
     if (rc) {
-        sl_error("pipeline", "%s: %s", t->label, err);
+        /* Said once: a restarted instance failing the same way shows it in its status. */
+        sl_log(t->conf->restarts ? SL_LOG_DEBUG : SL_LOG_ERROR, "pipeline", "%s: %s", t->label,
+               err);
         snprintf(t->last_error, sizeof(t->last_error), "%s", err);
     }
     return rc;
@@ -980,8 +1031,9 @@ static void run_processor(task *t) {
     }
 }
 
+/* A source: poll, send what it emitted, and store its position once that is acknowledged,
+ * so that a restart repeats at most the last poll whose records were not all acknowledged. */
 static void run_source(task *t) {
-    int64_t last_flush = sl_clock_mono_ms();
     int64_t backoff = 100;
     while (!*t->conf->stop && !t->failed) {
         drop_pending(t);
@@ -989,8 +1041,16 @@ static void run_source(task *t) {
         int rc = t->lib->desc.poll(t->plugin_state, 100);
         if (rc == 0) {
             backoff = 100;
-            if (flush_pending(t) != 0)
+            size_t emitted = t->npend;
+            t->records_in += emitted;
+            rc = flush_pending(t);
+            drop_pending(t);
+            if (rc != 0) {
+                sl_error("pipeline", "%s: %s", t->label, t->error);
                 t->failed = true;
+            } else if (emitted || t->position) {
+                commit_point(t);
+            }
         } else {
             t->errors++;
             snprintf(t->last_error, sizeof(t->last_error), "poll: %.1000s",
@@ -1001,14 +1061,29 @@ static void run_source(task *t) {
             nanosleep(&ts, NULL);
             backoff = backoff * 2 > 10000 ? 10000 : backoff * 2;
         }
-        t->records_in = t->records_out;
-        if (sl_clock_mono_ms() - last_flush >= 1000) {
-            commit_point(t);
-            last_flush = sl_clock_mono_ms();
-        }
         if (sl_clock_mono_ms() - t->last_status_ms >= STATUS_EVERY_MS)
             publish_status(t, "running");
     }
+}
+
+/* The position stored for this instance, if any. */
+static int load_position(task *t) {
+    char **keys, **values, err[512];
+    size_t n;
+    int rc = sl_pl_read_latest(t->conf->broker, SL_CONNECT_OFFSETS_TOPIC, t->label, &keys,
+                               &values, &n, err, sizeof(err));
+    if (rc) {
+        sl_error("pipeline", "%s: cannot read the stored source position: %s", t->label, err);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i], t->label) == 0 && (t->resume_position = strdup(values[i])) == NULL)
+            rc = SL_ENOMEM;
+    sl_topic_list_free(keys, n);
+    sl_topic_list_free(values, n);
+    if (t->resume_position)
+        sl_info("pipeline", "%s: resuming from position %s", t->label, t->resume_position);
+    return rc;
 }
 
 static void free_task(task *t) {
@@ -1047,6 +1122,8 @@ static void free_task(task *t) {
     for (size_t i = 0; i < t->nmetrics; i++)
         free(t->metrics[i].name);
     free(t->metrics);
+    free(t->position);
+    free(t->resume_position);
     sl_pipeline_free(t->pipeline);
     free(t);
 }
@@ -1110,6 +1187,10 @@ int sl_task_run(const sl_task_conf *conf) {
         free_task(t);
         return 1;
     }
+    if (t->stage->kind == SL_PLUGIN_SOURCE && load_position(t) != 0) {
+        free_task(t);
+        return 1;
+    }
     if ((rc = start_impl(t)) != 0) {
         publish_status(t, "failed");
         sl_producer_flush(t->producer, 5000);
@@ -1141,10 +1222,10 @@ int sl_task_run(const sl_task_conf *conf) {
         sl_consumer_close(t->consumer);
     publish_status(t, t->failed ? "failed" : "stopped");
     sl_producer_flush(t->producer, 5000);
-    bool failed = t->failed;
+    bool failed = t->failed, for_good = t->stop_for_good;
     sl_info("pipeline", "%s: %s after %" PRIu64 " records in, %" PRIu64 " out, %" PRIu64
             " errors", t->label, failed ? "failed" : "stopped", t->records_in, t->records_out,
             t->errors);
     free_task(t);
-    return failed ? 1 : 0;
+    return for_good ? SL_TASK_EXIT_STOPPED : failed ? 1 : 0;
 }

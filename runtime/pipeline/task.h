@@ -23,7 +23,9 @@ typedef struct sl_task_conf {
 } sl_task_conf;
 
 /* Runs the instance until *stop. Returns the process exit status: 0 after a clean stop, 1 when
- * the instance failed (logged) and should be restarted, 2 for a bad configuration. */
+ * the instance failed (logged) and should be restarted, 2 for a bad configuration,
+ * SL_TASK_EXIT_STOPPED when errors_tolerance = "none" met a failed record (not restarted). */
+#define SL_TASK_EXIT_STOPPED 3
 int sl_task_run(const sl_task_conf *conf);
 
 /* What a task writes before each plugin call and clears after: the supervisor reads it when the

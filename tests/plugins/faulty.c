@@ -60,18 +60,5 @@ static void faulty_close(void *state) {
     free(state);
 }
 
-static const sl_plugin_descriptor descriptor = {
-    .magic = SL_PLUGIN_MAGIC,
-    .abi_version = SL_PLUGIN_ABI_VERSION,
-    .struct_size = sizeof(sl_plugin_descriptor),
-    .kind = SL_PLUGIN_PROCESSOR,
-    .name = "faulty",
-    .version = "0.1",
-    .init = faulty_init,
-    .process = faulty_process,
-    .close = faulty_close,
-};
-
-SL_PLUGIN_EXPORT const sl_plugin_descriptor *sluice_plugin(void) {
-    return &descriptor;
-}
+SL_PLUGIN_DEFINE(.kind = SL_PLUGIN_PROCESSOR, .name = "faulty", .version = "0.1",
+                 .init = faulty_init, .process = faulty_process, .close = faulty_close)

@@ -116,6 +116,13 @@ typedef struct sl_plugin_host {
     /* Index of this instance within its stage (0 .. instances-1), and the stage's instance
      * count: a source splits its work by them. */
     int (*instance)(sl_plugin_ctx *ctx, int *count);
+    /* Sources: where the records emitted so far leave off, as text (a file's inode and byte
+     * offset, a cursor), set in poll after emitting. The host stores it in __connect_offsets
+     * once those records are acknowledged, never before. Copied. */
+    int (*set_position)(sl_plugin_ctx *ctx, const char *position);
+    /* Sources, in init: the last position stored, to resume from, or NULL on a first start.
+     * Borrowed for the instance's life. */
+    const char *(*get_position)(sl_plugin_ctx *ctx);
 } sl_plugin_host;
 
 typedef struct sl_plugin_descriptor {
@@ -153,6 +160,21 @@ typedef struct sl_plugin_descriptor {
 #define SL_PLUGIN_DESCRIPTOR_MIN_SIZE offsetof(sl_plugin_descriptor, process_batch)
 
 typedef const sl_plugin_descriptor *(*sl_plugin_entry_fn)(void);
+
+/* Defines the descriptor and the entry point in one go, the first three fields filled in:
+ *
+ *   SL_PLUGIN_DEFINE(.kind = SL_PLUGIN_PROCESSOR, .name = "upper", .version = "1.0.0",
+ *                    .init = upper_init, .process = upper_process, .close = upper_close)
+ */
+#define SL_PLUGIN_DEFINE(...)                                                                      \
+    static const sl_plugin_descriptor sl_plugin_descriptor_ = {                                   \
+        .magic = SL_PLUGIN_MAGIC,                                                                  \
+        .abi_version = SL_PLUGIN_ABI_VERSION,                                                      \
+        .struct_size = sizeof(sl_plugin_descriptor),                                               \
+        __VA_ARGS__};                                                                              \
+    SL_PLUGIN_EXPORT const sl_plugin_descriptor *sluice_plugin(void) {                             \
+        return &sl_plugin_descriptor_;                                                             \
+    }
 
 #ifdef __cplusplus
 }
