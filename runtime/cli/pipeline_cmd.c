@@ -378,6 +378,73 @@ int sl_cli_pipeline(struct cli *cli, int argc, char **argv) {
     return cli_run_group(cli, &pipeline_group, argc, argv);
 }
 
+/* ---- connector pause, resume, restart ---- */
+
+static const char control_help[] =
+    "Usage: sluice connector pause|resume|restart PIPELINE STAGE\n"
+    "\n"
+    "pause: the stage's instances commit what they processed and stop; they stay stopped\n"
+    "(redeploys included) until resumed, and the pipeline's other stages go on.\n"
+    "resume: starts them again, from their commits (a source from its stored position).\n"
+    "restart: stops and starts them (a failed stage included).\n"
+    "Works on any stage: sources, sinks and processors.\n"
+    "\n"
+    "Options:\n" COMMON_OPTIONS_HELP;
+
+static int control(struct cli *cli, int argc, char **argv, const char *action) {
+    static const struct option options[] = {COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
+    int opt, rc;
+    cli_start_options();
+    while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
+        if (opt == 'h')
+            return cli_show_help(control_help);
+        if ((rc = cli_common_option(cli, opt, argv)) != CLI_GO_ON)
+            return rc;
+    }
+    if (argc - optind != 2)
+        return cli_usage_error(cli, "give the pipeline and the stage");
+    const char *pipeline = argv[optind], *stage = argv[optind + 1];
+    char err[1024] = "";
+    int status = sl_pl_control(cli->broker, pipeline, stage, action, err, sizeof(err));
+    if (status)
+        return cli_report_failure(cli, status, err, NULL, "cannot %s %s/%s", action, pipeline,
+                                  stage);
+    printf("%s/%s: %s\n", pipeline, stage,
+           strcmp(action, "pause") == 0    ? "paused"
+           : strcmp(action, "resume") == 0 ? "resumed"
+                                           : "restarting");
+    return CLI_OK;
+}
+
+static int cmd_pause(struct cli *cli, int argc, char **argv) {
+    return control(cli, argc, argv, "pause");
+}
+
+static int cmd_resume(struct cli *cli, int argc, char **argv) {
+    return control(cli, argc, argv, "resume");
+}
+
+static int cmd_restart(struct cli *cli, int argc, char **argv) {
+    return control(cli, argc, argv, "restart");
+}
+
+static const struct cli_command connector_commands[] = {
+    {"pause", cmd_pause, "stop a stage's instances until resumed"},
+    {"resume", cmd_resume, "start a paused stage again"},
+    {"restart", cmd_restart, "stop and start a stage's instances"},
+};
+
+static const struct cli_group connector_group = {
+    "sluice connector [OPTIONS] COMMAND PIPELINE STAGE",
+    "Pauses, resumes and restarts the stages of running pipelines (connectors included).",
+    connector_commands,
+    sizeof(connector_commands) / sizeof(connector_commands[0]),
+};
+
+int sl_cli_connector(struct cli *cli, int argc, char **argv) {
+    return cli_run_group(cli, &connector_group, argc, argv);
+}
+
 /* ---- dlq replay ---- */
 
 static const char replay_help[] =

@@ -1,4 +1,5 @@
-/* sluice pipeline (deploy, list, status, stop), sluice dlq (replay) and sluice plugin (list). */
+/* sluice pipeline (deploy, list, status, stop), connector (pause, resume, restart), dlq (replay)
+ * and plugin (list). */
 #ifndef SL_CLI_PIPELINE_CMD_H
 #define SL_CLI_PIPELINE_CMD_H
 
@@ -6,6 +7,7 @@
 
 int sl_cli_pipeline(struct cli *cli, int argc, char **argv);
 int sl_cli_dlq(struct cli *cli, int argc, char **argv);
+int sl_cli_connector(struct cli *cli, int argc, char **argv);
 int sl_cli_plugin(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -1143,6 +1143,7 @@ static const struct cli_command top_commands[] = {
     {"consume", cmd_consume, "print the records of a topic"},
     {"group", sl_cli_group, "list, describe, reset and delete consumer groups"},
     {"pipeline", sl_cli_pipeline, "deploy, list, inspect and stop pipelines"},
+    {"connector", sl_cli_connector, "pause, resume or restart a stage of a pipeline"},
     {"dlq", sl_cli_dlq, "replay dead-lettered records"},
     {"plugin", sl_cli_plugin, "list the plugins found on the plugin path"},
     {"bench", sl_cli_bench, "measure produce and consume throughput and latency"},

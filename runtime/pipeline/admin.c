@@ -131,7 +131,7 @@ typedef struct latest {
     const char *prefix;
     char **keys, **values;
     int64_t *offsets, *timestamps;
-    char **files;
+    char **files, **paused;
     size_t n, cap;
     bool failed;
 } latest;
@@ -158,10 +158,12 @@ static void keep_latest(void *opaque, const sl_message *m) {
         free(l->keys[i]);
         free(l->values[i]);
         free(l->files[i]);
+        free(l->paused[i]);
         l->n--;
         l->keys[i] = l->keys[l->n];
         l->values[i] = l->values[l->n];
         l->files[i] = l->files[l->n];
+        l->paused[i] = l->paused[l->n];
         l->offsets[i] = l->offsets[l->n];
         l->timestamps[i] = l->timestamps[l->n];
     }
@@ -175,29 +177,35 @@ static void keep_latest(void *opaque, const sl_message *m) {
         if (v) l->values = v;
         char **f = realloc(l->files, cap * sizeof(*f));
         if (f) l->files = f;
+        char **pz = realloc(l->paused, cap * sizeof(*pz));
+        if (pz) l->paused = pz;
         int64_t *o = realloc(l->offsets, cap * sizeof(*o));
         if (o) l->offsets = o;
         int64_t *t = realloc(l->timestamps, cap * sizeof(*t));
         if (t) l->timestamps = t;
-        if (!k || !v || !f || !o || !t) {
+        if (!k || !v || !f || !pz || !o || !t) {
             l->failed = true;
             return;
         }
         l->cap = cap;
     }
-    const char *file = "";
-    size_t flen = 0;
-    for (size_t h = 0; h < m->nheaders; h++)
-        if (strcmp(m->headers[h].key, SL_PIPELINE_FILE_HEADER) == 0 && m->headers[h].value) {
-            file = m->headers[h].value;
-            flen = m->headers[h].value_len;
-        }
+    const char *file = "", *paused = "";
+    size_t flen = 0, pauselen = 0;
+    for (size_t h = 0; h < m->nheaders; h++) {
+        if (m->headers[h].value == NULL)
+            continue;
+        if (strcmp(m->headers[h].key, SL_PIPELINE_FILE_HEADER) == 0)
+            file = m->headers[h].value, flen = m->headers[h].value_len;
+        else if (strcmp(m->headers[h].key, SL_PIPELINE_PAUSED_HEADER) == 0)
+            paused = m->headers[h].value, pauselen = m->headers[h].value_len;
+    }
     l->keys[l->n] = dup_bytes(m->key, m->key_len);
     l->values[l->n] = dup_bytes(m->value, m->value_len);
     l->files[l->n] = dup_bytes(file, flen);
+    l->paused[l->n] = dup_bytes(paused, pauselen);
     l->offsets[l->n] = m->offset;
     l->timestamps[l->n] = m->timestamp;
-    if (!l->keys[l->n] || !l->values[l->n] || !l->files[l->n])
+    if (!l->keys[l->n] || !l->values[l->n] || !l->files[l->n] || !l->paused[l->n])
         l->failed = true;
     l->n++;
 }
@@ -207,10 +215,12 @@ static void latest_free(latest *l) {
         free(l->keys[i]);
         free(l->values[i]);
         free(l->files[i]);
+        free(l->paused[i]);
     }
     free(l->keys);
     free(l->values);
     free(l->files);
+    free(l->paused);
     free(l->offsets);
     free(l->timestamps);
 }
@@ -282,8 +292,8 @@ int sl_pl_list(const char *broker, sl_pl_deployed **out, size_t *n, char *errbuf
     }
     for (size_t i = 0; i < l.n; i++) {
         d[i] = (sl_pl_deployed){l.keys[i], l.files[i], l.values[i], l.offsets[i],
-                                l.timestamps[i]};
-        l.keys[i] = l.files[i] = l.values[i] = NULL;
+                                l.timestamps[i], l.paused[i]};
+        l.keys[i] = l.files[i] = l.values[i] = l.paused[i] = NULL;
     }
     qsort(d, l.n, sizeof(*d), cmp_deployed);
     *out = d;
@@ -297,6 +307,7 @@ void sl_pl_deployed_free(sl_pl_deployed *d, size_t n) {
         free(d[i].name);
         free(d[i].file);
         free(d[i].source);
+        free(d[i].paused);
     }
     free(d);
 }
@@ -439,9 +450,65 @@ int sl_pl_deploy(const char *broker, const sl_pipeline *p, const char *source, i
     sl_client_destroy(cl);
     if (rc)
         return rc;
-    sl_header h = {SL_PIPELINE_FILE_HEADER, p->file, strlen(p->file)};
-    return put_record(broker, SL_PIPELINES_TOPIC, p->name, source, &h, 1, version, errbuf,
-                      errlen);
+    /* Paused stages stay paused across a redeploy. */
+    sl_pl_deployed *d;
+    size_t n;
+    char *paused = NULL;
+    if ((rc = sl_pl_list(broker, &d, &n, errbuf, errlen)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(d[i].name, p->name) == 0 && d[i].paused[0])
+            paused = strdup(d[i].paused);
+    sl_pl_deployed_free(d, n);
+    sl_header h[2] = {{SL_PIPELINE_FILE_HEADER, p->file, strlen(p->file)},
+                      {SL_PIPELINE_PAUSED_HEADER, paused, paused ? strlen(paused) : 0}};
+    rc = put_record(broker, SL_PIPELINES_TOPIC, p->name, source, h, paused ? 2 : 1, version,
+                    errbuf, errlen);
+    free(paused);
+    return rc;
+}
+
+int sl_pl_control(const char *broker, const char *pipeline, const char *stage,
+                  const char *action, char *errbuf, size_t errlen) {
+    sl_pl_deployed *d;
+    size_t n;
+    int rc = sl_pl_list(broker, &d, &n, errbuf, errlen);
+    if (rc)
+        return rc;
+    sl_pl_deployed *mine = NULL;
+    for (size_t i = 0; i < n && !mine; i++)
+        if (strcmp(d[i].name, pipeline) == 0)
+            mine = &d[i];
+    sl_pipeline *p = NULL;
+    if (mine == NULL) {
+        snprintf(errbuf, errlen, "no pipeline named \"%s\" is running", pipeline);
+        rc = SL_ENOENT;
+    } else if ((rc = sl_pipeline_load(mine->file, mine->source, NULL, &p, errbuf, errlen)) ==
+               0 && sl_pipeline_stage(p, stage) == NULL) {
+        snprintf(errbuf, errlen, "pipeline \"%s\" has no stage \"%s\"", pipeline, stage);
+        rc = SL_ENOENT;
+    }
+    /* The paused list as ",a,b,": rebuilt without the stage, then with it when pausing. */
+    char paused[4096] = ",";
+    if (rc == 0) {
+        char *list = strdup(mine->paused), *save = NULL;
+        for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok;
+             tok = strtok_r(NULL, ",", &save))
+            if (strcmp(tok, stage) != 0 && strlen(paused) + strlen(tok) + 2 < sizeof(paused))
+                strcat(strcat(paused, tok), ",");
+        free(list);
+        if (strcmp(action, "pause") == 0 && strlen(paused) + strlen(stage) + 2 < sizeof(paused))
+            strcat(strcat(paused, stage), ",");
+        const char *restart = strcmp(action, "restart") == 0 ? stage : "";
+        sl_header h[3] = {{SL_PIPELINE_FILE_HEADER, mine->file, strlen(mine->file)},
+                          {SL_PIPELINE_PAUSED_HEADER, paused, strlen(paused)},
+                          {SL_PIPELINE_RESTART_HEADER, restart, strlen(restart)}};
+        rc = put_record(broker, SL_PIPELINES_TOPIC, mine->name, mine->source, h, 3, NULL,
+                        errbuf, errlen);
+    }
+    sl_pipeline_free(p);
+    sl_pl_deployed_free(d, n);
+    return rc;
 }
 
 /* ---- dead-letter replay ---- */

@@ -10,8 +10,12 @@
 #include "pipeline/pipeline.h"
 #include "sluice/client.h"
 
-/* The header of a __pipelines record that names the deployed file. */
+/* Headers of a __pipelines record: the deployed file, the paused stages (",a,b,"), and a stage
+ * to restart. A record carrying the restart header (even empty: pause and resume) changes only
+ * what those say; any other record is a deploy and replaces every instance. */
 #define SL_PIPELINE_FILE_HEADER "sluice.pipeline.file"
+#define SL_PIPELINE_PAUSED_HEADER "sluice.paused"
+#define SL_PIPELINE_RESTART_HEADER "sluice.restart"
 
 typedef struct sl_pl_deployed {
     char *name;
@@ -19,6 +23,7 @@ typedef struct sl_pl_deployed {
     char *source;  /* its text */
     int64_t version; /* the record's offset in __pipelines */
     int64_t deployed_ms;
+    char *paused;    /* ",stage,stage," */
 } sl_pl_deployed;
 
 /* Creates what 'p' needs (declared topics, retry and dead-letter topics) and publishes
@@ -30,6 +35,13 @@ int sl_pl_deploy(const char *broker, const sl_pipeline *p, const char *source, i
 /* The running pipelines, sorted by name. Free with sl_pl_deployed_free. */
 int sl_pl_list(const char *broker, sl_pl_deployed **out, size_t *n, char *errbuf, size_t errlen);
 void sl_pl_deployed_free(sl_pl_deployed *d, size_t n);
+
+/* Pauses, resumes or restarts one stage of a running pipeline ('action' "pause", "resume" or
+ * "restart"); its other stages go on untouched. A paused stage's instances commit and stop,
+ * and stay stopped, redeploys included, until resumed. SL_ENOENT for an unknown pipeline or
+ * stage. */
+int sl_pl_control(const char *broker, const char *pipeline, const char *stage,
+                  const char *action, char *errbuf, size_t errlen);
 
 /* Stops pipeline 'name': SL_ENOENT when none runs by that name. */
 int sl_pl_stop(const char *broker, const char *name, char *errbuf, size_t errlen);

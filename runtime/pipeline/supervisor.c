@@ -55,7 +55,11 @@ typedef struct wanted {
     int64_t version;
     char *origin;
     char *source;
-    int64_t applied; /* the version acted on (-1: none) */
+    char *paused;         /* ",stage,stage," (sluice.paused) */
+    char *restart;        /* a stage to restart (sluice.restart), or "" */
+    bool control;         /* written by pause/resume/restart, not by a deploy */
+    int64_t applied;      /* the version acted on (-1: none) */
+    char *applied_source; /* the text acted on: same text again is a control change only */
 } wanted;
 
 /* Crashes per record (not per stage: two poison records in two instances must not reset each
@@ -85,6 +89,24 @@ struct sl_supervisor {
 
 /* ---- __pipelines ---- */
 
+static void free_wanted(wanted *w) {
+    free(w->name);
+    free(w->origin);
+    free(w->source);
+    free(w->paused);
+    free(w->restart);
+    free(w->applied_source);
+}
+
+/* Whether 'stage' is in the ",a,b," list. */
+static bool listed(const char *list, const char *stage) {
+    size_t n = strlen(stage);
+    for (const char *c = list ? strstr(list, stage) : NULL; c; c = strstr(c + 1, stage))
+        if ((c == list || c[-1] == ',') && (c[n] == ',' || c[n] == '\0'))
+            return true;
+    return false;
+}
+
 static wanted *find_wanted(sl_supervisor *s, const char *name) {
     for (size_t i = 0; i < s->nwant; i++)
         if (strcmp(s->want[i].name, name) == 0)
@@ -110,9 +132,7 @@ static void take_record(sl_supervisor *s, const sl_message *m) {
     wanted *w = find_wanted(s, name);
     if (m->value == NULL) { /* stopped */
         if (w) {
-            free(w->name);
-            free(w->origin);
-            free(w->source);
+            free_wanted(w);
             *w = s->want[--s->nwant];
         }
         free(name);
@@ -126,40 +146,60 @@ static void take_record(sl_supervisor *s, const sl_message *m) {
         }
         s->want = nw;
         w = &nw[s->nwant++];
-        *w = (wanted){name, -1, NULL, NULL, -1};
+        *w = (wanted){.name = name, .version = -1, .applied = -1};
     } else {
         free(name);
         free(w->origin);
         free(w->source);
+        free(w->paused);
+        free(w->restart);
     }
-    const char *origin = "";
-    size_t olen = 0;
+    const char *origin = "", *paused = "", *restart = "";
+    size_t olen = 0, plen = 0, rlen = 0;
+    for (size_t h = 0; h < m->nheaders; h++) {
+        const sl_header *hd = &m->headers[h];
+        if (hd->value == NULL)
+            continue;
+        if (strcmp(hd->key, SL_PIPELINE_FILE_HEADER) == 0)
+            origin = hd->value, olen = hd->value_len;
+        else if (strcmp(hd->key, SL_PIPELINE_PAUSED_HEADER) == 0)
+            paused = hd->value, plen = hd->value_len;
+        else if (strcmp(hd->key, SL_PIPELINE_RESTART_HEADER) == 0)
+            restart = hd->value, rlen = hd->value_len;
+    }
+    /* A deploy restarts everything (its scripts may have changed even if its text has not);
+     * pause, resume and restart records carry sluice.restart, even empty. */
+    w->control = false;
     for (size_t h = 0; h < m->nheaders; h++)
-        if (strcmp(m->headers[h].key, SL_PIPELINE_FILE_HEADER) == 0 && m->headers[h].value) {
-            origin = m->headers[h].value;
-            olen = m->headers[h].value_len;
-        }
+        w->control |= strcmp(m->headers[h].key, SL_PIPELINE_RESTART_HEADER) == 0;
     w->version = m->offset;
     w->origin = dup_n(origin, olen);
     w->source = dup_n(m->value, m->value_len);
+    w->paused = dup_n(paused, plen);
+    w->restart = dup_n(restart, rlen);
 }
 
 /* ---- children ---- */
 
-static void publish(sl_supervisor *s, const instance *in, const char *state) {
+static void publish_as(sl_supervisor *s, const char *pipeline, const char *stage, int index,
+                       int restarts, const char *last, const char *state) {
     char key[512], value[1024];
-    snprintf(key, sizeof(key), "%s/%s/%d", in->pipeline, in->stage, in->index);
+    snprintf(key, sizeof(key), "%s/%s/%d", pipeline, stage, index);
     int n = snprintf(value, sizeof(value),
                      "{\"state\":\"%s\",\"pid\":0,\"restarts\":%d,\"updated_ms\":%" PRId64
                      ",\"last_error\":\"",
-                     state, in->restarts, sl_clock_wall_ms());
-    for (const char *c = in->last_exit; *c && n < (int)sizeof(value) - 8; c++)
+                     state, restarts, sl_clock_wall_ms());
+    for (const char *c = last; *c && n < (int)sizeof(value) - 8; c++)
         if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
             value[n++] = *c;
     n += snprintf(value + n, sizeof(value) - (size_t)n, "\"}");
     sl_produce_record r = {.topic = SL_PIPELINE_STATUS_TOPIC, .partition = 0, .key = key,
                            .key_len = strlen(key), .value = value, .value_len = (size_t)n};
     sl_producer_send(s->producer, &r);
+}
+
+static void publish(sl_supervisor *s, const instance *in, const char *state) {
+    publish_as(s, in->pipeline, in->stage, in->index, in->restarts, in->last_exit, state);
 }
 
 static int spawn(sl_supervisor *s, instance *in) {
@@ -319,6 +359,9 @@ static void reap(sl_supervisor *s) {
                 char path[PATH_MAX];
                 inflight_path(s, in, path, sizeof(path));
                 unlink(path);
+                const wanted *w = find_wanted(s, in->pipeline);
+                if (w && listed(w->paused, in->stage))
+                    publish(s, in, "paused"); /* after the instance's own "stopped" */
                 free_instance(in);
                 s->inst[i] = s->inst[--s->ninst];
                 break;
@@ -358,10 +401,12 @@ static void reap(sl_supervisor *s) {
     }
 }
 
-static void stop_instances(sl_supervisor *s, const char *pipeline) {
+/* Stops the instances of 'pipeline' (NULL: all), of 'stage' only when not NULL. */
+static void stop_instances(sl_supervisor *s, const char *pipeline, const char *stage) {
     for (size_t i = 0; i < s->ninst; i++) {
         instance *in = &s->inst[i];
-        if (in->stopping || (pipeline && strcmp(in->pipeline, pipeline) != 0))
+        if (in->stopping || (pipeline && strcmp(in->pipeline, pipeline) != 0) ||
+            (stage && strcmp(in->stage, stage) != 0))
             continue;
         in->stopping = true;
         in->kill_at_ms = sl_clock_mono_ms() + STOP_GRACE_MS;
@@ -379,10 +424,25 @@ static void stop_instances(sl_supervisor *s, const char *pipeline) {
     }
 }
 
+static bool stage_running(const sl_supervisor *s, const char *pipeline, const char *stage) {
+    for (size_t i = 0; i < s->ninst; i++)
+        if (!s->inst[i].stopping && strcmp(s->inst[i].pipeline, pipeline) == 0 &&
+            strcmp(s->inst[i].stage, stage) == 0)
+            return true;
+    return false;
+}
+
+/* Adds the instances of the stages not paused (of 'only' alone when not NULL). */
 static int add_instances(sl_supervisor *s, const wanted *w, const sl_pipeline *p,
-                         const char *source_path) {
+                         const char *source_path, const char *only) {
     for (size_t i = 0; i < p->nstages; i++)
         for (int k = 0; k < p->stages[i].instances; k++) {
+            if (listed(w->paused, p->stages[i].name)) {
+                publish_as(s, p->name, p->stages[i].name, k, 0, "", "paused");
+                continue;
+            }
+            if (only && strcmp(only, p->stages[i].name) != 0)
+                continue;
             instance *ni = realloc(s->inst, (s->ninst + 1) * sizeof(*ni));
             if (ni == NULL)
                 return SL_ENOMEM;
@@ -420,17 +480,37 @@ static void apply(sl_supervisor *s, wanted *w) {
                  w->version, err);
         return;
     }
-    stop_instances(s, w->name); /* the old version commits and leaves as the new one joins */
-    size_t stages = p->nstages;
-    int total = 0;
-    for (size_t i = 0; i < p->nstages; i++)
-        total += p->stages[i].instances;
-    if (add_instances(s, w, p, path) != 0)
-        sl_error("pipeline", "pipeline %s: out of memory starting its instances", w->name);
-    else
-        sl_info("pipeline", "pipeline %s version %" PRId64 " from %s: %zu stage%s, %d "
-                "instance%s", w->name, w->version, w->origin, stages, stages == 1 ? "" : "s",
-                total, total == 1 ? "" : "s");
+    if (w->control && w->applied_source && strcmp(w->applied_source, w->source) == 0) {
+        /* The same text: a pause, a resume or a restart of some stages, the others untouched. */
+        for (size_t i = 0; i < p->nstages; i++) {
+            const char *stage = p->stages[i].name;
+            bool paused = listed(w->paused, stage), running = stage_running(s, p->name, stage);
+            bool restart = strcmp(w->restart, stage) == 0;
+            if (running && (paused || restart)) {
+                sl_info("pipeline", "pipeline %s: %s stage %s", p->name,
+                        paused ? "pausing" : "restarting", stage);
+                stop_instances(s, p->name, stage);
+                running = false;
+            }
+            if (!running && add_instances(s, w, p, path, stage) != 0)
+                sl_error("pipeline", "pipeline %s: out of memory starting %s", p->name, stage);
+        }
+    } else {
+        stop_instances(s, w->name, NULL); /* the old version commits and leaves as the new
+                                           * one joins */
+        size_t stages = p->nstages;
+        int total = 0;
+        for (size_t i = 0; i < p->nstages; i++)
+            total += p->stages[i].instances;
+        if (add_instances(s, w, p, path, NULL) != 0)
+            sl_error("pipeline", "pipeline %s: out of memory starting its instances", w->name);
+        else
+            sl_info("pipeline", "pipeline %s version %" PRId64 " from %s: %zu stage%s, %d "
+                    "instance%s", w->name, w->version, w->origin, stages,
+                    stages == 1 ? "" : "s", total, total == 1 ? "" : "s");
+    }
+    free(w->applied_source);
+    w->applied_source = strdup(w->source);
     sl_pipeline_free(p);
 }
 
@@ -442,7 +522,7 @@ static void reconcile(sl_supervisor *s) {
         if (!s->inst[i].stopping && find_wanted(s, s->inst[i].pipeline) == NULL) {
             sl_info("pipeline", "pipeline %s stopped: stopping its instances",
                     s->inst[i].pipeline);
-            stop_instances(s, s->inst[i].pipeline);
+            stop_instances(s, s->inst[i].pipeline, NULL);
             i = (size_t)-1; /* the array changed: look again */
         }
 }
@@ -494,7 +574,7 @@ static void *run(void *arg) {
         reap(s);
         tend(s);
     }
-    stop_instances(s, NULL);
+    stop_instances(s, NULL, NULL);
     int64_t deadline = sl_clock_mono_ms() + STOP_GRACE_MS;
     while (s->ninst > 0 && sl_clock_mono_ms() < deadline) {
         reap(s);
@@ -563,11 +643,8 @@ void sl_supervisor_stop(sl_supervisor *s) {
     for (size_t i = 0; i < s->ninst; i++)
         free_instance(&s->inst[i]);
     free(s->inst);
-    for (size_t i = 0; i < s->nwant; i++) {
-        free(s->want[i].name);
-        free(s->want[i].origin);
-        free(s->want[i].source);
-    }
+    for (size_t i = 0; i < s->nwant; i++)
+        free_wanted(&s->want[i]);
     free(s->want);
     for (size_t i = 0; i < s->ncrashes; i++)
         free(s->crashes[i].key);

@@ -164,5 +164,45 @@ class ErrorsToleranceTest(PipelineTestCase):
         self.assertEqual(self.instance("tol", "strict")["state"], "failed")
 
 
+class ManagementTest(PipelineTestCase):
+
+    def test_pause_resume_and_restart_a_stage(self):
+        self.start()
+        self.deploy(self.write("two.lua", """\
+            return {
+              name = "two",
+              topics = { a = 1, b = 1, c = 1 },
+              sources = { { name = "gen", output = "a", plugin = "generator",
+                            config = { rate = "200", key = "" } } },
+              processors = { { name = "one", input = "a", output = "b", map = "record.value" },
+                             { name = "other", input = "a", output = "c",
+                               map = "record.value" } },
+            }
+            """))
+        self.wait_values("c", 20)
+        self.assertIn("two/other: paused", self.cli_ok("connector", "pause", "two", "other"))
+        wait_until(lambda: (self.instance("two", "other") or {}).get("state") == "paused", 30,
+                   "the stage to show as paused", interval=0.3)
+        frozen = len(self.values("c"))
+        grown = len(self.values("b")) + 100
+        self.wait_values("b", grown)  # the other stages go on
+        self.assertEqual(len(self.values("c")), frozen)
+        # A redeploy keeps it paused.
+        self.deploy(os.path.join(self._dir, "two.lua"))
+        self.wait_values("b", grown + 100)
+        self.assertEqual(len(self.values("c")), frozen)
+        self.assertIn("two/other: resumed", self.cli_ok("connector", "resume", "two", "other"))
+        # It continues from its commit: everything "a" has, nothing skipped.
+        wait_until(lambda: set(self.values("a")) <= set(self.values("c")), 30,
+                   "the resumed stage to catch up", interval=0.3)
+        before = self.instance("two", "gen")["pid"]
+        self.assertIn("restarting", self.cli_ok("connector", "restart", "two", "gen"))
+        wait_until(lambda: (self.instance("two", "gen") or {}).get("pid") not in (None, 0, before),
+                   30, "a new generator process", interval=0.3)
+        rc, _, err = self.cli("connector", "pause", "two", "nope")
+        self.assertEqual(rc, 1)
+        self.assertIn('has no stage "nope"', err)
+
+
 if __name__ == "__main__":
     unittest.main()
