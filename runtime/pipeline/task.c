@@ -311,6 +311,31 @@ static const char *host_get_position(task *t) {
     return t->resume_position;
 }
 
+static int route(task *t, const sl_message *m, const char *topic, int32_t partition,
+                 size_t attempt, int64_t not_before, const char *error);
+
+static int host_report_errant(task *t, const sl_plugin_record *r, const char *reason) {
+    sl_header hs[MAX_OUT_HEADERS];
+    size_t n = r->nheaders < MAX_OUT_HEADERS ? r->nheaders : MAX_OUT_HEADERS;
+    for (size_t i = 0; i < n; i++)
+        hs[i] = (sl_header){r->headers[i].key, r->headers[i].value, r->headers[i].value_len};
+    sl_message m = {r->topic ? r->topic : "", r->partition, r->offset, r->timestamp, r->key,
+                    r->key_len, r->value, r->value_len, hs, n};
+    t->errors++;
+    snprintf(t->last_error, sizeof(t->last_error), "%s-%d@%" PRId64 ": %s", m.topic,
+             m.partition, m.offset, reason ? reason : "refused");
+    if (t->stage->tolerate_none) {
+        sl_error("pipeline", "%s: record %s-%d@%" PRId64 " refused (%s) and errors_tolerance "
+                 "is \"none\": the stage stops", t->label, m.topic, m.partition, m.offset,
+                 reason ? reason : "");
+        t->stop_for_good = t->failed = true;
+        return SL_ECLOSED;
+    }
+    t->traceback[0] = '\0';
+    t->dead_lettered++;
+    return route(t, &m, t->stage->dlq, SL_PARTITION_ANY, 1, 0, reason ? reason : "refused");
+}
+
 static void init_host(task *t) {
     t->host = (sl_plugin_host){
         .struct_size = sizeof(sl_plugin_host),
@@ -326,6 +351,7 @@ static void init_host(task *t) {
         .instance = host_instance,
         .set_position = host_set_position,
         .get_position = host_get_position,
+        .report_errant = host_report_errant,
     };
 }
 
@@ -694,6 +720,17 @@ static void handle(task *t, const sl_message *m) {
         if (rc == SL_ERETRY && *t->conf->stop) {
             t->records_in--;
             return; /* stopping: leave the record to whoever has the partition next */
+        }
+        if (rc == SL_ERETRY && t->stage->kind == SL_PLUGIN_SINK) {
+            /* A sink's target stayed unavailable: not the record's fault. Restart from the
+             * last commit (with the supervisor's backoff) rather than dead-letter it. */
+            sl_error("pipeline", "%s: gave up retrying record %s-%d@%" PRId64 " after %.0f s "
+                     "(%s): restarting from the last commit", t->label, m->topic,
+                     m->partition, m->offset, (double)t->stage->transient_retry_ms / 1000,
+                     t->error[0] ? t->error : "the target is unavailable");
+            t->records_in--;
+            t->failed = true;
+            return;
         }
         if (t->stage->tolerate_none) {
             char why[1100];

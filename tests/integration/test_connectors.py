@@ -3,8 +3,10 @@ the middle (source positions stored only after their records are acknowledged, s
 committed only after fsync), a rotated file, the generator resuming its numbering, and
 errors_tolerance."""
 
+import http.server
+import json
 import os
-import signal
+import threading
 import time
 import unittest
 
@@ -162,6 +164,71 @@ class ErrorsToleranceTest(PipelineTestCase):
                          [("bad", "tol/lenient")])
         time.sleep(1.5)  # it is not restarted
         self.assertEqual(self.instance("tol", "strict")["state"], "failed")
+
+
+class FlakyServer(http.server.ThreadingHTTPServer):
+    """Answers 500 until 'healthy_at', then 400 to a batch holding a value with "refuse" in it
+    and 200 to the rest, keeping the values it took."""
+
+    def __init__(self, broken_for):
+        self.healthy_at = time.monotonic() + broken_for
+        self.taken, self.answers = [], []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if time.monotonic() < server.healthy_at:
+                    code = 500
+                elif any("refuse" in (r["value"] or "") for r in body):
+                    code = 400
+                else:
+                    code = 200
+                    with server.lock:
+                        server.taken.extend(r["value"] for r in body)
+                with server.lock:
+                    server.answers.append(code)
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class HttpSinkTest(PipelineTestCase):
+
+    def test_5xx_retried_until_delivered_and_a_400_record_dead_lettered(self):
+        server = FlakyServer(broken_for=2.0)
+        self.addCleanup(server.shutdown)
+        self.start()
+        self.deploy(self.write("http.lua", """\
+            return {
+              name = "http",
+              topics = { events = 1 },
+              sinks = { { name = "post", input = "events", plugin = "http_sink",
+                          config = { url = "http://127.0.0.1:%d/ingest", batch_size = "10",
+                                     retry_timeout_ms = "30000" } } },
+            }
+            """ % server.server_address[1]))
+        values = ["event-%d" % i for i in range(50)]
+        values[23] = "refuse-me"
+        self.produce("events", values)
+        good = set(values) - {"refuse-me"}
+        wait_until(lambda: good <= set(server.taken), 60, "every good record delivered",
+                   interval=0.3)
+        self.assertIn(500, server.answers)
+        self.assertIn(400, server.answers)
+        dead = wait_until(lambda: self.records("events.dlq"), 30, "the refused record")
+        self.assertEqual([r["payload"] for r in dead], ["refuse-me"])
+        self.assertIn("HTTP 400", dead[0]["headers"]["sluice.error"])
+        self.assertEqual(dead[0]["headers"]["sluice.original_offset"], "23")
+        self.assertNotIn("refuse-me", server.taken)
+        self.assertEqual(self.instance("http", "post")["restarts"], 0)
 
 
 class ManagementTest(PipelineTestCase):

@@ -123,6 +123,11 @@ typedef struct sl_plugin_host {
     /* Sources, in init: the last position stored, to resume from, or NULL on a first start.
      * Borrowed for the instance's life. */
     const char *(*get_position)(sl_plugin_ctx *ctx);
+    /* Sinks that batch: a record received earlier (and answered SL_OK) turned out bad, say when
+     * the target refused the batch holding it. It goes to the dead-letter topic with 'reason'
+     * (errors_tolerance "all") or stops the stage ("none"). Call it before flush returns: the
+     * commit that follows covers the record. The record is copied. */
+    int (*report_errant)(sl_plugin_ctx *ctx, const sl_plugin_record *rec, const char *reason);
 } sl_plugin_host;
 
 typedef struct sl_plugin_descriptor {
