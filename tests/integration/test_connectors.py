@@ -3,9 +3,12 @@ the middle (source positions stored only after their records are acknowledged, s
 committed only after fsync), a rotated file, the generator resuming its numbering, and
 errors_tolerance."""
 
+import glob
 import http.server
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 import unittest
@@ -229,6 +232,96 @@ class HttpSinkTest(PipelineTestCase):
         self.assertEqual(dead[0]["headers"]["sluice.original_offset"], "23")
         self.assertNotIn("refuse-me", server.taken)
         self.assertEqual(self.instance("http", "post")["restarts"], 0)
+
+
+class Postgres:
+    """A PostgreSQL server from Debian's packages on a temporary data directory and free port,
+    run as the postgres user when the tests run as root (PostgreSQL refuses root)."""
+
+    def __init__(self, root, port):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not bins:
+            raise AssertionError("no initdb: scripts/deps.sh test installs postgresql")
+        self.bin = os.path.dirname(bins[-1])
+        self.root, self.port = root, port
+        self.data = os.path.join(root, "pgdata")
+        self.log = os.path.join(root, "pg.log")
+        if os.geteuid() == 0:
+            shutil.chown(root, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        else:
+            self.prefix = []
+        self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def run(self, tool, *args):
+        p = subprocess.run(self.prefix + [os.path.join(self.bin, tool)] + list(args),
+                           capture_output=True, timeout=120)
+        if p.returncode != 0:
+            raise AssertionError("%s failed: %s%s" % (tool, p.stdout.decode(), p.stderr.decode()))
+        return p.stdout.decode()
+
+    def start(self):
+        self.run("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o",
+                 "-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off" % (self.port, self.root),
+                 "start")
+
+    def stop(self):
+        self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def query(self, sql):
+        return self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                        "-At", "-F", " ", "-c", sql)
+
+
+class PostgresSinkTest(PipelineTestCase):
+
+    def test_rows_hold_the_latest_value_per_key_across_a_database_restart(self):
+        from harness import free_port
+        pg = Postgres(self.temp_dir(), free_port())
+        pg.start()
+        self.addCleanup(lambda: subprocess.run(pg.prefix + [os.path.join(pg.bin, "pg_ctl"),
+                                                            "-D", pg.data, "-m", "immediate",
+                                                            "stop"], capture_output=True))
+        self.start()
+        self.deploy(self.write("pg.lua", """\
+            return {
+              name = "pg",
+              topics = { kv = 2 },
+              sinks = { { name = "rows", input = "kv", plugin = "postgres_sink",
+                          config = { conninfo = "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+                                     table = "kv", batch_size = "50",
+                                     retry_timeout_ms = "30000" } } },
+            }
+            """ % pg.port))
+        def round_(r):
+            self.produce("kv", ["k%d:v%d-%d" % (i % 100, r, i) for i in range(500)],
+                         "--key-sep", ":")
+        def count():
+            try:
+                return int(pg.query("select count(*) from kv"))
+            except AssertionError:  # the sink has not made the table yet
+                return -1
+        round_(0)
+        wait_until(lambda: count() == 100, 30, "the first rows", interval=0.3)
+        pg.stop()  # the sink's writes fail while it is down, and are retried
+        round_(1)
+        time.sleep(1)
+        pg.start()
+        round_(2)
+        latest = {}
+        for line in self.consume("kv", fmt=r"%k %v\n"):  # per partition, in offset order
+            k, v = line.split(" ", 1)
+            latest[k] = v
+        self.assertEqual(latest["k7"], "v2-407")
+        def rows():
+            try:
+                return dict(line.split(" ", 1) for line in
+                            pg.query("select key, value from kv").splitlines())
+            except AssertionError:  # restarting
+                return {}
+        wait_until(lambda: rows() == latest, 60, "the table to equal the topic's latest values",
+                   interval=0.5)
+        self.assertEqual(self.records("kv.dlq"), [])
 
 
 class ManagementTest(PipelineTestCase):
