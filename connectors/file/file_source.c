@@ -30,6 +30,7 @@ typedef struct tail {
     char path[PATH_MAX];
     long batch;
     int fd;          /* -1: waiting for the file */
+    bool idle;       /* not instance 0: one file is read by one task */
     ino_t ino;
     off_t offset;    /* of the first byte not emitted yet */
     char *buf;       /* bytes read from offset on */
@@ -96,6 +97,11 @@ static int source_init(const sl_plugin_host *host, sl_plugin_ctx *ctx, void **st
     if (t->batch <= 0)
         t->batch = 1000;
     snprintf(t->path, sizeof(t->path), "%s", path);
+    int instances;
+    if (host->instance(ctx, &instances) > 0) {
+        host->log(ctx, SL_PLUGIN_LOG_INFO, "one file is read by one task: this instance idles");
+        t->idle = true;
+    }
     const char *pos = host->get_position(ctx);
     unsigned long long ino, off;
     if (pos && sscanf(pos, "%llu:%llu", &ino, &off) == 2) {
@@ -164,7 +170,7 @@ static void nap(int ms) {
 
 static int source_poll(void *state, int timeout_ms) {
     tail *t = state;
-    if (t->fd < 0 && open_at(t, t->path, 0) != 0) {
+    if (t->idle || (t->fd < 0 && open_at(t, t->path, 0) != 0)) {
         nap(timeout_ms); /* not there yet */
         return SL_OK;
     }

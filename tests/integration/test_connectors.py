@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -322,6 +323,35 @@ class PostgresSinkTest(PipelineTestCase):
         wait_until(lambda: rows() == latest, 60, "the table to equal the topic's latest values",
                    interval=0.5)
         self.assertEqual(self.records("kv.dlq"), [])
+
+
+class StdioTest(PipelineTestCase):
+
+    def test_stdin_to_stdout_through_a_topic(self):
+        from harness import binary
+        root = self.temp_dir()
+        path = self.write("stdio.lua", """\
+            return {
+              name = "stdio",
+              topics = { lines = 1 },
+              sources = { { name = "in", output = "lines", plugin = "stdin_source" } },
+              sinks = { { name = "out", input = "lines", plugin = "stdout_sink",
+                          config = { format = "value" } } },
+            }
+            """)
+        p = subprocess.Popen([binary("sluiced"), "--data-dir", os.path.join(root, "data"),
+                              "--listen", "tcp://127.0.0.1:0", "--http-listen", "none",
+                              "--kafka-listen", "none", "--pipeline", path],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        self._procs.append(p)
+        p.stdin.write(b"".join(b"line %d\n" % i for i in range(100)))
+        p.stdin.flush()
+        got = [p.stdout.readline().decode().rstrip("\n") for _ in range(100)]
+        self.assertEqual(got, ["line %d" % i for i in range(100)])
+        p.stdin.close()
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(30), 0)
 
 
 class ManagementTest(PipelineTestCase):
