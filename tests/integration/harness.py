@@ -30,6 +30,8 @@ _bin_dir_override = None
 # How long to keep retrying when a binary is missing or busy (another engineer rebuilding).
 BINARY_RETRY_S = 30.0
 READY_TIMEOUT_S = 20.0
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 STOP_TIMEOUT_S = 10.0
 
 
@@ -311,7 +313,10 @@ def recv_response_or_close(sock, timeout):
 
 class BrokerTestCase(unittest.TestCase):
     """Starts brokers and processes on request and cleans everything up, even on failure; prints
-    the broker logs when the test failed."""
+    the broker logs when the test failed. A sanitizer report in a broker's log fails the test,
+    unless it contains one of 'allowed_sanitizer_reports' (a crash the test causes on purpose)."""
+
+    allowed_sanitizer_reports = ()
 
     def setUp(self):
         self._brokers = []
@@ -351,15 +356,24 @@ class BrokerTestCase(unittest.TestCase):
                     except OSError:
                         pass
         failed = self._failed()
+        reports = []
         for b in self._brokers:
             b.kill9()
-            if failed:
+            # Pipeline instances are the broker's children and log where it logs: a sanitizer
+            # report from one of them (a leak at exit, a data race) fails the test too.
+            for line in b.log_text().splitlines():
+                if (any(m in line for m in SANITIZER_MARKERS) and
+                        not any(a in line for a in self.allowed_sanitizer_reports)):
+                    reports.append("%s (in %s)" % (line.strip(), b.log))
+            if failed or reports:
                 sys.stderr.write("\n----- broker log %s (%s) -----\n%s----- end of broker log -----\n"
                                  % (b.log, self.id(), b.log_text()))
         for b in self._brokers:
             b.destroy()
         for d in self._dirs:
             shutil.rmtree(d, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer reports: " + "; ".join(reports))
 
     # -- helpers --
 
