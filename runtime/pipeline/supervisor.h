@@ -1,7 +1,8 @@
 /* The pipeline supervisor inside sluiced: follows __pipelines and keeps one child process per
  * stage instance running, restarting crashed ones with backoff, rolling them over to a new
- * version on redeploy, and sending a record that crashes its stage three times in a row to the
- * dead-letter topic. Plugin code never runs in the broker's process. */
+ * version on redeploy, pausing, resuming and restarting single stages, killing a call stuck
+ * past its stage's call_timeout, and sending a record that crashes its stage three times to
+ * the dead-letter topic. Plugin code never runs in the broker's process. */
 #ifndef SL_PIPELINE_SUPERVISOR_H
 #define SL_PIPELINE_SUPERVISOR_H
 
