@@ -650,8 +650,8 @@ static int read_stage(parse *ps, sl_plugin_kind kind, const char *section, lua_I
     rawfield(L, "call_timeout");
     const char *ct = scalar(L, -1);
     if (rc == 0 && ct && (sl_pipeline_parse_duration(ct, &s->call_timeout_ms) != 0 ||
-                          s->call_timeout_ms < 100))
-        rc = fail(ps, line, "%s: call_timeout must be a duration of at least 100ms", what);
+                          s->call_timeout_ms < 1000))
+        rc = fail(ps, line, "%s: call_timeout must be a duration of at least 1s", what);
     lua_pop(L, 1);
 
     rawfield(L, "limits");

@@ -117,6 +117,7 @@ struct sl_plugin_ctx {
     char traceback[4096]; /* of the current Lua failure */
     bool failed;          /* a fatal error: the process exits 1 */
     bool commit_asked;    /* host->commit during a call: done once the call has returned */
+    int64_t batch_clock_ms; /* CLOCK_MONOTONIC when the current batch began */
     bool stop_for_good;   /* errors_tolerance = "none" met a failed record: exit 3 */
     char *position;       /* sources: set by the plugin, not stored yet (NULL: unchanged) */
     char *resume_position; /* sources: the one stored, handed to init */
@@ -699,16 +700,24 @@ static void handle(task *t, const sl_message *m) {
     to_plugin_record(m, &r, hs, MAX_OUT_HEADERS);
     t->inflight->partition = m->partition;
     t->inflight->offset = m->offset;
-    t->inflight->started_ms = sl_clock_mono_ms();
-    snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
+    t->inflight->started_ms = t->batch_clock_ms; /* the batch's start: the watchdog's grain */
+    if (strncmp(t->inflight->topic, m->topic, sizeof(t->inflight->topic)) != 0)
+        snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
     __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
     int rc = invoke(t, &r);
-    int64_t backoff = 100, deadline = sl_clock_mono_ms() + t->stage->transient_retry_ms;
+    int64_t backoff = 100, deadline = 0;
+    if (rc == SL_ERETRY)
+        deadline = sl_clock_mono_ms() + t->stage->transient_retry_ms;
     while (rc == SL_ERETRY && !*t->conf->stop && sl_clock_mono_ms() < deadline) {
         t->retried++;
+        /* Waiting between attempts is not a call: the watchdog must not take a long outage of
+         * the target for a stuck plugin. */
+        __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
         struct timespec ts = {backoff / 1000, (backoff % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+        t->inflight->started_ms = sl_clock_mono_ms();
+        __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
         rc = invoke(t, &r);
     }
     __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
@@ -1037,10 +1046,13 @@ static void run_processor(task *t) {
         if (t->ndefer && next_resume <= now)
             next_resume = resume_due(t, now);
         load_poisons(t);
-        int64_t started = sl_clock_mono_ms();
+        int64_t started = t->batch_clock_ms = sl_clock_mono_ms();
         size_t n = 0;
         while (n < BATCH_RECORDS && !*t->conf->stop && !t->failed) {
-            int64_t left = BATCH_MS - (sl_clock_mono_ms() - started);
+            /* The clock is read every 64 records: a batch ends within BATCH_MS either way. */
+            if ((n & 63) == 0)
+                t->batch_clock_ms = sl_clock_mono_ms();
+            int64_t left = BATCH_MS - (t->batch_clock_ms - started);
             if (next_resume != INT64_MAX) {
                 int64_t until = next_resume - sl_clock_wall_ms();
                 left = until < left ? (until > 0 ? until : 0) : left;
