@@ -7,86 +7,19 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-DEADLINE_S=${DEADLINE_S:-30} # seconds, for each wait
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$HERE/../lib.sh"
 
-say() { printf '\n== %s\n' "$*"; }
-die() { echo "run.sh: $*" >&2; exit 1; }
-
-# ---- the binaries: $SLUICE_BIN_DIR, else the build tree, else PATH ----------------------------
-if [ -n "${SLUICE_BIN_DIR:-}" ]; then
-    BIN=$SLUICE_BIN_DIR
-elif [ -x "$HERE/../../build/runtime/sluiced" ]; then
-    BIN=$HERE/../../build/runtime
-else
-    BIN=$(dirname "$(command -v sluiced || echo /nonexistent/sluiced)")
-fi
-SLUICED=$BIN/sluiced
-SLUICE=$BIN/sluice
-if [ ! -x "$SLUICED" ] || [ ! -x "$SLUICE" ]; then
-    die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
-fi
-
-# ---- a private broker in a temp dir; the trap stops it and removes the dir ---------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-notifications.XXXXXX")
-PID=""
-cleanup() {
-    local rc=$?
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$PID" 2>/dev/null || true # still there after 20 s
-        wait "$PID" 2>/dev/null || true
-    fi
-    if [ "$rc" -ne 0 ] && [ -f "$WORK/sluiced.log" ]; then
-        echo "--- last lines of the broker's log ---" >&2
-        tail -n 30 "$WORK/sluiced.log" >&2
-    fi
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Port 0 picks a free port; the ready file (written once the pipeline is deployed) says which.
-"$SLUICED" --data-dir "$WORK/data" --listen tcp://127.0.0.1:0 --http-listen none \
-    --kafka-listen none --ready-file "$WORK/ready.json" --pipeline "$HERE/pipeline.lua" \
-    >"$WORK/sluiced.log" 2>&1 &
-PID=$!
-end=$((SECONDS + DEADLINE_S))
-until [ -s "$WORK/ready.json" ]; do
-    kill -0 "$PID" 2>/dev/null || { PID=""; die "sluiced exited during start-up"; }
-    [ "$SECONDS" -lt "$end" ] || die "sluiced not ready after ${DEADLINE_S}s"
-    sleep 0.1
-done
-URL=$(sed 's/.*"listen":"\([^"]*\)".*/\1/' "$WORK/ready.json")
-export SLUICE_BROKER=$URL # the default -b of every sluice command below
+start_broker notifications --pipeline "$HERE/pipeline.lua"
 say "sluiced (pid $PID) serving on $URL with pipeline notifications"
 
 # ---- helpers -----------------------------------------------------------------------------------
-count() { "$SLUICE" consume "$1" -F 'x\n' | wc -l; }
-distinct_keys() { "$SLUICE" consume "$1" -F '%k\n' | sort -u | wc -l; }
-wait_for() { # WANT DESCRIPTION COMMAND...: polls until COMMAND prints a number >= WANT
-    local want=$1 what=$2 end=$((SECONDS + DEADLINE_S)) n
-    shift 2
-    while :; do
-        n=$("$@") || n=-1 # a failed command counts as not there yet
-        [ "$n" -lt "$want" ] || break
-        [ "$SECONDS" -lt "$end" ] || die "$what: $n after ${DEADLINE_S}s, expected $want"
-        sleep 0.2
-    done
-    echo "  $what: $n"
-}
 # Joins the lines of a multi-line header value (sluice.traceback's start with a tab) to the
 # record's line, and leaves the traceback out: one line per record.
 one_line() {
     awk '/^\t/ { sub(/^\t/, ""); rec = rec " / " $0; next }
          { if (NR > 1) print rec; rec = $0 } END { if (NR) print rec }' |
         sed 's/,sluice\.traceback=.*,sluice\.stage=/,sluice.stage=/'
-}
-# The sum of a counter over the instances; they publish their counters every 2 s.
-status_sum() {
-    "$SLUICE" pipeline status notifications --json | grep -o "\"$1\":[0-9]*" |
-        awk -F: '{ s += $2 } END { print s + 0 }'
 }
 
 # ---- produce: 4 good, 3 flaky (succeed on the 2nd retry), 2 bad (always fail) ------------------
@@ -118,8 +51,8 @@ done
 say "notifications.dlq: the dead letters with all their headers (-F '%k %v %h\n')"
 "$SLUICE" consume notifications.dlq -F '%k %v %h\n'
 
-wait_for "$BAD" "dead_lettered in pipeline status" status_sum dead_lettered
-wait_for "$GOOD" "records_out in pipeline status" status_sum records_out
+wait_for "$BAD" "dead_lettered in pipeline status" status_sum notifications dead_lettered
+wait_for "$GOOD" "records_out in pipeline status" status_sum notifications records_out
 say "sluice pipeline status notifications"
 "$SLUICE" pipeline status notifications
 
@@ -139,11 +72,5 @@ say "notifications.dlq (partition@offset, key, and the notifications offset each
     sed 's/ sluice\..*sluice\.original_offset=\([0-9]*\).*/  sluice.original_offset=\1/'
 [ "$(distinct_keys sent)" -eq "$GOOD" ] || die "sent changed after the replay"
 
-# ---- stop the broker: SIGTERM makes the instances commit and leave, then the broker exits 0 ----
-say "stopping sluiced"
-kill -TERM "$PID"
-rc=0
-wait "$PID" || rc=$?
-PID=""
-[ "$rc" -eq 0 ] || die "sluiced exited with status $rc"
+stop_broker
 echo "OK: $GOOD notifications sent, $BAD dead-lettered, replayed and dead-lettered again"

@@ -6,83 +6,17 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=../lib.sh
+source "$HERE/../lib.sh"
 ORDERS=10
-DEADLINE_S=${DEADLINE_S:-30} # seconds, for each wait
 
-say() { printf '\n== %s\n' "$*"; }
-die() { echo "run.sh: $*" >&2; exit 1; }
-
-# ---- the binaries: $SLUICE_BIN_DIR, else the build tree, else PATH ----------------------------
-if [ -n "${SLUICE_BIN_DIR:-}" ]; then
-    BIN=$SLUICE_BIN_DIR
-elif [ -x "$HERE/../../build/runtime/sluiced" ]; then
-    BIN=$HERE/../../build/runtime
-else
-    BIN=$(dirname "$(command -v sluiced || echo /nonexistent/sluiced)")
-fi
-SLUICED=$BIN/sluiced
-SLUICE=$BIN/sluice
-if [ ! -x "$SLUICED" ] || [ ! -x "$SLUICE" ]; then
-    die "no sluiced/sluice in $BIN (set SLUICE_BIN_DIR)"
-fi
-
-# ---- a private broker in a temp dir; the trap stops it and removes the dir ---------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-order-fanout.XXXXXX")
-PID=""
-cleanup() {
-    local rc=$?
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$PID" 2>/dev/null || true # still there after 20 s
-        wait "$PID" 2>/dev/null || true
-    fi
-    if [ "$rc" -ne 0 ] && [ -f "$WORK/sluiced.log" ]; then
-        echo "--- last lines of the broker's log ---" >&2
-        tail -n 30 "$WORK/sluiced.log" >&2
-    fi
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Port 0 picks a free port; the ready file (written once the pipeline is deployed) says which.
-"$SLUICED" --data-dir "$WORK/data" --listen tcp://127.0.0.1:0 --http-listen none \
-    --kafka-listen none --ready-file "$WORK/ready.json" --pipeline "$HERE/pipeline.lua" \
-    >"$WORK/sluiced.log" 2>&1 &
-PID=$!
-end=$((SECONDS + DEADLINE_S))
-until [ -s "$WORK/ready.json" ]; do
-    kill -0 "$PID" 2>/dev/null || { PID=""; die "sluiced exited during start-up"; }
-    [ "$SECONDS" -lt "$end" ] || die "sluiced not ready after ${DEADLINE_S}s"
-    sleep 0.1
-done
-URL=$(sed 's/.*"listen":"\([^"]*\)".*/\1/' "$WORK/ready.json")
-export SLUICE_BROKER=$URL # the default -b of every sluice command below
+start_broker order-fanout --pipeline "$HERE/pipeline.lua"
 say "sluiced (pid $PID) serving on $URL with pipeline order-fanout"
 
 # ---- helpers -----------------------------------------------------------------------------------
-count() { "$SLUICE" consume "$1" -F 'x\n' | wc -l; }
-distinct_keys() { "$SLUICE" consume "$1" -F '%k\n' | sort -u | wc -l; }
 # Instances publish their state and counters every 2 s; these read them back.
 instances_with_partitions() {
     "$SLUICE" pipeline status order-fanout --json | grep -o '"partitions":\["' | wc -l
-}
-status_sum() { # the sum of a counter over all instances
-    "$SLUICE" pipeline status order-fanout --json | grep -o "\"$1\":[0-9]*" |
-        awk -F: '{ s += $2 } END { print s + 0 }'
-}
-wait_for() { # WANT DESCRIPTION COMMAND...: polls until COMMAND prints a number >= WANT
-    local want=$1 what=$2 end=$((SECONDS + DEADLINE_S)) n
-    shift 2
-    while :; do
-        n=$("$@") || n=-1 # a failed command counts as not there yet
-        [ "$n" -lt "$want" ] || break
-        [ "$SECONDS" -lt "$end" ] || die "$what: $n after ${DEADLINE_S}s, expected $want"
-        sleep 0.2
-    done
-    echo "  $what: $n"
 }
 
 # Wait until each of the 4 instances (1 + 2 + 1) has joined its group and been given
@@ -126,15 +60,9 @@ say "analytics (running count of orders per country, keyed by country)"
 
 # Wait until the published counters cover every order, so that the status shows IN = OUT = 10
 # for each stage.
-wait_for $((3 * ORDERS)) "records_in in pipeline status" status_sum records_in
+wait_for $((3 * ORDERS)) "records_in in pipeline status" status_sum order-fanout records_in
 say "sluice pipeline status order-fanout"
 "$SLUICE" pipeline status order-fanout
 
-# ---- stop the broker: SIGTERM makes the instances commit and leave, then the broker exits 0 ----
-say "stopping sluiced"
-kill -TERM "$PID"
-rc=0
-wait "$PID" || rc=$?
-PID=""
-[ "$rc" -eq 0 ] || die "sluiced exited with status $rc"
+stop_broker
 echo "OK: every order reached shipments, charges and analytics"
