@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "pipeline/admin.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/state.h"
 #include "plugin/loader.h"
 #include "plugin/lua_host.h"
 #include "sluice/client.h"
@@ -34,6 +35,10 @@
 #define STATUS_EVERY_MS 2000
 #define POISON_CRASHES 3
 #define MAX_OUT_HEADERS 80
+#ifndef SL_SCRIPT_DIRS
+#define SL_SCRIPT_DIRS ""
+#endif
+#define LUA_BATCH 1024 /* records per process_batch call */
 
 /* A record emitted during the current call: offsets into the task's arena. */
 typedef struct pending {
@@ -51,8 +56,19 @@ typedef struct pending_header {
 typedef struct position {
     char *topic;
     int32_t partition;
-    int64_t next; /* the offset to commit: the next record to process */
+    int64_t next;   /* the offset to commit: the next record to process */
+    int64_t logged; /* 'next' as last written to the changelog (-1: never) */
 } position;
+
+/* A record waiting for the next process_batch call: key and value copied into the batch arena
+ * (the consumer's message is gone at the next poll). */
+typedef struct batched {
+    const char *topic; /* the position's copy: stable while the partition is ours */
+    int32_t partition;
+    int64_t offset, timestamp;
+    size_t key, value; /* offsets into the arena; SIZE_MAX: null */
+    size_t key_len, value_len;
+} batched;
 
 typedef struct deferral {
     char *topic;
@@ -65,14 +81,6 @@ typedef struct poison {
     int32_t partition;
     int64_t offset;
 } poison;
-
-typedef struct state_entry {
-    struct state_entry *next;
-    size_t key_len, value_len;
-    uint8_t *key, *value;
-} state_entry;
-
-#define STATE_BUCKETS 4096
 
 typedef struct metric {
     char *name;
@@ -109,7 +117,15 @@ struct sl_plugin_ctx {
     struct timespec poison_mtime;
     sl_task_inflight *inflight;
 
-    state_entry *state[STATE_BUCKETS];
+    sl_state *store;        /* per input partition, restored from the changelog */
+    int32_t cur_partition;  /* of the record being processed; -1 between records */
+    char changelog[512];    /* <pipeline>.<stage>.changelog */
+    int32_t changelog_parts; /* its partitions; 0: not made yet (no state written so far) */
+    sl_client *admin;       /* looks the changelog up and makes it */
+    batched *batch;         /* process_batch: records collected for the next call */
+    size_t nbatch;
+    sl_buf batch_arena;
+    sl_plugin_record *batch_recs;
     metric *metrics;
     size_t nmetrics;
 
@@ -230,59 +246,23 @@ static void host_metric_add(task *t, const char *name, int64_t delta) {
         nm[t->nmetrics++].value = delta;
 }
 
-/* The state store: in memory, per instance (kept across calls, not across restarts). */
-static uint64_t hash_bytes(const void *p, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ULL;
-    return h;
+/* The state store of the current record's partition, or of a named one. */
+static int host_state_get_partition(task *t, int32_t partition, const void *key, size_t klen,
+                                    const void **v, size_t *vlen) {
+    return partition < 0 ? SL_EINVAL : sl_state_get(t->store, partition, key, klen, v, vlen);
 }
 
-static state_entry **state_find(task *t, const void *key, size_t klen) {
-    state_entry **e = &t->state[hash_bytes(key, klen) % STATE_BUCKETS];
-    while (*e && ((*e)->key_len != klen || memcmp((*e)->key, key, klen) != 0))
-        e = &(*e)->next;
-    return e;
+static int host_state_put_partition(task *t, int32_t partition, const void *key, size_t klen,
+                                    const void *v, size_t vlen) {
+    return partition < 0 ? SL_EINVAL : sl_state_put(t->store, partition, key, klen, v, vlen);
 }
 
 static int host_state_get(task *t, const void *key, size_t klen, const void **v, size_t *vlen) {
-    state_entry *e = *state_find(t, key, klen);
-    if (e == NULL)
-        return SL_ENOENT;
-    *v = e->value;
-    *vlen = e->value_len;
-    return 0;
+    return host_state_get_partition(t, t->cur_partition, key, klen, v, vlen);
 }
 
 static int host_state_put(task *t, const void *key, size_t klen, const void *v, size_t vlen) {
-    state_entry **slot = state_find(t, key, klen), *e = *slot;
-    if (v == NULL) {
-        if (e) {
-            *slot = e->next;
-            free(e->key);
-            free(e->value);
-            free(e);
-        }
-        return 0;
-    }
-    uint8_t *nv = malloc(vlen ? vlen : 1);
-    if (nv == NULL)
-        return SL_ENOMEM;
-    memcpy(nv, v, vlen);
-    if (e == NULL) {
-        if ((e = calloc(1, sizeof(*e))) == NULL || (e->key = malloc(klen ? klen : 1)) == NULL) {
-            free(e);
-            free(nv);
-            return SL_ENOMEM;
-        }
-        memcpy(e->key, key, klen);
-        e->key_len = klen;
-        *slot = e;
-    }
-    free(e->value);
-    e->value = nv;
-    e->value_len = vlen;
-    return 0;
+    return host_state_put_partition(t, t->cur_partition, key, klen, v, vlen);
 }
 
 static int commit_point(task *t);
@@ -353,6 +333,8 @@ static void init_host(task *t) {
         .set_position = host_set_position,
         .get_position = host_get_position,
         .report_errant = host_report_errant,
+        .state_get_partition = host_state_get_partition,
+        .state_put_partition = host_state_put_partition,
     };
 }
 
@@ -424,7 +406,7 @@ static position *position_of(task *t, const char *topic, int32_t partition, bool
     if (np == NULL)
         return NULL;
     t->pos = np;
-    np[t->npos] = (position){strdup(topic), partition, -1};
+    np[t->npos] = (position){strdup(topic), partition, -1, -1};
     if (np[t->npos].topic == NULL)
         return NULL;
     return &np[t->npos++];
@@ -667,12 +649,17 @@ static bool for_another_stage(const task *t, const sl_message *m, size_t level) 
     return stage && (len != strlen(t->stage_id) || memcmp(stage, t->stage_id, len) != 0);
 }
 
-static void handle(task *t, const sl_message *m) {
+static int ensure_restored(task *t, int32_t partition);
+static sl_conf *client_conf(task *t, const char *group);
+
+/* Whether m is for the plugin: records of other stages, poison records and retries not due
+ * yet are dealt with here. */
+static bool admit(task *t, const sl_message *m) {
     const char *input;
     size_t level = retry_level(t, m->topic, &input);
     if (for_another_stage(t, m, level)) {
         advance(t, m);
-        return;
+        return false;
     }
     t->records_in++;
     if (is_poison(t, m)) {
@@ -685,16 +672,22 @@ static void handle(task *t, const sl_message *m) {
             advance(t, m);
             commit_point(t); /* a crash further on must not send it to the DLQ again */
         }
-        return;
+        return false;
     }
     if (level > 0) {
         int64_t nb = header_int(m, "sluice.not_before", 0);
         if (nb > sl_clock_wall_ms()) {
             t->records_in--;
             defer(t, m, nb);
-            return;
+            return false;
         }
     }
+    return ensure_restored(t, m->partition) == 0;
+}
+
+static void handle(task *t, const sl_message *m) {
+    if (!admit(t, m))
+        return;
     sl_plugin_header hs[MAX_OUT_HEADERS];
     sl_plugin_record r;
     to_plugin_record(m, &r, hs, MAX_OUT_HEADERS);
@@ -704,6 +697,7 @@ static void handle(task *t, const sl_message *m) {
     if (strncmp(t->inflight->topic, m->topic, sizeof(t->inflight->topic)) != 0)
         snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
     __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
+    t->cur_partition = m->partition;
     int rc = invoke(t, &r);
     int64_t backoff = 100, deadline = 0;
     if (rc == SL_ERETRY)
@@ -720,6 +714,7 @@ static void handle(task *t, const sl_message *m) {
         __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
         rc = invoke(t, &r);
     }
+    t->cur_partition = -1;
     __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
     if (rc == 0 && flush_pending(t) == 0) {
         drop_pending(t);
@@ -760,6 +755,383 @@ static void handle(task *t, const sl_message *m) {
         t->commit_asked = false;
         commit_point(t);
     }
+}
+
+/* ---- process_batch: Lua scripts that take records many at a time ---- */
+
+static void collect(task *t, const sl_message *m) {
+    if (!admit(t, m))
+        return;
+    position *pos = position_of(t, m->topic, m->partition, true);
+    batched *b = t->batch ? &t->batch[t->nbatch] : NULL;
+    size_t at_key = SIZE_MAX, at_value = SIZE_MAX;
+    if (pos == NULL || b == NULL || (m->key && (at_key = t->batch_arena.len,
+                                                sl_buf_append(&t->batch_arena, m->key,
+                                                              m->key_len) != 0)) ||
+        (m->value && (at_value = t->batch_arena.len,
+                      sl_buf_append(&t->batch_arena, m->value, m->value_len) != 0))) {
+        t->failed = true; /* out of memory: restart rather than skip a record */
+        return;
+    }
+    *b = (batched){pos->topic, m->partition, m->offset, m->timestamp, at_key, at_value,
+                   m->key_len, m->value_len};
+    t->nbatch++;
+}
+
+static void reset_batch(task *t) {
+    t->nbatch = 0;
+    sl_buf_reset(&t->batch_arena);
+}
+
+/* One process_batch call over what was collected. A record the script dead-letters goes to
+ * the DLQ; a failure of the call fails the instance, which restarts from its last commit with
+ * the state committed with it, so a half-processed batch leaves no trace. */
+static void run_batch(task *t) {
+    if (t->nbatch == 0 || t->failed) {
+        reset_batch(t);
+        return;
+    }
+    const char *base = (const char *)t->batch_arena.data;
+    for (size_t i = 0; i < t->nbatch; i++) {
+        const batched *b = &t->batch[i];
+        t->batch_recs[i] = (sl_plugin_record){
+            b->topic, b->partition, b->offset, b->timestamp,
+            b->key == SIZE_MAX ? NULL : base + b->key, b->key_len,
+            b->value == SIZE_MAX ? NULL : base + b->value, b->value_len, NULL, 0};
+    }
+    t->error[0] = t->traceback[0] = '\0';
+    drop_pending(t);
+    t->inflight->partition = t->batch[0].partition;
+    t->inflight->offset = t->batch[0].offset;
+    t->inflight->started_ms = t->batch_clock_ms;
+    if (strncmp(t->inflight->topic, t->batch[0].topic, sizeof(t->inflight->topic)) != 0)
+        snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", t->batch[0].topic);
+    __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
+    const sl_lua_dead_letter *dead;
+    size_t ndead;
+    int rc = sl_lua_proc_process_batch(t->lua, t->batch_recs, t->nbatch, &dead, &ndead,
+                                       t->error, sizeof(t->error), t->traceback,
+                                       sizeof(t->traceback));
+    __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
+    if (rc == 0)
+        rc = flush_pending(t);
+    drop_pending(t);
+    if (rc != 0) {
+        const batched *b = &t->batch[0];
+        t->errors++;
+        snprintf(t->last_error, sizeof(t->last_error), "process_batch: %.1000s", t->error);
+        sl_error("pipeline", "%s: process_batch failed on the %zu records from %s-%d@%" PRId64
+                 ": %s%s%s; restarting from the last commit", t->label, t->nbatch, b->topic,
+                 b->partition, b->offset, t->error, t->traceback[0] ? "\n" : "", t->traceback);
+        t->failed = true;
+        reset_batch(t);
+        return;
+    }
+    for (size_t i = 0; i < ndead && !t->failed; i++) {
+        const sl_plugin_record *r = &t->batch_recs[dead[i].index];
+        sl_message m = {r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
+                        r->value, r->value_len, NULL, 0};
+        snprintf(t->error, sizeof(t->error), "%s", dead[i].reason);
+        t->traceback[0] = '\0';
+        fail_record(t, &m, SL_EREJECT);
+    }
+    for (size_t i = 0; i < t->nbatch && !t->failed; i++) {
+        position *pos = position_of(t, t->batch[i].topic, t->batch[i].partition, false);
+        if (pos)
+            pos->next = t->batch[i].offset + 1;
+    }
+    reset_batch(t);
+    if (ndead)
+        commit_point(t); /* as handle() does after a failure: never route one twice */
+}
+
+/* ---- the changelog: state and input positions, committed together ---- */
+
+static int open_admin(task *t) {
+    if (t->admin)
+        return 0;
+    char err[256];
+    sl_conf *c = client_conf(t, NULL);
+    int rc = c ? sl_client_new(c, &t->admin, err, sizeof(err)) : SL_ENOMEM;
+    if (rc) {
+        sl_conf_destroy(c);
+        sl_error("pipeline", "%s: cannot reach the broker for the changelog: %s", t->label,
+                 err);
+    }
+    return rc;
+}
+
+/* Whether the changelog exists yet (another instance may have made it since we looked). */
+static int lookup_changelog(task *t) {
+    if (t->changelog_parts > 0)
+        return 0;
+    int rc = open_admin(t);
+    if (rc)
+        return rc;
+    sl_topic_info *info;
+    char err[256];
+    rc = sl_topic_describe(t->admin, t->changelog, &info, err, sizeof(err));
+    if (rc == SL_ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    t->changelog_parts = info->npartitions;
+    sl_topic_info_free(info);
+    return 0;
+}
+
+/* Made on the first state written: compacted, one partition per input partition. */
+static int ensure_changelog(task *t) {
+    int rc = lookup_changelog(t);
+    if (rc || t->changelog_parts > 0)
+        return rc;
+    int32_t parts = 0;
+    for (size_t i = 0; i < t->stage->ninputs; i++) {
+        int32_t n = 0;
+        if (sl_consumer_partition_count(t->consumer, t->stage->inputs[i], &n) == 0 && n > parts)
+            parts = n;
+    }
+    if (parts <= 0)
+        return SL_ENOENT;
+    static const char *const configs[] = {"cleanup.policy=compact"};
+    char err[256];
+    rc = sl_topic_create(t->admin, t->changelog, parts, configs, 1, err, sizeof(err));
+    if (rc == SL_EEXIST)
+        return lookup_changelog(t);
+    if (rc) {
+        sl_error("pipeline", "%s: cannot make the changelog %s: %s", t->label, t->changelog, err);
+        return rc;
+    }
+    sl_info("pipeline", "%s: made the changelog %s (%d partitions, compacted)", t->label,
+            t->changelog, parts);
+    t->changelog_parts = parts;
+    return 0;
+}
+
+typedef struct changelog_writer {
+    task *t;
+    int32_t partition;
+    size_t state_sent; /* state records of the current partition */
+    sl_buf key;
+} changelog_writer;
+
+static int send_changelog(changelog_writer *w, char prefix, const void *key, size_t key_len,
+                          const void *value, size_t value_len) {
+    w->key.len = 0;
+    if (sl_buf_append(&w->key, &prefix, 1) || sl_buf_append(&w->key, key, key_len))
+        return SL_ENOMEM;
+    sl_produce_record r = {.topic = w->t->changelog, .partition = w->partition,
+                           .key = w->key.data, .key_len = w->key.len, .value = value,
+                           .value_len = value_len, .cb = on_delivery, .opaque = w->t};
+    return sl_producer_send(w->t->producer, &r);
+}
+
+static int send_changed(void *opaque, const void *key, size_t key_len, const void *value,
+                        size_t value_len) {
+    changelog_writer *w = opaque;
+    w->state_sent++;
+    return send_changelog(w, SL_STATE_KEY_PREFIX, key, key_len, value, value_len);
+}
+
+/* Writes each partition's changed state, then its input positions: a partition's records of
+ * one commit are consecutive, positions last, so a restore sees the commit whole or not at
+ * all. Positions go out with every commit that moved them, so the changelog alone says where
+ * to resume. */
+static int write_changelog(task *t) {
+    bool moved = false;
+    for (size_t i = 0; i < t->npos && !moved; i++)
+        moved = t->pos[i].next >= 0 && t->pos[i].next != t->pos[i].logged;
+    if (!sl_state_dirty(t->store) && (!moved || t->changelog_parts == 0))
+        return 0;
+    int rc = ensure_changelog(t);
+    if (rc)
+        return rc;
+    changelog_writer w = {.t = t};
+    for (int32_t p = 0; rc == 0 && p < t->changelog_parts; p++) {
+        w.partition = p;
+        w.state_sent = 0;
+        rc = sl_state_foreach_changed(t->store, p, send_changed, &w);
+        bool positioned = false;
+        for (size_t i = 0; rc == 0 && i < t->npos; i++) {
+            position *pos = &t->pos[i];
+            if (pos->partition != p || pos->next < 0 ||
+                (pos->next == pos->logged && w.state_sent == 0))
+                continue;
+            char num[24];
+            int n = snprintf(num, sizeof(num), "%" PRId64, pos->next);
+            rc = send_changelog(&w, SL_STATE_POSITION_PREFIX, pos->topic, strlen(pos->topic),
+                                num, (size_t)n);
+            positioned = true;
+        }
+        /* State changed with no record read (by tick, say): an empty position closes it. */
+        if (rc == 0 && w.state_sent && !positioned)
+            rc = send_changelog(&w, SL_STATE_POSITION_PREFIX, "", 0, "0", 1);
+    }
+    sl_buf_free(&w.key);
+    if (rc == 0 && (rc = sl_producer_flush(t->producer, -1)) == 0 && t->undelivered)
+        rc = SL_EIO;
+    if (rc == 0) {
+        for (int32_t p = 0; p < t->changelog_parts; p++)
+            sl_state_mark_written(t->store, p);
+        for (size_t i = 0; i < t->npos; i++)
+            t->pos[i].logged = t->pos[i].next;
+        if (sl_state_dirty(t->store)) {
+            sl_error("pipeline", "%s: state was written for a partition the changelog %s "
+                     "(%d partitions) does not have", t->label, t->changelog,
+                     t->changelog_parts);
+            rc = SL_EINVAL;
+        }
+    }
+    if (rc)
+        sl_error("pipeline", "%s: cannot write the changelog %s: %s", t->label, t->changelog,
+                 sl_strerror(rc));
+    return rc;
+}
+
+typedef struct restored_position {
+    char topic[256];
+    int64_t next;
+} restored_position;
+
+typedef struct restorer {
+    restored_position *pos;
+    size_t npos;
+    bool failed;
+} restorer;
+
+static void on_restored_position(void *opaque, const char *topic, int64_t next) {
+    restorer *r = opaque;
+    for (size_t i = 0; i < r->npos; i++)
+        if (strcmp(r->pos[i].topic, topic) == 0) {
+            r->pos[i].next = next;
+            return;
+        }
+    restored_position *np = realloc(r->pos, (r->npos + 1) * sizeof(*np));
+    if (np == NULL) {
+        r->failed = true;
+        return;
+    }
+    r->pos = np;
+    snprintf(np[r->npos].topic, sizeof(np[r->npos].topic), "%s", topic);
+    np[r->npos++].next = next;
+}
+
+typedef struct entry_list {
+    sl_plugin_record *recs;
+    size_t n, cap;
+} entry_list;
+
+static int list_entry(void *opaque, const void *key, size_t key_len, const void *value,
+                      size_t value_len) {
+    entry_list *l = opaque;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        sl_plugin_record *nr = realloc(l->recs, cap * sizeof(*nr));
+        if (nr == NULL)
+            return SL_ENOMEM;
+        l->recs = nr;
+        l->cap = cap;
+    }
+    l->recs[l->n++] = (sl_plugin_record){.key = key, .key_len = key_len, .value = value,
+                                         .value_len = value_len};
+    return 0;
+}
+
+/* Reads changelog partition p into the store, and moves every input of partition p that we
+ * read to the position committed with that state, when the group's offset lags it. */
+static int restore_partition(task *t, int32_t p) {
+    int64_t started = sl_clock_mono_ms();
+    int rc = lookup_changelog(t);
+    restorer r = {0};
+    size_t records = 0, dropped = 0;
+    sl_state_restore_begin(t->store, p);
+    if (rc == 0 && t->changelog_parts > 0 && p >= t->changelog_parts) {
+        sl_error("pipeline", "%s: partition %d has no changelog partition (%s has %d)",
+                 t->label, p, t->changelog, t->changelog_parts);
+        rc = SL_EINVAL;
+    }
+    if (rc == 0 && t->changelog_parts > 0) {
+        int64_t end = 0;
+        sl_consumer *c = NULL;
+        char err[256];
+        sl_conf *cc = client_conf(t, NULL);
+        rc = sl_list_offset(t->admin, t->changelog, p, SL_OFFSET_END, &end);
+        if (rc == 0)
+            rc = cc ? sl_consumer_new(cc, &c, err, sizeof(err)) : SL_ENOMEM;
+        else
+            sl_conf_destroy(cc);
+        if (rc == 0)
+            rc = sl_consumer_assign(c, t->changelog, p, SL_OFFSET_BEGINNING);
+        int64_t deadline = sl_clock_mono_ms() + 60000, at = 0;
+        while (rc == 0 && sl_consumer_position(c, t->changelog, p, &at) == 0 && at < end) {
+            const sl_message *m;
+            int prc = sl_consumer_poll(c, 200, &m);
+            if (prc == 0 && m->offset < end) {
+                records++;
+                rc = sl_state_restore_record(t->store, p, m->key, m->key_len, m->value,
+                                             m->value_len, on_restored_position, &r);
+            } else if (prc == SL_ETIMEDOUT && sl_clock_mono_ms() > deadline) {
+                rc = SL_ETIMEDOUT;
+            }
+        }
+        if (c)
+            sl_consumer_destroy(c);
+    }
+    if (r.failed)
+        rc = SL_ENOMEM;
+    dropped = sl_state_restore_end(t->store, p);
+    for (size_t i = 0; rc == 0 && i < r.npos; i++) {
+        if (r.pos[i].topic[0] == '\0')
+            continue;
+        int64_t now;
+        if (sl_consumer_position(t->consumer, r.pos[i].topic, p, &now) != 0)
+            continue; /* not one of ours (any more) */
+        position *pos = position_of(t, r.pos[i].topic, p, true);
+        if (pos == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        pos->logged = r.pos[i].next;
+        if (now < r.pos[i].next) {
+            pos->next = r.pos[i].next;
+            rc = sl_consumer_seek(t->consumer, r.pos[i].topic, p, r.pos[i].next);
+        }
+    }
+    entry_list l = {0};
+    size_t live = 0;
+    if (rc == 0 && (rc = sl_state_foreach(t->store, p, list_entry, &l)) == 0 && t->lua) {
+        live = l.n;
+        char err[1024];
+        rc = sl_lua_proc_restore(t->lua, p, l.recs, l.n, err, sizeof(err));
+        if (rc)
+            sl_error("pipeline", "%s: restore(%d) failed: %s", t->label, p, err);
+    } else {
+        live = l.n;
+    }
+    free(l.recs);
+    if (rc) {
+        sl_error("pipeline", "%s: cannot restore the state of partition %d: %s", t->label, p,
+                 sl_strerror(rc));
+        sl_state_drop(t->store, p);
+        t->failed = true;
+    } else if (records) {
+        char resume[512] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < r.npos && used < sizeof(resume) - 64; i++)
+            if (r.pos[i].topic[0])
+                used += (size_t)snprintf(resume + used, sizeof(resume) - used, "%s%s-%d@%" PRId64,
+                                         used ? ", " : "", r.pos[i].topic, p, r.pos[i].next);
+        sl_info("pipeline", "%s: restored partition %d: %zu keys from %zu changelog records in "
+                "%" PRId64 " ms%s%s%s", t->label, p, live, records, sl_clock_mono_ms() - started,
+                used ? ", resuming at " : "", resume,
+                dropped ? " (an unfinished commit was dropped)" : "");
+    }
+    free(r.pos);
+    return rc;
+}
+
+static int ensure_restored(task *t, int32_t partition) {
+    return sl_state_loaded(t->store, partition) ? 0 : restore_partition(t, partition);
 }
 
 /* ---- commits and status ---- */
@@ -811,6 +1183,10 @@ static int commit_point(task *t) {
     }
     if (t->consumer == NULL)
         return store_position(t);
+    if ((rc = write_changelog(t)) != 0) {
+        t->failed = true; /* offsets must not move past state that is not durable */
+        return rc;
+    }
     sl_topic_partition *tp = calloc(t->npos ? t->npos : 1, sizeof(*tp));
     size_t n = 0;
     if (tp == NULL)
@@ -845,15 +1221,33 @@ static void on_rebalance(void *opaque, sl_rebalance_event ev, const sl_topic_par
                          size_t n) {
     task *t = opaque;
     t->last_status_ms = 0; /* the status shows the new partitions at the next turn */
-    if (ev == SL_PARTITIONS_REVOKED)
+    if (ev == SL_PARTITIONS_REVOKED) {
+        run_batch(t); /* what was collected is ours to finish */
         commit_point(t); /* the next owner starts exactly after what we processed */
+    }
+    if (ev == SL_PARTITIONS_LOST)
+        reset_batch(t); /* another member has them already: the new owner redoes it */
     if (ev == SL_PARTITIONS_ASSIGNED) {
         if (n)
             sl_info("pipeline", "%s: assigned %zu partition%s", t->label, n, n == 1 ? "" : "s");
+        /* State first: restoring may move the partitions' positions. */
+        for (size_t i = 0; i < n && !t->failed; i++)
+            ensure_restored(t, parts[i].partition);
         return;
     }
     for (size_t i = 0; i < n; i++)
         forget(t, parts[i].topic, parts[i].partition);
+    /* The state goes with its partition: the next owner restores it from the changelog. */
+    for (size_t i = 0; i < n; i++) {
+        if (!sl_state_loaded(t->store, parts[i].partition))
+            continue;
+        sl_state_drop(t->store, parts[i].partition);
+        char err[1024];
+        if (t->lua && sl_lua_proc_revoke(t->lua, parts[i].partition, err, sizeof(err)) != 0) {
+            sl_error("pipeline", "%s: revoke(%d) failed: %s", t->label, parts[i].partition, err);
+            t->failed = true;
+        }
+    }
 }
 
 static void json_string(sl_buf *b, const char *s) {
@@ -991,8 +1385,15 @@ static int start_impl(task *t) {
     if (s->script) {
         sl_lua_settings ls = {s->script, s->lua_instructions, s->lua_memory, s->lua_unsandboxed,
                               (const char *const *)s->config_keys,
-                              (const char *const *)s->config_values, s->nconfig};
+                              (const char *const *)s->config_values, s->nconfig,
+                              SL_SCRIPT_DIRS};
         rc = sl_lua_proc_new(&ls, &t->host, t, &t->lua, err, sizeof(err));
+        if (rc == 0 && sl_lua_proc_has_batch(t->lua) &&
+            ((t->batch = calloc(LUA_BATCH, sizeof(*t->batch))) == NULL ||
+             (t->batch_recs = calloc(LUA_BATCH, sizeof(*t->batch_recs))) == NULL)) {
+            snprintf(err, sizeof(err), "out of memory");
+            rc = SL_ENOMEM;
+        }
     } else if ((rc = sl_plugin_load(s->plugin, &t->lib, err, sizeof(err))) == 0 &&
                t->lib->desc.kind != (uint32_t)s->kind) {
         snprintf(err, sizeof(err), "plugin %s is a %s, not a %s", t->lib->desc.name,
@@ -1039,6 +1440,23 @@ static int subscribe(task *t) {
     return rc;
 }
 
+/* The script's tick(now_ms, ctx): wall-clock punctuation, after each batch. */
+static void tick(task *t) {
+    char err[1024];
+    drop_pending(t);
+    t->error[0] = '\0';
+    int rc = sl_lua_proc_tick(t->lua, sl_clock_wall_ms(), err, sizeof(err));
+    if (rc == 0)
+        rc = flush_pending(t);
+    drop_pending(t);
+    if (rc) {
+        snprintf(t->last_error, sizeof(t->last_error), "tick: %.1000s",
+                 err[0] ? err : t->error);
+        sl_error("pipeline", "%s: %s", t->label, t->last_error);
+        t->failed = true;
+    }
+}
+
 static void run_processor(task *t) {
     int64_t next_resume = INT64_MAX;
     while (!*t->conf->stop && !t->failed) {
@@ -1068,12 +1486,21 @@ static void run_processor(task *t) {
                 break;
             }
             size_t before = t->ndefer;
-            handle(t, m);
+            if (t->batch) {
+                collect(t, m);
+                if (t->nbatch == LUA_BATCH)
+                    run_batch(t);
+            } else {
+                handle(t, m);
+            }
             if (t->ndefer > before && t->defer[t->ndefer - 1].resume_ms < next_resume)
                 next_resume = t->defer[t->ndefer - 1].resume_ms;
             n++;
         }
-        if (n && !t->failed)
+        run_batch(t);
+        if (t->lua && !t->failed)
+            tick(t);
+        if ((n || sl_state_dirty(t->store)) && !t->failed)
             commit_point(t);
         if (sl_clock_mono_ms() - t->last_status_ms >= STATUS_EVERY_MS)
             publish_status(t, "running");
@@ -1161,13 +1588,12 @@ static void free_task(task *t) {
     for (size_t i = 0; i < t->npoisons; i++)
         free(t->poisons[i].topic);
     free(t->poisons);
-    for (size_t i = 0; i < STATE_BUCKETS; i++)
-        for (state_entry *e = t->state[i], *next; e; e = next) {
-            next = e->next;
-            free(e->key);
-            free(e->value);
-            free(e);
-        }
+    sl_state_free(t->store);
+    if (t->admin)
+        sl_client_destroy(t->admin);
+    free(t->batch);
+    free(t->batch_recs);
+    sl_buf_free(&t->batch_arena);
     for (size_t i = 0; i < t->nmetrics; i++)
         free(t->metrics[i].name);
     free(t->metrics);
@@ -1182,7 +1608,12 @@ int sl_task_run(const sl_task_conf *conf) {
     if (t == NULL)
         return 1;
     t->conf = conf;
+    t->cur_partition = -1;
     init_host(t);
+    if (sl_state_new(&t->store) != 0) {
+        free(t);
+        return 1;
+    }
     char err[2048] = "";
     char *source = NULL;
     if (conf->source_file) {
@@ -1222,6 +1653,8 @@ int sl_task_run(const sl_task_conf *conf) {
     snprintf(t->label, sizeof(t->label), "%s/%s/%d", t->pipeline->name, t->stage->name,
              conf->instance);
     snprintf(t->stage_id, sizeof(t->stage_id), "%s/%s", t->pipeline->name, t->stage->name);
+    snprintf(t->changelog, sizeof(t->changelog), "%s.%s.changelog", t->pipeline->name,
+             t->stage->name);
     char group[512];
     sl_pipeline_group(t->pipeline, t->stage, group, sizeof(group));
     sl_conf *pc = client_conf(t, NULL);

@@ -28,6 +28,12 @@ struct sl_lua_proc {
     int verdict;             /* SL_EREJECT or SL_ERETRY when the script asked for it */
     int process_ref;         /* registry refs */
     int ctx_ref;
+    bool has_batch;          /* the script defines process_batch */
+    size_t batch_n;          /* records of the batch call under way (0: none) */
+    sl_lua_dead_letter *dead; /* ctx.dead_letter calls of the current batch */
+    size_t ndead, capdead;
+    char script_dir[1024];
+    char lib_dirs[2048];
     char traceback[4096];
 };
 
@@ -159,13 +165,19 @@ static int verdict(lua_State *L, int status, const char *what) {
 static int l_reject(lua_State *L) { return verdict(L, SL_EREJECT, "rejected by the script"); }
 static int l_retry(lua_State *L) { return verdict(L, SL_ERETRY, "the script asked to retry"); }
 
+/* ctx.get(key[, partition]): without a partition, the current record's. */
 static int l_get(lua_State *L) {
     sl_lua_proc *lp = proc_of(L);
     size_t klen;
     const char *key = luaL_checklstring(L, 1, &klen);
     const void *v;
     size_t vlen;
-    int rc = lp->host->state_get(lp->ctx, key, klen, &v, &vlen);
+    int rc = lua_isnoneornil(L, 2)
+                 ? lp->host->state_get(lp->ctx, key, klen, &v, &vlen)
+                 : lp->host->state_get_partition(lp->ctx, (int32_t)luaL_checkinteger(L, 2), key,
+                                                 klen, &v, &vlen);
+    if (rc == SL_EINVAL)
+        return luaL_error(L, "ctx.get outside process needs a partition: ctx.get(key, p)");
     if (rc == SL_ENOENT) {
         lua_pushnil(L);
         return 1;
@@ -181,15 +193,50 @@ static int l_put(lua_State *L) {
     size_t klen, vlen;
     const char *key = luaL_checklstring(L, 1, &klen);
     const char *v = opt_string(L, 2, &vlen, "a state value");
-    int rc = lp->host->state_put(lp->ctx, key, klen, v, vlen);
+    int rc = lua_isnoneornil(L, 3)
+                 ? lp->host->state_put(lp->ctx, key, klen, v, vlen)
+                 : lp->host->state_put_partition(lp->ctx, (int32_t)luaL_checkinteger(L, 3), key,
+                                                 klen, v, vlen);
+    if (rc == SL_EINVAL)
+        return luaL_error(L, "ctx.put outside process needs a partition: ctx.put(key, value, p)");
     if (rc != 0)
         return luaL_error(L, "state put failed: %s", sl_strerror(rc));
     return 0;
 }
 
+static int l_metric(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    lp->host->metric_add(lp->ctx, name, (int64_t)luaL_optinteger(L, 2, 1));
+    return 0;
+}
+
+/* ctx.dead_letter(i, reason): record i of the batch under way goes to the dead-letter topic. */
+static int l_dead_letter(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    lua_Integer i = luaL_checkinteger(L, 1);
+    const char *reason = luaL_optstring(L, 2, "dead-lettered by the script");
+    if (lp->batch_n == 0 || i < 1 || (size_t)i > lp->batch_n)
+        return luaL_error(L, "ctx.dead_letter(%I): no such record in the batch under way", i);
+    if (lp->ndead == lp->capdead) {
+        size_t cap = lp->capdead ? lp->capdead * 2 : 16;
+        sl_lua_dead_letter *d = realloc(lp->dead, cap * sizeof(*d));
+        if (d == NULL)
+            return luaL_error(L, "not enough memory");
+        lp->dead = d;
+        lp->capdead = cap;
+    }
+    sl_lua_dead_letter *d = &lp->dead[lp->ndead++];
+    d->index = (size_t)i - 1;
+    snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    return 0;
+}
+
 static void push_ctx(lua_State *L, const sl_lua_settings *s) {
-    static const luaL_Reg fns[] = {{"emit", l_emit},     {"log", l_log}, {"reject", l_reject},
-                                   {"retry", l_retry},   {"get", l_get}, {"put", l_put},
+    static const luaL_Reg fns[] = {{"emit", l_emit},     {"log", l_log},
+                                   {"reject", l_reject}, {"retry", l_retry},
+                                   {"get", l_get},       {"put", l_put},
+                                   {"metric", l_metric}, {"dead_letter", l_dead_letter},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_createtable(L, 0, (int)s->nconfig);
@@ -206,6 +253,54 @@ static void push_ctx(lua_State *L, const sl_lua_settings *s) {
     lua_setfield(L, -2, "instance");
     lua_pushinteger(L, count);
     lua_setfield(L, -2, "instances");
+}
+
+/* ---- require: library scripts beside the script or shipped in the scripts folders ---- */
+
+static bool library_name_ok(const char *name) {
+    if (*name == '\0' || strlen(name) > 64)
+        return false;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return false;
+    return true;
+}
+
+/* require(name): loads <dir>/<name>.lua from the script's folder, then the shipped scripts
+ * folders, once per state, as text, in the script's own (sandboxed) globals. */
+static int l_require(lua_State *L) {
+    sl_lua_proc *lp = proc_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    if (!library_name_ok(name))
+        return luaL_error(L, "require(\"%s\"): a library name is [a-z0-9_]+", name);
+    lua_getfield(L, LUA_REGISTRYINDEX, "sluice.loaded");
+    if (lua_getfield(L, -1, name) != LUA_TNIL)
+        return 1;
+    lua_pop(L, 1);
+    char dirs[sizeof(lp->lib_dirs) + sizeof(lp->script_dir) + 2];
+    snprintf(dirs, sizeof(dirs), "%s:%s", lp->script_dir, lp->lib_dirs);
+    char path[4096];
+    for (char *save = NULL, *dir = strtok_r(dirs, ":", &save); dir;
+         dir = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof(path), "%s/%s.lua", dir, name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        fclose(f);
+        if (luaL_loadfilex(L, path, "t") != LUA_OK)
+            return lua_error(L);
+        lua_pushstring(L, name);
+        lua_call(L, 1, 1);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushboolean(L, 1);
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+        return 1;
+    }
+    return luaL_error(L, "require(\"%s\"): no %s.lua in %s or %s", name, name,
+                      lp->script_dir, lp->lib_dirs);
 }
 
 /* ---- the state ---- */
@@ -263,6 +358,12 @@ static int protected_start(lua_State *L) {
         luaL_openlibs(L);
     else
         open_sandboxed(L);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "sluice.loaded");
+    if (!s->unsandboxed) {
+        lua_pushcfunction(L, l_require);
+        lua_setglobal(L, "require");
+    }
     luaopen_cjson(L);
     lua_setglobal(L, "json");
     sl_lua_open_msgpack(L);
@@ -270,9 +371,12 @@ static int protected_start(lua_State *L) {
     if (luaL_loadfilex(L, s->script_path, "t") != LUA_OK)
         return lua_error(L); /* the message names file and line */
     lua_call(L, 0, 0);
-    if (lua_getglobal(L, "process") != LUA_TFUNCTION)
-        return luaL_error(L, "%s defines no process(record, ctx) function", s->script_path);
     sl_lua_proc *lp = proc_of(L);
+    lp->has_batch = lua_getglobal(L, "process_batch") == LUA_TFUNCTION;
+    lua_pop(L, 1);
+    if (lua_getglobal(L, "process") != LUA_TFUNCTION && !lp->has_batch)
+        return luaL_error(L, "%s defines no process(record, ctx) or process_batch(batch, ctx) "
+                          "function", s->script_path);
     lp->process_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     push_ctx(L, s);
     lp->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -292,6 +396,13 @@ int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plu
     if (lp->max_memory < SL_LUA_MIN_MEMORY)
         lp->max_memory = SL_LUA_MIN_MEMORY;
     lp->process_ref = lp->ctx_ref = LUA_NOREF;
+    snprintf(lp->lib_dirs, sizeof(lp->lib_dirs), "%s", s->lib_dirs ? s->lib_dirs : "");
+    snprintf(lp->script_dir, sizeof(lp->script_dir), "%s", s->script_path);
+    char *slash = strrchr(lp->script_dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(lp->script_dir, sizeof(lp->script_dir), ".");
     lua_State *L = lp->L = lua_newstate(limited_alloc, lp);
     if (L == NULL) {
         snprintf(errbuf, errlen, "cannot create a Lua state (memory limit %lld bytes)",
@@ -410,6 +521,177 @@ int sl_lua_proc_process(sl_lua_proc *lp, const sl_plugin_record *rec, char *errb
     return rc;
 }
 
+/* ---- batches, partitions and time ---- */
+
+typedef struct batch_call {
+    const sl_plugin_record *recs;
+    size_t n;
+} batch_call;
+
+/* A new array as field 'name' of the table at 'batch', left on the stack. */
+static void push_column(lua_State *L, int batch, const char *name, size_t n) {
+    lua_createtable(L, (int)n, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, batch, name);
+}
+
+/* The batch as columns (batch.key[i], batch.value[i], ...): six tables per call instead of two
+ * per record. */
+static int protected_batch(lua_State *L) {
+    const batch_call *bc = lua_touserdata(L, 1);
+    sl_lua_proc *lp = proc_of(L);
+    lua_settop(L, 0);
+    lua_getglobal(L, "process_batch");
+    lua_createtable(L, 0, 7); /* 2: the batch */
+    lua_pushinteger(L, (lua_Integer)bc->n);
+    lua_setfield(L, 2, "n");
+    static const char *const columns[] = {"key", "value", "timestamp", "partition", "offset",
+                                          "topic"};
+    for (int c = 0; c < 6; c++)
+        push_column(L, 2, columns[c], bc->n); /* 3 .. 8 */
+    const char *last_topic = NULL;
+    bool have_topic = false;
+    for (size_t i = 0; i < bc->n; i++) {
+        const sl_plugin_record *r = &bc->recs[i];
+        lua_Integer at = (lua_Integer)i + 1;
+        if (r->key) {
+            lua_pushlstring(L, r->key, r->key_len);
+            lua_rawseti(L, 3, at);
+        }
+        if (r->value) {
+            lua_pushlstring(L, r->value, r->value_len);
+            lua_rawseti(L, 4, at);
+        }
+        lua_pushinteger(L, r->timestamp);
+        lua_rawseti(L, 5, at);
+        lua_pushinteger(L, r->partition);
+        lua_rawseti(L, 6, at);
+        lua_pushinteger(L, r->offset);
+        lua_rawseti(L, 7, at);
+        if (!have_topic || r->topic != last_topic) { /* batches hold one or two topics */
+            lua_settop(L, 8);
+            lua_pushstring(L, r->topic ? r->topic : "");
+            last_topic = r->topic;
+            have_topic = true;
+        }
+        lua_pushvalue(L, 9);
+        lua_rawseti(L, 8, at);
+    }
+    lua_settop(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+bool sl_lua_proc_has_batch(const sl_lua_proc *lp) {
+    return lp->has_batch;
+}
+
+int sl_lua_proc_process_batch(sl_lua_proc *lp, const sl_plugin_record *recs, size_t n,
+                              const sl_lua_dead_letter **dead, size_t *ndead, char *errbuf,
+                              size_t errlen, char *tb, size_t tblen) {
+    lua_State *L = lp->L;
+    batch_call bc = {recs, n};
+    int64_t budget = lp->max_instructions;
+    /* The budget is per record: a batch may run n of them, up to about two seconds' worth. */
+    lp->max_instructions = budget * (int64_t)n < 1000000000LL ? budget * (int64_t)n
+                                                              : 1000000000LL;
+    if (lp->max_instructions < budget)
+        lp->max_instructions = budget;
+    lp->batch_n = n;
+    lp->ndead = 0;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, protected_batch);
+    lua_pushlightuserdata(L, &bc);
+    int rc = call(lp, 2, 0, errbuf, errlen);
+    if (rc != 0 && tb)
+        snprintf(tb, tblen, "%s", lp->traceback);
+    lua_settop(L, 0);
+    lp->batch_n = 0;
+    lp->max_instructions = budget;
+    *dead = lp->dead;
+    *ndead = rc == 0 ? lp->ndead : 0;
+    return rc;
+}
+
+typedef struct partition_call {
+    const char *fn;
+    int32_t partition;
+    const sl_plugin_record *entries; /* restore: key and value of each */
+    size_t n;
+} partition_call;
+
+static int protected_partition(lua_State *L) {
+    const partition_call *pc = lua_touserdata(L, 1);
+    sl_lua_proc *lp = proc_of(L);
+    lua_settop(L, 0);
+    if (lua_getglobal(L, pc->fn) != LUA_TFUNCTION)
+        return 0;
+    lua_pushinteger(L, pc->partition);
+    int nargs = 2;
+    if (pc->entries) {
+        lua_createtable(L, 0, (int)pc->n);
+        for (size_t i = 0; i < pc->n; i++) {
+            lua_pushlstring(L, pc->entries[i].key, pc->entries[i].key_len);
+            lua_pushlstring(L, pc->entries[i].value, pc->entries[i].value_len);
+            lua_rawset(L, -3);
+        }
+        nargs = 3;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    lua_call(L, nargs, 0);
+    return 0;
+}
+
+static int partition_callback(sl_lua_proc *lp, const partition_call *pc, char *errbuf,
+                              size_t errlen) {
+    lua_State *L = lp->L;
+    int64_t budget = lp->max_instructions;
+    if (pc->entries) /* rebuilding from many entries is work in proportion to them */
+        lp->max_instructions = budget + (int64_t)pc->n * 1000;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, protected_partition);
+    lua_pushlightuserdata(L, (void *)pc);
+    int rc = call(lp, 2, 0, errbuf, errlen);
+    lua_settop(L, 0);
+    lp->max_instructions = budget;
+    return rc;
+}
+
+int sl_lua_proc_restore(sl_lua_proc *lp, int32_t partition, const sl_plugin_record *entries,
+                        size_t n, char *errbuf, size_t errlen) {
+    partition_call pc = {"restore", partition, entries ? entries : (const sl_plugin_record *)"",
+                         entries ? n : 0};
+    return partition_callback(lp, &pc, errbuf, errlen);
+}
+
+int sl_lua_proc_revoke(sl_lua_proc *lp, int32_t partition, char *errbuf, size_t errlen) {
+    partition_call pc = {"revoke", partition, NULL, 0};
+    return partition_callback(lp, &pc, errbuf, errlen);
+}
+
+static int protected_tick(lua_State *L) {
+    int64_t now = *(const int64_t *)lua_touserdata(L, 1);
+    sl_lua_proc *lp = proc_of(L);
+    lua_settop(L, 0);
+    if (lua_getglobal(L, "tick") != LUA_TFUNCTION)
+        return 0;
+    lua_pushinteger(L, now);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lp->ctx_ref);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+int sl_lua_proc_tick(sl_lua_proc *lp, int64_t now_ms, char *errbuf, size_t errlen) {
+    lua_State *L = lp->L;
+    lua_settop(L, 0);
+    lua_pushcfunction(L, protected_tick);
+    lua_pushlightuserdata(L, &now_ms);
+    int rc = call(lp, 2, 0, errbuf, errlen);
+    lua_settop(L, 0);
+    return rc;
+}
+
 static int protected_flush(lua_State *L) {
     sl_lua_proc *lp = proc_of(L);
     if (lua_getglobal(L, "flush") != LUA_TFUNCTION)
@@ -437,5 +719,6 @@ void sl_lua_proc_free(sl_lua_proc *lp) {
         return;
     if (lp->L)
         lua_close(lp->L);
+    free(lp->dead);
     free(lp);
 }

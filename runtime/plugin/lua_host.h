@@ -24,7 +24,16 @@ typedef struct sl_lua_settings {
     const char *const *config_keys;
     const char *const *config_values;
     size_t nconfig;
+    /* Folders (colon-separated) where require(name) finds name.lua after the script's own
+     * folder; NULL: only the script's folder. */
+    const char *lib_dirs;
 } sl_lua_settings;
+
+/* A record of a batch the script sent to the dead-letter topic with ctx.dead_letter(i, why). */
+typedef struct sl_lua_dead_letter {
+    size_t index; /* 0-based, into the batch */
+    char reason[512];
+} sl_lua_dead_letter;
 
 typedef struct sl_lua_proc sl_lua_proc;
 
@@ -40,6 +49,25 @@ int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plu
  * ctx.reject(reason) (SL_EREJECT) or ctx.retry(reason) (SL_ERETRY). */
 int sl_lua_proc_process(sl_lua_proc *lp, const sl_plugin_record *rec, char *errbuf,
                         size_t errlen, char *tb, size_t tblen);
+
+/* Whether the script defines process_batch(batch, ctx), which the host then prefers. */
+bool sl_lua_proc_has_batch(const sl_lua_proc *lp);
+
+/* Calls process_batch(batch, ctx) with the records as columns: batch.n, batch.key[i],
+ * batch.value[i], batch.timestamp[i], batch.partition[i], batch.offset[i], batch.topic[i]. The
+ * instruction budget is per record. On success '*dead' lists the records the script
+ * dead-lettered (borrowed until the next call). A failure fails the whole batch. */
+int sl_lua_proc_process_batch(sl_lua_proc *lp, const sl_plugin_record *recs, size_t n,
+                              const sl_lua_dead_letter **dead, size_t *ndead, char *errbuf,
+                              size_t errlen, char *tb, size_t tblen);
+
+/* restore(partition, entries, ctx) once a partition's state is restored ('entries': key and
+ * value of each record), revoke(partition, ctx) when it is taken away, tick(now_ms, ctx) as the
+ * wall clock passes. Each is optional in the script. */
+int sl_lua_proc_restore(sl_lua_proc *lp, int32_t partition, const sl_plugin_record *entries,
+                        size_t n, char *errbuf, size_t errlen);
+int sl_lua_proc_revoke(sl_lua_proc *lp, int32_t partition, char *errbuf, size_t errlen);
+int sl_lua_proc_tick(sl_lua_proc *lp, int64_t now_ms, char *errbuf, size_t errlen);
 
 /* Calls the script's optional flush(ctx). */
 int sl_lua_proc_flush(sl_lua_proc *lp, char *errbuf, size_t errlen);

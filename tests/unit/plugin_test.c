@@ -107,9 +107,28 @@ static int fake_put(sl_plugin_ctx *c, const void *k, size_t kl, const void *v, s
     return 0;
 }
 
+static int fake_get_partition(sl_plugin_ctx *c, int32_t p, const void *k, size_t kl,
+                              const void **v, size_t *vl) {
+    (void)p;
+    return fake_get(c, k, kl, v, vl);
+}
+
+static int fake_put_partition(sl_plugin_ctx *c, int32_t p, const void *k, size_t kl,
+                              const void *v, size_t vl) {
+    (void)p;
+    return fake_put(c, k, kl, v, vl);
+}
+
+static void fake_metric(sl_plugin_ctx *c, const char *name, int64_t delta) {
+    (void)c, (void)name, (void)delta;
+}
+
 static const sl_plugin_host fake_host = {.struct_size = sizeof(sl_plugin_host),
                                          .emit = fake_emit, .log = fake_log,
-                                         .state_get = fake_get, .state_put = fake_put};
+                                         .state_get = fake_get, .state_put = fake_put,
+                                         .metric_add = fake_metric,
+                                         .state_get_partition = fake_get_partition,
+                                         .state_put_partition = fake_put_partition};
 
 static char *script(const char *text) {
     char *dir = sl_fixture_dir("sl_lua_test", "script.lua");
@@ -229,11 +248,12 @@ static void a_record_too_big_for_the_state_fails_cleanly(void) {
     sl_lua_proc_free(lp);
 }
 
-static void sandbox_has_no_os_io_or_require(void) {
+static void sandbox_has_no_os_io_or_foreign_require(void) {
     sl_plugin_ctx c = {0};
     sl_lua_proc *lp = start("function process(r, ctx)\n"
                             "  ctx.emit(nil, nil, tostring(os == nil and io == nil and "
-                            "require == nil and dofile == nil and loadfile == nil))\n"
+                            "not pcall(require, 'os') and not pcall(require, '../x') and "
+                            "dofile == nil and loadfile == nil))\n"
                             "  assert(load('return 1')() == 1)\n"
                             "  assert(load(string.dump(function() end)) == nil)\n"
                             "end\n", &c, 0);
@@ -243,6 +263,59 @@ static void sandbox_has_no_os_io_or_require(void) {
         SL_TEST_FAIL_("%s", err);
     SL_STREQ(c.last_value, "true");
     sl_lua_proc_free(lp);
+}
+
+/* process_batch gets columns; ctx.dead_letter marks records; require finds a library beside
+ * the script. */
+static void batches_dead_letters_and_libraries(void) {
+    char *dir = sl_fixture_dir("sl_lua_test", "script.lua");
+    *strrchr(dir, '/') = '\0';
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/twice.lua", dir);
+    FILE *f = fopen(path, "w");
+    SL_TRUE(f != NULL);
+    fputs("local M = {}\nfunction M.twice(s) return s .. s end\nreturn M\n", f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/script.lua", dir);
+    f = fopen(path, "w");
+    SL_TRUE(f != NULL);
+    fputs("local lib = require('twice')\n"
+          "assert(require('twice') == lib)\n"
+          "function process_batch(b, ctx)\n"
+          "  for i = 1, b.n do\n"
+          "    if b.value[i] == 'bad' then ctx.dead_letter(i, 'bad value at ' .. b.offset[i])\n"
+          "    else ctx.emit(b.topic[i], b.key[i], lib.twice(b.value[i]) .. b.partition[i]) end\n"
+          "  end\n"
+          "  ctx.metric('seen', b.n)\n"
+          "  ctx.put('k', 'v', 4)\n"
+          "end\n", f);
+    fclose(f);
+    sl_lua_settings s = {.script_path = path, .max_instructions = 1000000};
+    sl_plugin_ctx c = {0};
+    sl_lua_proc *lp = NULL;
+    char err[1024] = "", tb[4096];
+    SL_PASS(sl_lua_proc_new(&s, &fake_host, &c, &lp, err, sizeof(err)));
+    SL_TRUE(sl_lua_proc_has_batch(lp));
+    sl_plugin_record recs[3] = {{"in", 1, 10, 1000, "a", 1, "x", 1, NULL, 0},
+                                {"in", 1, 11, 1000, "b", 1, "bad", 3, NULL, 0},
+                                {"in2", 0, 12, 1000, NULL, 0, "yz", 2, NULL, 0}};
+    const sl_lua_dead_letter *dead;
+    size_t ndead;
+    int rc = sl_lua_proc_process_batch(lp, recs, 3, &dead, &ndead, err, sizeof(err), tb,
+                                       sizeof(tb));
+    if (rc)
+        SL_TEST_FAIL_("process_batch: %s", err);
+    SL_EQ(c.emitted, 2);
+    SL_STREQ(c.last_topic, "in2");
+    SL_STREQ(c.last_value, "yzyz0");
+    SL_EQ(ndead, 1);
+    SL_EQ(dead[0].index, 1);
+    SL_STREQ(dead[0].reason, "bad value at 11");
+    /* Outside a batch there is nothing to dead-letter, and put needs a partition. */
+    SL_PASS(sl_lua_proc_restore(lp, 3, NULL, 0, err, sizeof(err)));
+    sl_lua_proc_free(lp);
+    sl_fixture_drop_dir(strdup(path));
+    free(dir);
 }
 
 static void codecs_round_trip(void) {
@@ -311,7 +384,8 @@ SL_TESTS({"a current plugin loads", current_plugin_loads},
          {"a memory bomb hits the memory limit", memory_bomb_hits_the_limit},
          {"a record too big for the state fails cleanly",
           a_record_too_big_for_the_state_fails_cleanly},
-         {"the sandbox has no os, io or require", sandbox_has_no_os_io_or_require},
+         {"the sandbox has no os, io or foreign require", sandbox_has_no_os_io_or_foreign_require},
+         {"batches, dead letters and libraries", batches_dead_letters_and_libraries},
          {"json and msgpack round trip", codecs_round_trip},
          {"reject and retry verdicts", reject_and_retry_verdicts},
          {"bad scripts do not start", bad_scripts_do_not_start})

@@ -104,8 +104,9 @@ typedef struct sl_plugin_host {
     void (*set_error)(sl_plugin_ctx *ctx, const char *reason);
     /* Adds 'delta' to a counter the stage's status shows under 'name'. */
     void (*metric_add)(sl_plugin_ctx *ctx, const char *name, int64_t delta);
-    /* A per-instance key-value store. get: SL_ENOENT when absent; the value is borrowed until the
-     * next call into the store. put copies; a NULL value deletes. */
+    /* The key-value store of the current record's input partition (see state_get_partition).
+     * get: SL_ENOENT when absent; the value is borrowed until the next call into the store.
+     * put copies; a NULL value deletes. SL_EINVAL outside process. */
     int (*state_get)(sl_plugin_ctx *ctx, const void *key, size_t key_len, const void **value,
                      size_t *value_len);
     int (*state_put)(sl_plugin_ctx *ctx, const void *key, size_t key_len, const void *value,
@@ -128,6 +129,15 @@ typedef struct sl_plugin_host {
      * (errors_tolerance "all") or stops the stage ("none"). Call it before flush returns: the
      * commit that follows covers the record. The record is copied. */
     int (*report_errant)(sl_plugin_ctx *ctx, const sl_plugin_record *rec, const char *reason);
+    /* state_get and state_put act on the state of the input partition whose record is being
+     * processed: each input partition has its own store, kept in the stage's changelog topic
+     * and restored with the input position committed with it, so state survives restarts and
+     * moves with its partition. These two name the partition, for calls made outside process
+     * (flush writing what a plugin buffered, say). */
+    int (*state_get_partition)(sl_plugin_ctx *ctx, int32_t partition, const void *key,
+                               size_t key_len, const void **value, size_t *value_len);
+    int (*state_put_partition)(sl_plugin_ctx *ctx, int32_t partition, const void *key,
+                               size_t key_len, const void *value, size_t value_len);
 } sl_plugin_host;
 
 typedef struct sl_plugin_descriptor {
