@@ -1,6 +1,8 @@
--- orders -> analytics: a running count of orders per country, keyed by country.
--- ctx.get/ctx.put is state local to this (single) instance and kept in memory only: it
--- starts empty again after a restart, so the counts are a demo, not a ledger.
+-- orders_by_country -> analytics: a running count of orders per country, keyed by country.
+-- ctx.get/ctx.put is the state of the record's input partition, kept in the stage's changelog
+-- topic (order-fanout.analytics.changelog) and restored with the input position it was
+-- committed with, so the counts survive restarts. The orders arrive re-keyed by country, so
+-- all of a country's orders are in one partition and one count.
 function process(record, ctx)
   local o = json.decode(record.value)
   local n = (tonumber(ctx.get(o.country)) or 0) + 1

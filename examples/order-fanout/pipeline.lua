@@ -7,6 +7,7 @@ return {
     orders    = { partitions = 3, config = { ["retention.ms"] = "86400000" } },  -- one day
     shipments = 3,
     charges   = 3,
+    orders_by_country = 3,
     analytics = 1,
   },
   processors = {
@@ -14,6 +15,11 @@ return {
     { name = "payments",  input = "orders", output = "charges",   script = "payments.lua",
       instances = 2,                       -- two processes share the 3 partitions
       config = { currency = "EUR" } },    -- read by the script as ctx.config.currency
-    { name = "analytics", input = "orders", output = "analytics", script = "analytics.lua" },
+    -- Counting per country needs each country's orders in one partition (state is kept per
+    -- input partition): a repartition step re-keys the orders by country first.
+    { name = "by_country", input = "orders", output = "orders_by_country", script = "rekey",
+      config = { expr = "json.decode(record.value).country" } },
+    { name = "analytics", input = "orders_by_country", output = "analytics",
+      script = "analytics.lua" },
   },
 }

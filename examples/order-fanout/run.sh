@@ -19,11 +19,11 @@ instances_with_partitions() {
     "$SLUICE" pipeline status order-fanout --json | grep -o '"partitions":\["' | wc -l
 }
 
-# Wait until each of the 4 instances (1 + 2 + 1) has joined its group and been given
+# Wait until each of the 5 instances (1 + 2 + 1 + 1) has joined its group and been given
 # partitions, so that the two payments instances share the orders. Not needed for
 # correctness: records produced earlier are simply all read by the first instance.
 say "waiting for the instances to get their partitions"
-wait_for 4 "instances with partitions" instances_with_partitions
+wait_for 5 "instances with partitions" instances_with_partitions
 
 # ---- produce: one JSON order per line, "key<TAB>value" -----------------------------------------
 countries=(DE FR NL DE IT FR DE ES NL DE)
@@ -60,7 +60,7 @@ say "analytics (running count of orders per country, keyed by country)"
 
 # Wait until the published counters cover every order, so that the status shows IN = OUT = 10
 # for each stage.
-wait_for $((3 * ORDERS)) "records_in in pipeline status" status_sum order-fanout records_in
+wait_for $((4 * ORDERS)) "records_in in pipeline status" status_sum order-fanout records_in
 say "sluice pipeline status order-fanout"
 "$SLUICE" pipeline status order-fanout
 
