@@ -11,19 +11,13 @@
 # the medians. Everything started is stopped, and every temporary file removed, on exit.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
-BUILD_DIR=${SL_BUILD_DIR:-build}
+BENCH_NAME=bench-pipeline
+# shellcheck source=bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 RECORDS=1000000
 INSTANCES=2
 RUNS=3
 TIMEOUT_S=600
-
-say() { echo "bench-pipeline: $*" >&2; }
-die() {
-    say "$*"
-    exit 1
-}
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,31 +32,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-SLUICE=$ROOT/$BUILD_DIR/runtime/sluice
-SLUICED=$ROOT/$BUILD_DIR/runtime/sluiced
-[ -x "$SLUICED" ] || die "no $SLUICED: build first (cmake -S . -B $BUILD_DIR && cmake --build $BUILD_DIR)"
-
-WORK=$(mktemp -d /tmp/sluice-bench-pipeline.XXXXXX)
-broker_pid=""
-cleanup() {
-    if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
-        kill -TERM "$broker_pid" 2>/dev/null || true
-        wait "$broker_pid" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$SLUICED" --data-dir "$WORK/data" --listen tcp://127.0.0.1:0 --http-listen none \
-    --kafka-listen none --ready-file "$WORK/ready.json" >"$WORK/sluiced.log" 2>&1 &
-broker_pid=$!
-for _ in $(seq 100); do
-    [ -s "$WORK/ready.json" ] && break
-    sleep 0.1
-done
-URL=$(sed -n 's/.*"listen":"\([^"]*\)".*/\1/p' "$WORK/ready.json")
-[ -n "$URL" ] || die "sluiced did not start; log: $(tail -5 "$WORK/sluiced.log")"
-export SLUICE_BROKER=$URL
+start_private_broker
 
 cat >"$WORK/json.lua" <<'EOF'
 function process(record, ctx)
@@ -93,19 +63,6 @@ fill() {
     fi
 }
 
-# committed_all GROUP: 1 once the group has committed all 6 partitions to their ends, else 0.
-committed_all() {
-    "$SLUICE" group describe "$1" --json 2>/dev/null | /usr/bin/python3 -c '
-import json, sys
-try:
-    g = json.load(sys.stdin)
-except ValueError:  # no such group yet
-    print(0)
-    sys.exit(0)
-offs = g["offsets"]
-print(1 if len(offs) == 6 and all(o["lag"] == 0 for o in offs) else 0)'
-}
-
 run_one() { # KIND RUN -> records/s on stdout
     local kind=$1 run=$2 topic="in-$1-$2" name="bench-$1-$2"
     fill "$topic" "$kind"
@@ -118,7 +75,8 @@ EOF
     start=$(date +%s.%N)
     "$SLUICE" pipeline deploy "$WORK/$name.lua" >/dev/null
     local deadline=$((SECONDS + TIMEOUT_S))
-    until [ "$(committed_all "sluice.$name.s")" = 1 ]; do
+    local n state
+    while read -r n state <<<"$(committed "sluice.$name.s" 6)" && [ "$state" != done ]; do
         [ $SECONDS -lt $deadline ] || die "$name did not finish in $TIMEOUT_S s"
         sleep 0.1
     done
@@ -126,8 +84,6 @@ EOF
     "$SLUICE" pipeline stop "$name" >/dev/null
     awk -v n="$RECORDS" -v a="$start" -v b="$end" 'BEGIN { printf "%d\n", n / (b - a) }'
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 printf '%-10s' "stage"
 for r in $(seq "$RUNS"); do printf '  %12s' "run $r"; done

@@ -12,7 +12,7 @@ BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev l
     libcurl4-openssl-dev libpq-dev
     zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps kcat python3-confluent-kafka postgresql
-    librdkafka-dev)
+    librdkafka-dev lua5.4 lua-cjson)
 
 usage() {
     echo "Usage: scripts/deps.sh build|test"

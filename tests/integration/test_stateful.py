@@ -1,0 +1,153 @@
+"""Stateful processing on a real broker: the ad-click aggregator (examples/adclick) counts clicks
+per ad per minute while the node is killed with -9 mid-stream, or one of its instances is, so
+that partitions move between instances. Its state lives in the stage's changelog, written with
+the input position at every commit and restored with it. Afterwards every window that closed
+is in the output with the count an independent computation gives, a window emitted twice
+carries the same count both times, and the late clicks are set aside in clicks_late."""
+
+import json
+import os
+import random
+import signal
+import time
+import unittest
+
+from harness import BrokerTestCase, wait_until
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+ADCLICK = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "examples", "adclick",
+                       "pipeline.lua")
+MINUTE = 60000
+# A whole minute an hour ago: recent, so that retention (by record time) keeps the results,
+# whose timestamps are their windows' ends.
+BASE = (int(time.time() * 1000) // MINUTE - 60) * MINUTE
+STEP_MS = 5           # event time advances 5 ms a click: 12,000 clicks a minute
+JITTER_MS = 3000      # disorder, within the 5 s grace
+LATE_EVERY = 997      # one click in this many is two minutes old: late in any partition
+
+
+def make_clicks(first, count, rng):
+    """Click lines 'ad<TAB>json' numbered first..first+count-1, and the late ones among them."""
+    lines, late = [], []
+    for i in range(first, first + count):
+        ad = "a17" if rng.random() < 0.4 else "a%d" % rng.randrange(60)
+        now = BASE + i * STEP_MS
+        if i % LATE_EVERY == LATE_EVERY - 1:
+            ts = now - 2 * MINUTE
+        else:
+            ts = now - rng.randrange(JITTER_MS)
+        value = json.dumps({"ad_id": ad, "user_id": "u%d" % rng.randrange(1000), "ts": ts},
+                           separators=(",", ":"))
+        lines.append("%s\t%s" % (ad, value))
+        if ts == now - 2 * MINUTE:
+            late.append(value)
+    return lines, late
+
+
+def reference(lines, late):
+    """Clicks per (ad, window start) of the clicks that are not late."""
+    late = set(late)
+    counts = {}
+    for line in lines:
+        ad, value = line.split("\t", 1)
+        if value in late:
+            continue
+        ts = json.loads(value)["ts"]
+        key = (ad, ts - ts % MINUTE)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+class AdClickTestCase(BrokerTestCase):
+
+    def status(self):
+        return json.loads(self.cli_ok("pipeline", "status", "adclick", "--json"))
+
+    def instances(self):
+        return [i for s in self.status()["stages"] for i in s["instances"]]
+
+    def wait_both_own_partitions(self):
+        wait_until(lambda: len([i for i in self.instances() if i["partitions"]]) == 2, 30,
+                   "both instances to own partitions", interval=0.3)
+
+    def produce_clicks(self, lines):
+        self.produce("clicks", lines, "--key-sep", "\t")
+
+    def close_everything(self, last_i):
+        """A click far ahead in every partition: every window of the real clicks closes."""
+        ts = BASE + last_i * STEP_MS + 5 * MINUTE
+        for p in range(6):
+            self.produce("clicks", ['zz\t{"ad_id":"zz","user_id":"u0","ts":%d}' % ts],
+                         "--key-sep", "\t", "-p", str(p))
+
+    def results(self):
+        """(ad, window_start) -> [counts, as emitted] from ad_clicks_per_minute."""
+        out = {}
+        for line in self.consume("ad_clicks_per_minute", fmt=r"%v\n"):
+            r = json.loads(line)
+            self.assertEqual(r["window_end"] - r["window_start"], MINUTE, line)
+            self.assertEqual(r["window_start"] % MINUTE, 0, line)
+            out.setdefault((r["ad_id"], r["window_start"]), []).append(r["count"])
+        return out
+
+    def check(self, want, late):
+        got = wait_until(lambda: (lambda r: set(want) <= set(r) and r)(self.results()), 120,
+                         "every closed window in ad_clicks_per_minute", interval=1)
+        conflicts = {k: v for k, v in got.items() if len(set(v)) > 1}
+        self.assertEqual(conflicts, {}, "windows emitted with different counts")
+        wrong = {k: (v[0], want.get(k)) for k, v in got.items() if v[0] != want.get(k)}
+        self.assertEqual(wrong, {}, "(ad, window): (count emitted, count expected)")
+        self.assertEqual(set(self.consume("clicks_late", fmt=r"%v\n")), set(late))
+        return got
+
+
+class CrashTest(AdClickTestCase):
+
+    def test_kill9_of_the_node_mid_stream_keeps_every_count(self):
+        self.start_broker(extra_args=["--pipeline", ADCLICK])
+        self.wait_both_own_partitions()
+        rng = random.Random(11)
+        first, late1 = make_clicks(0, 120000, rng)
+        second, late2 = make_clicks(120000, 120000, rng)
+        self.produce_clicks(first)
+        # Kill as soon as some windows have closed: the aggregator is mid-stream then.
+        wait_until(lambda: self.consume("ad_clicks_per_minute", fmt=r"%v\n"), 60,
+                   "a first result", interval=0.05)
+        self.broker.kill9()
+        self.broker.restart()
+        self.produce_clicks(second)
+        self.close_everything(240000)
+        want = reference(first + second, late1 + late2)
+        got = self.check(want, late1 + late2)
+        self.assertEqual(len(got), len(want))
+        log = self.broker.log_text(since_start=True)
+        self.assertIn("restored partition", log)
+        # The hot ad is counted like any other: about 40% of each minute's 12,000 clicks.
+        hot = [c for (ad, _), c in want.items() if ad == "a17"]
+        self.assertTrue(all(c > 4000 for c in hot[1:-1]), hot)
+
+
+class PartitionMoveTest(AdClickTestCase):
+
+    def test_an_instance_killed_mid_stream_hands_its_windows_on(self):
+        self.start_broker(extra_args=["--pipeline", ADCLICK])
+        self.wait_both_own_partitions()
+        rng = random.Random(12)
+        first, late1 = make_clicks(0, 100000, rng)
+        second, late2 = make_clicks(100000, 100000, rng)
+        self.produce_clicks(first)
+        wait_until(lambda: self.consume("ad_clicks_per_minute", fmt=r"%v\n"), 60,
+                   "a first result", interval=0.05)
+        victim = [i for i in self.instances() if i["instance"] == 0][0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        self.produce_clicks(second)
+        self.close_everything(200000)
+        want = reference(first + second, late1 + late2)
+        self.check(want, late1 + late2)
+        log = self.broker.log_text()
+        self.assertIn("adclick/per_minute/0 killed by signal 9", log)
+        self.assertIn("restored partition", log)
+
+
+if __name__ == "__main__":
+    unittest.main()
