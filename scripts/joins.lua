@@ -39,11 +39,15 @@
 --   stream_stream: "ssj.time"                      stream time of the partition
 --                  "ssj.seq"                       number of records buffered so far
 --                  "ssj/<L|R>/<seq>/<key>"         "<event time>/<value>" of a buffered record
+--
+-- Needs stream_common.lua (the helpers shared with windows) where require finds it.
 
-local math_type, floor, tointeger = math.type, math.floor, math.tointeger
+local common = require("stream_common")
+local to_event_time, non_negative_integer = common.to_event_time, common.non_negative_integer
+local math_type, tointeger = math.type, math.tointeger
 local sort = table.sort
-local pairs, ipairs, type, tostring, tonumber = pairs, ipairs, type, tostring, tonumber
-local pcall, error, setmetatable, next = pcall, error, setmetatable, next
+local pairs, type, tostring, tonumber = pairs, type, tostring, tonumber
+local error, setmetatable = error, setmetatable
 
 local MIN_TIME = math.mininteger
 local LEFT, RIGHT = 1, 2
@@ -51,32 +55,10 @@ local STREAM, TABLE = 1, 2
 
 local joins = {}
 
--- Index in the batch of the record being ingested; read when it raises an error so that only
--- that record is dead-lettered.
+-- Index in the batch of the record being ingested; read (through cursor, by the drivers in
+-- stream_common) when it raises an error so that only that record is dead-lettered.
 local current_index = 0
-
-local function to_event_time(t, what)
-    if type(t) == "string" then
-        t = tonumber(t)
-    end
-    if type(t) == "number" then
-        local ms = floor(t)
-        if math_type(ms) == "integer" then
-            return ms
-        end
-    end
-    error("missing or invalid event time (" .. what .. ")", 0)
-end
-
-local function non_negative_integer(v, name)
-    if v == nil then
-        return 0
-    end
-    if math_type(v) ~= "integer" or v < 0 then
-        error("joins: " .. name .. " must be an integer >= 0 (ms), got " .. tostring(v), 3)
-    end
-    return v
-end
+local function cursor() return current_index end
 
 local function decoder(option)
     if option == true then
@@ -89,10 +71,12 @@ local function decoder(option)
 end
 
 ---------------------------------------------------------------------------------------------
--- What both joins share: the batch driver, the installed globals, punctuation.
+-- What both joins share. The batch drivers, the installed globals and tick come from
+-- stream_common; each join provides ingest, flush and restore.
 
-local Join = {}
+local Join = common.mixin({}) -- partition_state, process_batch, process, revoke, tick, install
 Join.__index = Join
+Join.cursor = cursor
 
 -- Maps a topic to its side: a topic itself or one of its retry topics.
 function Join:side_of(topic)
@@ -105,102 +89,22 @@ function Join:side_of(topic)
     error("record from topic " .. tostring(topic) .. ", which this join does not read", 0)
 end
 
-function Join:partition_state(p)
-    local ps = self.new_partition()
-    self.parts[p] = ps
-    return ps
-end
-
+-- Why record i failed, for the dead-letter topic.
 function Join:explain(batch, i, err)
     local decode, value = self.decode, batch.value[i]
-    if decode and value ~= nil then
-        local ok, e = pcall(decode, value)
-        if not ok then
-            return "cannot decode value: " .. tostring(e)
-        end
-        if self.time_field and type(e) ~= "table" then
-            return "value is not an object, so it has no field '" .. self.time_field .. "'"
-        end
-    end
-    return tostring(err)
-end
-
--- A failing record is dead-lettered and the batch goes on from the next one (pcall per
--- failure, not per record).
-function Join:process_batch(batch, ctx)
-    local first = 1
-    while first <= batch.n do
-        current_index = first - 1
-        local ok, err = pcall(self.ingest, self, batch, ctx, first)
-        if ok then
-            break
-        end
-        local i = current_index
-        if i < first then
-            error(err, 0)
-        end
-        ctx.dead_letter(i, self:explain(batch, i, err))
-        first = i + 1
-    end
-    self:after_batch(ctx)
-end
-
-function Join:process(record, ctx)
-    local one = self.one
-    one.key[1], one.value[1], one.timestamp[1] = record.key, record.value, record.timestamp
-    one.partition[1], one.offset[1], one.topic[1] = record.partition, record.offset, record.topic
-    current_index = 0
-    local ok, err = pcall(self.ingest, self, one, ctx, 1)
-    if not ok then
-        if current_index ~= 1 then
-            error(err, 0)
-        end
-        local reason = self:explain(one, 1, err)
-        if ctx.reject then
-            ctx.reject(reason)
-        else
-            error(reason, 0)
-        end
-    end
-    self:after_batch(ctx)
+    local fault = decode and value ~= nil and common.value_fault(decode, value, self.time_field)
+    return fault or tostring(err)
 end
 
 function Join:after_batch(ctx)
-end
-
-function Join:revoke(p, ctx)
-    self.parts[p] = nil
 end
 
 function Join:every(ms, fn)
     if math_type(ms) ~= "integer" or ms <= 0 then
         error("joins: every's interval must be a positive integer (ms)", 2)
     end
-    local due = MIN_TIME
     local list = self.punctuators
-    list[#list + 1] = function(now, ctx)
-        if now >= due then
-            due = now + ms
-            fn(now, ctx)
-        end
-    end
-    return self
-end
-
-function Join:tick(now, ctx)
-    for _, run in ipairs(self.punctuators) do
-        run(now, ctx)
-    end
-end
-
-function Join:install(env)
-    env = env or _ENV
-    env.process_batch = function(batch, ctx) return self:process_batch(batch, ctx) end
-    env.process = function(record, ctx) return self:process(record, ctx) end
-    env.flush = function(ctx) return self:flush(ctx) end
-    env.restore = function(p, entries, ctx) return self:restore(p, entries, ctx) end
-    env.revoke = function(p, ctx) return self:revoke(p, ctx) end
-    env.tick = function(now, ctx) return self:tick(now, ctx) end
+    list[#list + 1] = common.punctuator(ms, fn)
     return self
 end
 
@@ -211,9 +115,7 @@ local function new_join(class, o, topic_sides)
     end
     self.join, self.output = o.join, o.output
     self.topic_sides, self.sides = topic_sides, {}
-    self.parts, self.punctuators = {}, {}
-    self.one = { n = 1, key = {}, value = {}, timestamp = {}, partition = {}, offset = {}, topic = {} }
-    return self
+    return common.init(self)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -231,6 +133,7 @@ function StreamTable:ingest(batch, ctx, first)
     local keys, values, stamps, topics, partitions = batch.key, batch.value, batch.timestamp, batch.topic, batch.partition
     local sides, parts, decode, join, output, left = self.sides, self.parts, self.decode, self.join, self.output, self.left
     local current_partition, rows, dirty
+    current_index = first - 1 -- an error before the first record is not a record's fault
     for i = first, batch.n do
         current_index = i
         local side = sides[topics[i]] or self:side_of(topics[i])
@@ -342,6 +245,7 @@ function StreamStream:ingest(batch, ctx, first)
     local time_field, time_of, time_what = self.time_field, self.time_of, self.time_what
     local within, grace = self.within, self.grace
     local current_partition, ps
+    current_index = first - 1 -- an error before the first record is not a record's fault
     for i = first, batch.n do
         current_index = i
         local side = sides[topics[i]] or self:side_of(topics[i])
@@ -523,20 +427,15 @@ function joins.stream_stream(o)
     if math_type(o.within) ~= "integer" then
         error("joins.stream_stream: within must be an integer (ms)", 2)
     end
-    self.within = non_negative_integer(o.within, "within")
-    self.grace = non_negative_integer(o.grace, "grace")
+    self.within = non_negative_integer(o.within, "within", "joins")
+    self.grace = non_negative_integer(o.grace, "grace", "joins")
     self.purge_every = o.purge_every or (self.within > 1000 and self.within or 1000)
     self.decode = decoder(o.decode)
-    local time = o.time
-    if type(time) == "string" then
-        self.time_field, self.time_what = time, "field '" .. time .. "'"
-        self.decode = self.decode or json.decode -- a field needs a decoded value
-    elseif type(time) == "function" then
-        self.time_of, self.time_what = time, "time function"
-    elseif time == nil then
-        self.time_what = "record timestamp"
-    else
+    if not common.time_option(self, o.time) then
         error("joins.stream_stream: time must be a field name or a function", 2)
+    end
+    if self.time_field then
+        self.decode = self.decode or json.decode -- a field needs a decoded value
     end
     self.new_partition = new_stream_partition
     return self

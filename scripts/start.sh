@@ -96,27 +96,28 @@ if [ -n "$ready_pid" ]; then
 fi
 
 # ---- example pipeline ----------------------------------------------------------------------
-# The order fan-out example: one orders topic read by three stages, each its own consumer
-# group. sluiced keeps it running (and restarts it with the broker) once deployed; stop.sh
-# stops the broker and with it the pipeline's processes.
-PIPELINE=$ROOT/examples/order-fanout/pipeline.lua
-say "deploying the example pipeline $PIPELINE"
-if ! "$SLUICE" pipeline deploy "$PIPELINE" -b "$listen"; then
-    fail_start "the example pipeline was refused"
-fi
+# The ad-click aggregator: clicks per ad per minute, in Lua, with its state in a changelog,
+# fed by a generator of synthetic clicks. sluiced keeps both running (and restarts them with
+# the broker) once deployed; stop.sh stops the broker and with it the pipelines' processes.
+for PIPELINE in "$ROOT/examples/adclick/pipeline.lua" "$ROOT/examples/adclick/generator.lua"; do
+    say "deploying the example pipeline $PIPELINE"
+    if ! "$SLUICE" pipeline deploy "$PIPELINE" -b "$listen"; then
+        fail_start "the example pipeline was refused"
+    fi
+done
 # ---- end of example pipeline ---------------------------------------------------------------
 
 cat <<EOF
 
 Sluice is running: sluiced (pid $pid) serves $listen, with its data in $ROOT/data,
-and runs the example pipeline "order-fanout" (examples/order-fanout/README.md).
+and runs the ad-click aggregator "adclick" fed by "adclick-clicks", 2,000 synthetic clicks a
+second (examples/adclick/README.md). Each minute's counts per ad appear a little after the
+minute ends (once its 5 s grace period has passed).
 
 Try it:
-  printf 'o1:{"id":"o1","country":"DE","address":"1 Main St","amount":12.50,"items":["pen"]}\n' |
-      sluice produce orders --key-sep :
-  sluice consume shipments --format '%k %v\n'
-  sluice consume charges --format '%k %v\n'
-  sluice pipeline status order-fanout
+  sluice consume clicks --follow --format '%k %v\n' --max 5
+  sluice consume ad_clicks_per_minute --follow --format '%k %v\n'
+  sluice pipeline status adclick
   sluice --help
 
 Broker log:  $ROOT/data/sluiced.log

@@ -57,39 +57,30 @@
 --
 -- Punctuation: processor:every(ms, fn) runs fn(now_ms, ctx) from tick at most every ms of wall
 -- clock; windows.every(ms, fn) makes such a tick function for a script that defines its own.
+--
+-- Needs stream_common.lua (the helpers shared with joins) where require finds it.
 
-local math_type, tointeger, floor = math.type, math.tointeger, math.floor
+local common = require("stream_common")
+local to_event_time, non_negative_integer = common.to_event_time, common.non_negative_integer
+local math_type, tointeger = math.type, math.tointeger
 local sort, remove, insert = table.sort, table.remove, table.insert
 local format = string.format
 local pairs, ipairs, type, tostring, tonumber = pairs, ipairs, type, tostring, tonumber
-local pcall, error, setmetatable, next = pcall, error, setmetatable, next
+local error, setmetatable, next = error, setmetatable, next
 
 local MIN_TIME, MAX_TIME = math.mininteger, math.maxinteger
 local TIME_KEY = "win.time"
 
 local windows = {}
 
--- Index in the batch of the record being ingested; read when it raises an error so that only
--- that record is dead-lettered. A plain upvalue: ingestion never nests.
+-- Index in the batch of the record being ingested; read (through cursor, by the drivers in
+-- stream_common) when it raises an error so that only that record is dead-lettered. A plain
+-- upvalue, cheapest to set per record: ingestion never nests.
 local current_index = 0
+local function cursor() return current_index end
 
 ---------------------------------------------------------------------------------------------
 -- Helpers
-
--- JSON numbers decode as floats, so most event times arrive here; accept integral numbers
--- and numeric strings, truncating fractions of a millisecond.
-local function to_event_time(t, what)
-    if type(t) == "string" then
-        t = tonumber(t)
-    end
-    if type(t) == "number" then
-        local ms = floor(t)
-        if math_type(ms) == "integer" then
-            return ms
-        end
-    end
-    error("missing or invalid event time (" .. what .. ")", 0)
-end
 
 local function to_group_key(k)
     local kind = type(k)
@@ -144,16 +135,6 @@ end
 local function positive_integer(v, name)
     if math_type(v) ~= "integer" or v <= 0 then
         error("windows: " .. name .. " must be a positive integer (ms), got " .. tostring(v), 3)
-    end
-    return v
-end
-
-local function non_negative_integer(v, name)
-    if v == nil then
-        return 0
-    end
-    if math_type(v) ~= "integer" or v < 0 then
-        error("windows: " .. name .. " must be an integer >= 0 (ms), got " .. tostring(v), 3)
     end
     return v
 end
@@ -512,8 +493,9 @@ end
 ---------------------------------------------------------------------------------------------
 -- The processor
 
-local Processor = {}
+local Processor = common.mixin({}) -- partition_state, process_batch, process, revoke, tick, install
 Processor.__index = Processor
+Processor.cursor = cursor
 
 -- Ingests batch records first..n. Errors propagate (with current_index set) so that the caller
 -- can dead-letter that one record and go on from the next: no pcall per record.
@@ -523,6 +505,7 @@ local function ingest(self, batch, ctx, first)
     local time_what, place, parts = self.time_what, self.place, self.parts
     local late_topic = self.late_topic
     local current_partition, ps
+    current_index = first - 1 -- an error before the first record is not a record's fault
     for i = first, batch.n do
         current_index = i
         local ev = decode(values[i])
@@ -562,27 +545,15 @@ local function ingest(self, batch, ctx, first)
     end
 end
 
--- Why record i failed, for the dead-letter topic: its value is looked at again (decoding is
--- deterministic) to tell a bad value from a failure further on.
+Processor.ingest = ingest -- run by the shared process_batch and process
+
+-- Why record i failed, for the dead-letter topic.
 function Processor:explain(batch, i, err)
     local value = batch.value[i]
     if value == nil and self.decode ~= identity then
         return "record has no value"
     end
-    local ok, ev = pcall(self.decode, value)
-    if not ok then
-        return "cannot decode value: " .. tostring(ev)
-    end
-    if self.time_field and type(ev) ~= "table" then
-        return "value is not an object, so it has no field '" .. self.time_field .. "'"
-    end
-    return tostring(err)
-end
-
-function Processor:partition_state(p)
-    local ps = self.new_partition()
-    self.parts[p] = ps
-    return ps
+    return common.value_fault(self.decode, value, self.time_field) or tostring(err)
 end
 
 function Processor:close_due(ctx)
@@ -590,44 +561,7 @@ function Processor:close_due(ctx)
         self.close(self, ps, ctx)
     end
 end
-
-function Processor:process_batch(batch, ctx)
-    local first = 1
-    while first <= batch.n do
-        current_index = first - 1
-        local ok, err = pcall(ingest, self, batch, ctx, first)
-        if ok then
-            break
-        end
-        local i = current_index
-        if i < first then
-            error(err, 0) -- not a record's fault
-        end
-        ctx.dead_letter(i, self:explain(batch, i, err))
-        first = i + 1
-    end
-    self:close_due(ctx)
-end
-
-function Processor:process(record, ctx)
-    local one = self.one -- a batch of one, reused: process and process_batch share one path
-    one.key[1], one.value[1], one.timestamp[1] = record.key, record.value, record.timestamp
-    one.partition[1], one.offset[1], one.topic[1] = record.partition, record.offset, record.topic
-    current_index = 0
-    local ok, err = pcall(ingest, self, one, ctx, 1)
-    if not ok then
-        if current_index ~= 1 then
-            error(err, 0)
-        end
-        local reason = self:explain(one, 1, err)
-        if ctx.reject then
-            ctx.reject(reason)
-        else
-            error(reason, 0)
-        end
-    end
-    self:close_due(ctx)
-end
+Processor.after_batch = Processor.close_due -- the shared drivers close windows after each batch
 
 function Processor:flush(ctx)
     for p, ps in pairs(self.parts) do
@@ -650,32 +584,9 @@ function Processor:restore(p, entries, ctx)
     self.restore_partition(self, ps, entries)
 end
 
-function Processor:revoke(p, ctx)
-    self.parts[p] = nil
-end
-
 function Processor:every(ms, fn)
     local list = self.punctuators
     list[#list + 1] = windows.every(ms, fn)
-    return self
-end
-
-function Processor:tick(now, ctx)
-    for _, run in ipairs(self.punctuators) do
-        run(now, ctx)
-    end
-end
-
--- Defines the globals the host calls (in env, default the environment this library was loaded
--- in, which is the script's).
-function Processor:install(env)
-    env = env or _ENV
-    env.process_batch = function(batch, ctx) return self:process_batch(batch, ctx) end
-    env.process = function(record, ctx) return self:process(record, ctx) end
-    env.flush = function(ctx) return self:flush(ctx) end
-    env.restore = function(p, entries, ctx) return self:restore(p, entries, ctx) end
-    env.revoke = function(p, ctx) return self:revoke(p, ctx) end
-    env.tick = function(now, ctx) return self:tick(now, ctx) end
     return self
 end
 
@@ -693,14 +604,7 @@ local function new_processor(o)
     else
         self.decode = o.decode or json.decode
     end
-    local time = o.time
-    if type(time) == "string" then
-        self.time_field, self.time_what = time, "field '" .. time .. "'"
-    elseif type(time) == "function" then
-        self.time_of, self.time_what = time, "time function"
-    elseif time == nil then
-        self.time_what = "record timestamp"
-    else
+    if not common.time_option(self, o.time) then
         error("windows: time must be a field name or a function", 3)
     end
     self.key_of = o.key
@@ -712,11 +616,8 @@ local function new_processor(o)
     self.late_topic = o.late_topic
     self.encode_agg = o.encode_agg or encode_agg_default
     self.decode_agg = o.decode_agg or decode_agg_default
-    self.grace = non_negative_integer(o.grace, "grace")
-    self.parts = {}
-    self.punctuators = {}
-    self.one = { n = 1, key = {}, value = {}, timestamp = {}, partition = {}, offset = {}, topic = {} }
-    return self
+    self.grace = non_negative_integer(o.grace, "grace", "windows")
+    return common.init(self)
 end
 
 local function time_windows(o, size, advance)
@@ -756,13 +657,7 @@ end
 -- tick). For a script of its own: `tick = windows.every(1000, function(now, ctx) ... end)`.
 function windows.every(ms, fn)
     positive_integer(ms, "every's interval")
-    local due = MIN_TIME
-    return function(now, ctx)
-        if now >= due then
-            due = now + ms
-            fn(now, ctx)
-        end
-    end
+    return common.punctuator(ms, fn)
 end
 
 return windows
