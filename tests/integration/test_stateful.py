@@ -1,9 +1,10 @@
-"""Stateful processing on a real broker: the ad-click aggregator (examples/adclick) counts clicks
+"""Stateful processing on a real broker. The ad-click aggregator (examples/adclick) counts clicks
 per ad per minute while the node is killed with -9 mid-stream, or one of its instances is, so
 that partitions move between instances. Its state lives in the stage's changelog, written with
 the input position at every commit and restored with it. Afterwards every window that closed
 is in the output with the count an independent computation gives, a window emitted twice
-carries the same count both times, and the late clicks are set aside in clicks_late."""
+carries the same count both times, and the late clicks are set aside in clicks_late. A
+stream-table join enriches clicks from a compacted topic across two instances and a crash."""
 
 import json
 import os
@@ -147,6 +148,59 @@ class PartitionMoveTest(AdClickTestCase):
         log = self.broker.log_text()
         self.assertIn("adclick/per_minute/0 killed by signal 9", log)
         self.assertIn("restored partition", log)
+
+
+class StreamTableJoinTest(BrokerTestCase):
+    """Clicks enriched with their ad's row from a compacted topic, by two instances: partition p
+    of both topics goes to the same instance (co-partitioning), and the table survives a kill
+    -9 of the node in its changelog."""
+
+    def group_caught_up(self, topic):
+        g = json.loads(self.cli_ok("group", "describe", "sluice.ads.enrich", "--json"))
+        offs = [o for o in g["offsets"] if o["topic"] == topic]
+        return len(offs) == 3 and all(o["lag"] == 0 for o in offs)
+
+    def enriched(self):
+        return set(self.consume("enriched", fmt=r"%k %v\n"))
+
+    def test_clicks_meet_their_ads_row_across_instances_and_a_crash(self):
+        d = self.temp_dir()
+        with open(os.path.join(d, "enrich.lua"), "w") as f:
+            f.write('require("joins").stream_table {\n'
+                    '  stream = "clicks", table = "ads",\n'
+                    '  join = function(click, ad, key) return click .. " by " .. ad end,\n'
+                    '}:install()\n')
+        pipeline = os.path.join(d, "ads.lua")
+        with open(pipeline, "w") as f:
+            f.write('return { name = "ads",\n'
+                    '  topics = { ads = { partitions = 3, config = { ["cleanup.policy"] = "compact" } },\n'
+                    '             clicks = 3, enriched = 3 },\n'
+                    '  processors = { { name = "enrich", input = { "ads", "clicks" },\n'
+                    '                   output = "enriched", script = "enrich.lua", instances = 2 } } }\n')
+        self.start_broker(extra_args=["--pipeline", pipeline])
+        wait_until(lambda: len([i for s in json.loads(self.cli_ok(
+            "pipeline", "status", "ads", "--json"))["stages"] for i in s["instances"]
+            if i["partitions"]]) == 2, 30, "both instances to own partitions", interval=0.3)
+        ads = ["ad%d:advertiser%d" % (i, i % 7) for i in range(40)]
+        self.produce("ads", ads, "--key-sep", ":")
+        wait_until(lambda: self.group_caught_up("ads"), 30, "the ads read", interval=0.3)
+        clicks = ["ad%d:click%d" % (i % 50, i) for i in range(500)]  # ad40..ad49 have no row
+        self.produce("clicks", clicks, "--key-sep", ":")
+        want = {"ad%d click%d by advertiser%d" % (i % 50, i, (i % 50) % 7)
+                for i in range(500) if i % 50 < 40}
+        wait_until(lambda: self.enriched() >= want, 60, "every matched click enriched",
+                   interval=0.5)
+        self.assertEqual(self.enriched(), want, "unmatched clicks emit nothing (inner join)")
+        # A row changes; then the node dies and the table must come back from the changelog.
+        self.produce("ads", ["ad3:advertiser99"], "--key-sep", ":")
+        wait_until(lambda: self.group_caught_up("ads"), 30, "the update read", interval=0.3)
+        self.broker.kill9()
+        self.broker.restart()
+        self.produce("clicks", ["ad3:late-click", "ad5:late-click"], "--key-sep", ":")
+        more = {"ad3 late-click by advertiser99", "ad5 late-click by advertiser5"}
+        wait_until(lambda: self.enriched() >= want | more, 60, "clicks after the restart",
+                   interval=0.5)
+        self.assertIn("restored partition", self.broker.log_text(since_start=True))
 
 
 if __name__ == "__main__":
