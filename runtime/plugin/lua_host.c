@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "plugin/lua_codec.h"
+#include "plugin/lua_json_field.h"
 
 #define HOOK_EVERY 1000 /* instructions between budget checks */
 #define MAX_HEADERS 64
@@ -365,6 +366,7 @@ static int protected_start(lua_State *L) {
         lua_setglobal(L, "require");
     }
     luaopen_cjson(L);
+    sl_lua_add_json_field(L);
     lua_setglobal(L, "json");
     sl_lua_open_msgpack(L);
     lua_setglobal(L, "msgpack");

@@ -318,6 +318,35 @@ static void batches_dead_letters_and_libraries(void) {
     free(dir);
 }
 
+/* json.field reads one member without decoding the rest, and agrees with json.decode. */
+static void json_field_reads_one_member(void) {
+    sl_plugin_ctx c = {0};
+    sl_lua_proc *lp = start(
+        "function process(r, ctx)\n"
+        "  local f = json.field\n"
+        "  local click = '{\"ad_id\":\"a17\",\"n\":[1,{\"x\":\"}\"}],\"ts\":1700000000123}'\n"
+        "  assert(f(click, 'ts') == 1700000000123 and math.type(f(click, 'ts')) == 'integer')\n"
+        "  assert(f(click, 'ad_id') == 'a17')\n"
+        "  assert(f(click, 'n') == nil and f(click, 'missing') == nil)\n"
+        "  assert(f(' { \"a\" : 1.5e3 , \"b\":true, \"c\":null } ', 'a') == 1500)\n"
+        "  assert(f('{\"b\":true}', 'b') == true)\n"
+        "  assert(f('{\"a\":1,\"a\":2}', 'a') == 2)             -- the last one, as decode\n"
+        "  assert(f('{\"s\":\"q\\\\\"t\"}', 's') == 'q\"t')      -- escapes: the decoder\n"
+        "  assert(f('{\"\\\\u0074s\":5}', 'ts') == 5)\n"
+        "  assert(f('[1,2]', 'a') == nil)\n"
+        "  for _, bad in ipairs({'', 'x', '{\"a\"', '{\"a\":}', '{\"a\":1 \"b\":2}', '{\"a\":tru}'}) do\n"
+        "    assert(not pcall(f, bad, 'a'), bad)\n"
+        "  end\n"
+        "  ctx.emit(nil, nil, 'ok')\n"
+        "end\n", &c, 0);
+    char err[1024], tb[4096];
+    int rc = run(lp, err, tb);
+    if (rc)
+        SL_TEST_FAIL_("%s\n%s", err, tb);
+    SL_STREQ(c.last_value, "ok");
+    sl_lua_proc_free(lp);
+}
+
 static void codecs_round_trip(void) {
     sl_plugin_ctx c = {0};
     sl_lua_proc *lp = start("function process(r, ctx)\n"
@@ -386,6 +415,7 @@ SL_TESTS({"a current plugin loads", current_plugin_loads},
           a_record_too_big_for_the_state_fails_cleanly},
          {"the sandbox has no os, io or foreign require", sandbox_has_no_os_io_or_foreign_require},
          {"batches, dead letters and libraries", batches_dead_letters_and_libraries},
+         {"json.field reads one member", json_field_reads_one_member},
          {"json and msgpack round trip", codecs_round_trip},
          {"reject and retry verdicts", reject_and_retry_verdicts},
          {"bad scripts do not start", bad_scripts_do_not_start})
