@@ -57,6 +57,8 @@
 --
 -- Punctuation: processor:every(ms, fn) runs fn(now_ms, ctx) from tick at most every ms of wall
 -- clock; windows.every(ms, fn) makes such a tick function for a script that defines its own.
+-- processor:every_stream(ms, fn) runs fn(partition, stream_time, ctx) when a partition's stream
+-- time passes a multiple of ms.
 --
 -- Needs stream_common.lua (the helpers shared with joins) where require finds it.
 
@@ -560,6 +562,27 @@ function Processor:close_due(ctx)
     for _, ps in pairs(self.parts) do
         self.close(self, ps, ctx)
     end
+    local punctuators = self.stream_punctuators
+    if punctuators then
+        for p, ps in pairs(self.parts) do
+            local t = ps.time
+            if t ~= MIN_TIME then
+                local marks = ps.stream_marks
+                if not marks then
+                    marks = {}
+                    ps.stream_marks = marks
+                end
+                for i, pu in ipairs(punctuators) do
+                    local mark = t - t % pu.ms
+                    local last = marks[i]
+                    marks[i] = mark
+                    if last and mark > last then -- the first sighting only sets the mark
+                        pu.fn(p, t, ctx)
+                    end
+                end
+            end
+        end
+    end
 end
 Processor.after_batch = Processor.close_due -- the shared drivers close windows after each batch
 
@@ -587,6 +610,17 @@ end
 function Processor:every(ms, fn)
     local list = self.punctuators
     list[#list + 1] = windows.every(ms, fn)
+    return self
+end
+
+-- Stream-time punctuation: fn(partition, stream_time, ctx) runs after a batch that moved a
+-- partition's stream time past a multiple of ms (once, however many it passed). Records drive
+-- it, so it runs the same on a replay; an idle partition does not run it.
+function Processor:every_stream(ms, fn)
+    positive_integer(ms, "every_stream's interval")
+    local list = self.stream_punctuators or {}
+    self.stream_punctuators = list
+    list[#list + 1] = { ms = ms, fn = fn }
     return self
 end
 

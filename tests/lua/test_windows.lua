@@ -539,6 +539,29 @@ local function run_tests()
     check(ctx.dead[3] and ctx.dead[3]:find("boom"), "a failing add dead-letters its record: %s", tostring(ctx.dead[3]))
     check(#ctx.emitted == 3, "records around a failing one are processed (%d results)", #ctx.emitted)
 
+    -- stream-time punctuation: per partition, when its stream time passes a multiple
+    inst, ctx = fresh([[
+        require("windows").tumbling { size = 1000 }:every_stream(10000, function(p, t, ctx)
+            ctx.emit("punct", nil, p .. "@" .. t)
+        end):install()
+    ]])
+    recs = {}
+    for i, pt in ipairs({ { 0, 1000 }, { 0, 5000 }, { 0, 11000 }, { 1, 30000 }, { 0, 12000 },
+                          { 0, 25000 }, { 1, 41000 }, { 0, 9000 } }) do
+        recs[i] = { key = "k", value = "{}", timestamp = pt[2], partition = pt[1], offset = i, topic = "t" }
+    end
+    for i = 1, #recs do
+        inst.process_batch(mock.batch(recs, i, i), ctx)
+    end
+    local fired = {}
+    for _, e in ipairs(ctx.emitted) do
+        if e.topic == "punct" then
+            fired[#fired + 1] = e.value
+        end
+    end
+    check(table.concat(fired, " ") == "0@11000 0@25000 1@41000",
+          "stream-time punctuation fires per partition: %s", table.concat(fired, " "))
+
     mock.finish(string.format("test_windows (%.1f s)", os.clock() - started))
 end
 
