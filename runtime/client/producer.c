@@ -747,6 +747,63 @@ out:
     return rc;
 }
 
+int sl_producer_send_batch(sl_producer *p, const sl_produce_record *recs, size_t n) {
+    if (n == 0)
+        return 0;
+    const char *topic = recs[0].topic;
+    int32_t part = recs[0].partition;
+    if (topic == NULL || part < 0)
+        return SL_EINVAL;
+    int64_t mem = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].topic == NULL || strcmp(recs[i].topic, topic) != 0 ||
+            recs[i].partition != part || recs[i].nheaders != 0)
+            return SL_EINVAL;
+        mem += (int64_t)(recs[i].key_len + recs[i].value_len) + RECORD_OVERHEAD;
+    }
+    ptopic *t;
+    int rc = topic_for(p, topic, &t);
+    if (rc)
+        return rc;
+    if (part >= t->npartitions)
+        return SL_EINVAL;
+    int64_t now = sl_clock_wall_ms();
+    pthread_mutex_lock(&p->lock);
+    rc = p->closing ? SL_ECLOSED : wait_for_room(p, mem);
+    pbatch *b = NULL;
+    if (rc == 0) {
+        close_batch(p, t, part); /* what is open goes first, as a batch of its own */
+        if ((b = batch_get(p, t, part)) == NULL)
+            rc = SL_ENOMEM;
+    }
+    if (rc == 0 && b->dlcap < n) {
+        delivery *d = realloc(b->dl, n * sizeof(*d));
+        if (d == NULL)
+            rc = SL_ENOMEM;
+        else
+            b->dl = d, b->dlcap = n;
+    }
+    /* All under the lock, and closed at once: the sender cannot take the batch half built. */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const sl_produce_record *r = &recs[i];
+        rc = sl_batch_builder_add(&b->bb, r->timestamp ? r->timestamp : now, r->key, r->key_len,
+                                  r->value, r->value_len, NULL, 0);
+        if (rc == 0)
+            b->dl[b->ndl++] = (delivery){r->cb, r->opaque};
+    }
+    if (rc == 0) {
+        b->mem = mem;
+        p->buffered += mem;
+        p->unreported += n;
+        t->parts[part].open = b;
+        close_batch(p, t, part);
+    } else if (b) {
+        batch_put(p, b); /* none of it was queued */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
 int sl_producer_flush(sl_producer *p, int timeout_ms) {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : sl_clock_mono_ms() + timeout_ms;
     int rc = 0;

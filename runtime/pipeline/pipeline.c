@@ -443,15 +443,17 @@ static int read_limits(parse *ps, int line, const char *what, sl_pl_stage *s) {
     int rc = only_fields(ps, line, what, fields);
     const char *names[] = {"instructions", "memory"};
     const lua_Integer least[] = {1000, SL_LUA_MIN_MEMORY};
+    /* Bounds keep the host's arithmetic on them (a batch's budget is a multiple) in range. */
+    const lua_Integer most[] = {SL_LUA_MAX_INSTRUCTIONS, SL_LUA_MAX_MEMORY};
     int64_t *dst[] = {&s->lua_instructions, &s->lua_memory};
     for (int i = 0; rc == 0 && i < 2; i++) {
         rawfield(L, names[i]);
         if (!lua_isnil(L, -1)) {
             int isnum;
             lua_Integer v = lua_tointegerx(L, -1, &isnum);
-            if (!isnum || v < least[i])
-                rc = fail(ps, line, "%s: limits.%s must be a whole number >= %lld", what,
-                          names[i], (long long)least[i]);
+            if (!isnum || v < least[i] || v > most[i])
+                rc = fail(ps, line, "%s: limits.%s must be a whole number from %lld to %lld",
+                          what, names[i], (long long)least[i], (long long)most[i]);
             *dst[i] = v;
         }
         lua_pop(L, 1);

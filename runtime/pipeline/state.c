@@ -200,6 +200,8 @@ static int set_value(entry *e, const void *value, size_t value_len) {
 
 int sl_state_put(sl_state *s, int32_t partition, const void *key, size_t key_len,
                  const void *value, size_t value_len) {
+    if (key_len > SL_STATE_MAX_KEY || (value && value_len > SL_STATE_MAX_VALUE))
+        return SL_ETOOLARGE;
     part *pt = part_of(s, partition, true);
     if (pt == NULL)
         return partition < 0 ? SL_EINVAL : SL_ENOMEM;
@@ -311,19 +313,30 @@ int sl_state_restore_record(sl_state *s, int32_t partition, const void *key, siz
     const char *k = key;
     if (key_len < 1)
         return 0; /* not ours: skipped */
-    if (k[0] == SL_STATE_POSITION_PREFIX) {
+    if (key_len == 1 && k[0] == SL_STATE_POSITION_KEY) {
         int rc = apply_tail(pt);
-        if (rc || value == NULL || value_len == 0 || value_len > 20 || key_len > 1024)
+        if (rc || value == NULL)
             return rc;
-        char topic[1024], num[21];
-        memcpy(topic, k + 1, key_len - 1);
-        topic[key_len - 1] = '\0';
-        memcpy(num, value, value_len);
-        num[value_len] = '\0';
-        char *end;
-        long long next = strtoll(num, &end, 10);
-        if (*end == '\0' && next >= 0)
-            on_position(opaque, topic, next);
+        /* Lines "<topic> <next offset>"; a malformed line is skipped. */
+        const char *v = value, *end = v + value_len;
+        while (v < end) {
+            const char *nl = memchr(v, '\n', (size_t)(end - v));
+            const char *line_end = nl ? nl : end;
+            const char *sp = memchr(v, ' ', (size_t)(line_end - v));
+            char topic[256], num[24];
+            size_t tlen = sp ? (size_t)(sp - v) : 0, nlen = sp ? (size_t)(line_end - sp - 1) : 0;
+            if (sp && tlen > 0 && tlen < sizeof(topic) && nlen > 0 && nlen < 19) {
+                memcpy(topic, v, tlen);
+                topic[tlen] = '\0';
+                memcpy(num, sp + 1, nlen);
+                num[nlen] = '\0';
+                char *num_end;
+                long long next = strtoll(num, &num_end, 10);
+                if (*num_end == '\0' && next >= 0)
+                    on_position(opaque, topic, next);
+            }
+            v = line_end + 1;
+        }
         return 0;
     }
     if (k[0] != SL_STATE_KEY_PREFIX)

@@ -2,16 +2,19 @@
  * made durable in a compacted changelog topic (one changelog partition per input partition).
  *
  * Each commit writes, to changelog partition p, the entries of p changed since the last commit
- * and then the input positions of p, as consecutive records:
+ * and then one position record, as one record batch (which the broker appends whole or not at
+ * all):
  *
  *   key "s" + user key   value: the new value, or null when the key was deleted
- *   key "p" + topic      value: the next input offset of (topic, p), in decimal
+ *   key "p"              value: "<topic> <next offset>\n" for every input topic of partition p
+ *                        (empty when state changed with no record read)
  *
- * The prefixes keep state keys and position keys apart under compaction. Restoring replays the
- * partition in order and applies everything up to the last position record: entries after it
- * belong to a commit that never completed (the task died between its records), so they are
- * dropped, and their keys are marked changed so that the next commit writes their restored
- * values over them. State and input position therefore always come from the same commit. */
+ * The prefixes keep state keys and the position key apart under compaction, and the one
+ * position key always holds every input's position. Restoring replays the partition in order and
+ * applies everything up to the last position record. Entries after it would belong to a commit
+ * that never completed, which whole batches rule out; should a writer ever leave one, it is
+ * dropped and its keys marked changed, so that the next commit writes their restored values over
+ * it. State and input position therefore come from the same commit. */
 #ifndef SL_PIPELINE_STATE_H
 #define SL_PIPELINE_STATE_H
 
@@ -27,7 +30,9 @@ void sl_state_free(sl_state *s);
 /* SL_ENOENT when absent. The value is borrowed until the next put or drop of its partition. */
 int sl_state_get(sl_state *s, int32_t partition, const void *key, size_t key_len,
                  const void **value, size_t *value_len);
-/* Copies key and value; a NULL value deletes. The key is marked changed either way. */
+/* Copies key and value; a NULL value deletes. The key is marked changed either way. Keys longer
+ * than SL_STATE_MAX_KEY and values longer than SL_STATE_MAX_VALUE are refused (SL_ETOOLARGE): the
+ * changelog could not take them. */
 int sl_state_put(sl_state *s, int32_t partition, const void *key, size_t key_len,
                  const void *value, size_t value_len);
 
@@ -49,8 +54,9 @@ void sl_state_drop(sl_state *s, int32_t partition);
 bool sl_state_loaded(const sl_state *s, int32_t partition);
 
 /* Restoring a partition from its changelog: begin, one call per changelog record in offset
- * order (key with its prefix; value NULL for a tombstone), then end. Position records are handed
- * to 'on_position' (topic, next offset) as they are applied. */
+ * order (key with its prefix; value NULL for a tombstone), then end. The positions of each
+ * position record are handed to 'on_position' (topic, next offset) as it is applied; a later
+ * record's positions replace an earlier one's. Malformed records are skipped. */
 typedef void (*sl_state_position_fn)(void *opaque, const char *topic, int64_t next_offset);
 void sl_state_restore_begin(sl_state *s, int32_t partition);
 int sl_state_restore_record(sl_state *s, int32_t partition, const void *key, size_t key_len,
@@ -60,6 +66,8 @@ int sl_state_restore_record(sl_state *s, int32_t partition, const void *key, siz
 size_t sl_state_restore_end(sl_state *s, int32_t partition);
 
 #define SL_STATE_KEY_PREFIX 's'
-#define SL_STATE_POSITION_PREFIX 'p'
+#define SL_STATE_POSITION_KEY 'p'
+#define SL_STATE_MAX_KEY (16 << 10)
+#define SL_STATE_MAX_VALUE (512 << 10) /* well under the changelog's max.message.bytes */
 
 #endif

@@ -39,6 +39,7 @@
 #define SL_SCRIPT_DIRS ""
 #endif
 #define LUA_BATCH 1024 /* records per process_batch call */
+#define LUA_BATCH_SHARE 8 /* a batch's bytes stay under 1/8 of the script's memory limit */
 
 /* A record emitted during the current call: offsets into the task's arena. */
 typedef struct pending {
@@ -121,6 +122,7 @@ struct sl_plugin_ctx {
     int32_t cur_partition;  /* of the record being processed; -1 between records */
     char changelog[512];    /* <pipeline>.<stage>.changelog */
     int32_t changelog_parts; /* its partitions; 0: not made yet (no state written so far) */
+    int64_t seeks;          /* input seeks made by restores, to notice one under a message */
     sl_client *admin;       /* looks the changelog up and makes it */
     batched *batch;         /* process_batch: records collected for the next call */
     size_t nbatch;
@@ -247,14 +249,20 @@ static void host_metric_add(task *t, const char *name, int64_t delta) {
 }
 
 /* The state store of the current record's partition, or of a named one. */
+/* Only partitions this instance holds: state written for another one would land in its owner's
+ * changelog partition. */
 static int host_state_get_partition(task *t, int32_t partition, const void *key, size_t klen,
                                     const void **v, size_t *vlen) {
-    return partition < 0 ? SL_EINVAL : sl_state_get(t->store, partition, key, klen, v, vlen);
+    if (!sl_state_loaded(t->store, partition))
+        return SL_EINVAL;
+    return sl_state_get(t->store, partition, key, klen, v, vlen);
 }
 
 static int host_state_put_partition(task *t, int32_t partition, const void *key, size_t klen,
                                     const void *v, size_t vlen) {
-    return partition < 0 ? SL_EINVAL : sl_state_put(t->store, partition, key, klen, v, vlen);
+    if (!sl_state_loaded(t->store, partition))
+        return SL_EINVAL;
+    return sl_state_put(t->store, partition, key, klen, v, vlen);
 }
 
 static int host_state_get(task *t, const void *key, size_t klen, const void **v, size_t *vlen) {
@@ -651,10 +659,19 @@ static bool for_another_stage(const task *t, const sl_message *m, size_t level) 
 
 static int ensure_restored(task *t, int32_t partition);
 static sl_conf *client_conf(task *t, const char *group);
+static void run_batch(task *t);
 
 /* Whether m is for the plugin: records of other stages, poison records and retries not due
  * yet are dealt with here. */
 static bool admit(task *t, const sl_message *m) {
+    if (!sl_state_loaded(t->store, m->partition)) {
+        /* Restored here when the partition's state was dropped while the partition stayed
+         * ours. Restoring may seek the partition past m (the state already holds it): m is
+         * then gone, and must not be touched. */
+        int64_t before = t->seeks;
+        if (ensure_restored(t, m->partition) != 0 || t->seeks != before)
+            return false;
+    }
     const char *input;
     size_t level = retry_level(t, m->topic, &input);
     if (for_another_stage(t, m, level)) {
@@ -663,6 +680,8 @@ static bool admit(task *t, const sl_message *m) {
     }
     t->records_in++;
     if (is_poison(t, m)) {
+        /* Collected records before it come first: the commit below must not pass them. */
+        run_batch(t);
         snprintf(t->error, sizeof(t->error), "this record crashed the stage %d times",
                  POISON_CRASHES);
         t->traceback[0] = '\0';
@@ -682,7 +701,7 @@ static bool admit(task *t, const sl_message *m) {
             return false;
         }
     }
-    return ensure_restored(t, m->partition) == 0;
+    return true;
 }
 
 static void handle(task *t, const sl_message *m) {
@@ -833,11 +852,19 @@ static void run_batch(task *t) {
                         r->value, r->value_len, NULL, 0};
         snprintf(t->error, sizeof(t->error), "%s", dead[i].reason);
         t->traceback[0] = '\0';
+        if (t->stage->tolerate_none) {
+            char why[1100];
+            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
+                     dead[i].reason);
+            note_error(t, &m, "failed", why);
+            t->stop_for_good = t->failed = true;
+            break;
+        }
         fail_record(t, &m, SL_EREJECT);
     }
     for (size_t i = 0; i < t->nbatch && !t->failed; i++) {
         position *pos = position_of(t, t->batch[i].topic, t->batch[i].partition, false);
-        if (pos)
+        if (pos && pos->next < t->batch[i].offset + 1) /* never back: a skip may be ahead */
             pos->next = t->batch[i].offset + 1;
     }
     reset_batch(t);
@@ -850,7 +877,7 @@ static void run_batch(task *t) {
 static int open_admin(task *t) {
     if (t->admin)
         return 0;
-    char err[256];
+    char err[256] = "out of memory";
     sl_conf *c = client_conf(t, NULL);
     int rc = c ? sl_client_new(c, &t->admin, err, sizeof(err)) : SL_ENOMEM;
     if (rc) {
@@ -885,17 +912,29 @@ static int ensure_changelog(task *t) {
     int rc = lookup_changelog(t);
     if (rc || t->changelog_parts > 0)
         return rc;
+    /* State is kept by partition number, so the inputs must be co-partitioned: with different
+     * partition counts the group would give partition p of two inputs to two instances. */
     int32_t parts = 0;
     for (size_t i = 0; i < t->stage->ninputs; i++) {
         int32_t n = 0;
-        if (sl_consumer_partition_count(t->consumer, t->stage->inputs[i], &n) == 0 && n > parts)
-            parts = n;
+        if ((rc = sl_consumer_partition_count(t->consumer, t->stage->inputs[i], &n)) != 0)
+            return rc;
+        if (parts && n != parts) {
+            sl_error("pipeline", "%s: a stage with state needs inputs with the same number of "
+                     "partitions (co-partitioned), but %s has %d and %s has %d", t->label,
+                     t->stage->inputs[0], parts, t->stage->inputs[i], n);
+            t->stop_for_good = true; /* a restart cannot fix it: a redeploy can */
+            return SL_EINVAL;
+        }
+        parts = n;
     }
     if (parts <= 0)
         return SL_ENOENT;
-    static const char *const configs[] = {"cleanup.policy=compact"};
+    /* A commit is one batch, so the topic takes batches as large as a busy commit makes. */
+    static const char *const configs[] = {"cleanup.policy=compact",
+                                          "max.message.bytes=67108864"};
     char err[256];
-    rc = sl_topic_create(t->admin, t->changelog, parts, configs, 1, err, sizeof(err));
+    rc = sl_topic_create(t->admin, t->changelog, parts, configs, 2, err, sizeof(err));
     if (rc == SL_EEXIST)
         return lookup_changelog(t);
     if (rc) {
@@ -908,35 +947,74 @@ static int ensure_changelog(task *t) {
     return 0;
 }
 
-typedef struct changelog_writer {
-    task *t;
-    int32_t partition;
-    size_t state_sent; /* state records of the current partition */
-    sl_buf key;
-} changelog_writer;
+/* One commit's records for one changelog partition: keys copied into 'keys' (with their prefix),
+ * values borrowed from the store until the commit is written. */
+typedef struct changelog_commit {
+    sl_buf keys;
+    size_t *key_at, *key_len;
+    const void **values;
+    size_t *value_len;
+    size_t n, cap;
+} changelog_commit;
 
-static int send_changelog(changelog_writer *w, char prefix, const void *key, size_t key_len,
-                          const void *value, size_t value_len) {
-    w->key.len = 0;
-    if (sl_buf_append(&w->key, &prefix, 1) || sl_buf_append(&w->key, key, key_len))
+static int commit_add(changelog_commit *c, char prefix, const void *key, size_t key_len,
+                      const void *value, size_t value_len) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        size_t *ka = realloc(c->key_at, cap * sizeof(*ka));
+        if (ka)
+            c->key_at = ka;
+        size_t *kl = realloc(c->key_len, cap * sizeof(*kl));
+        if (kl)
+            c->key_len = kl;
+        const void **v = realloc(c->values, cap * sizeof(*v));
+        if (v)
+            c->values = v;
+        size_t *vl = realloc(c->value_len, cap * sizeof(*vl));
+        if (vl)
+            c->value_len = vl;
+        if (!ka || !kl || !v || !vl)
+            return SL_ENOMEM;
+        c->cap = cap;
+    }
+    c->key_at[c->n] = c->keys.len;
+    c->key_len[c->n] = key_len + 1;
+    c->values[c->n] = value;
+    c->value_len[c->n] = value_len;
+    if (sl_buf_append(&c->keys, &prefix, 1) || sl_buf_append(&c->keys, key, key_len))
         return SL_ENOMEM;
-    sl_produce_record r = {.topic = w->t->changelog, .partition = w->partition,
-                           .key = w->key.data, .key_len = w->key.len, .value = value,
-                           .value_len = value_len, .cb = on_delivery, .opaque = w->t};
-    return sl_producer_send(w->t->producer, &r);
+    c->n++;
+    return 0;
 }
 
-static int send_changed(void *opaque, const void *key, size_t key_len, const void *value,
-                        size_t value_len) {
-    changelog_writer *w = opaque;
-    w->state_sent++;
-    return send_changelog(w, SL_STATE_KEY_PREFIX, key, key_len, value, value_len);
+static int add_changed(void *opaque, const void *key, size_t key_len, const void *value,
+                       size_t value_len) {
+    return commit_add(opaque, SL_STATE_KEY_PREFIX, key, key_len, value, value_len);
 }
 
-/* Writes each partition's changed state, then its input positions: a partition's records of
- * one commit are consecutive, positions last, so a restore sees the commit whole or not at
- * all. Positions go out with every commit that moved them, so the changelog alone says where
- * to resume. */
+/* Sends a partition's commit as one record batch: the broker appends it whole or not at all,
+ * so no restore (and no compaction) ever sees half a commit. */
+static int send_commit(task *t, int32_t p, changelog_commit *c, sl_produce_record **recs,
+                       size_t *cap) {
+    if (*cap < c->n) {
+        sl_produce_record *r = realloc(*recs, c->n * sizeof(*r));
+        if (r == NULL)
+            return SL_ENOMEM;
+        *recs = r;
+        *cap = c->n;
+    }
+    const char *keys = (const char *)c->keys.data;
+    for (size_t i = 0; i < c->n; i++)
+        (*recs)[i] = (sl_produce_record){.topic = t->changelog, .partition = p,
+                                         .key = keys + c->key_at[i], .key_len = c->key_len[i],
+                                         .value = c->values[i], .value_len = c->value_len[i],
+                                         .cb = on_delivery, .opaque = t};
+    return sl_producer_send_batch(t->producer, *recs, c->n);
+}
+
+/* Writes, for each partition, its changed state and then one position record holding the
+ * positions of all its inputs, as one batch. Positions go out with every commit that moved
+ * them, so the changelog alone says where to resume. */
 static int write_changelog(task *t) {
     bool moved = false;
     for (size_t i = 0; i < t->npos && !moved; i++)
@@ -946,28 +1024,43 @@ static int write_changelog(task *t) {
     int rc = ensure_changelog(t);
     if (rc)
         return rc;
-    changelog_writer w = {.t = t};
+    changelog_commit c = {0};
+    sl_buf positions = {0};
+    sl_produce_record *recs = NULL;
+    size_t nrecs = 0;
     for (int32_t p = 0; rc == 0 && p < t->changelog_parts; p++) {
-        w.partition = p;
-        w.state_sent = 0;
-        rc = sl_state_foreach_changed(t->store, p, send_changed, &w);
-        bool positioned = false;
+        c.n = 0;
+        c.keys.len = 0;
+        rc = sl_state_foreach_changed(t->store, p, add_changed, &c);
+        size_t changed = c.n;
+        bool moved_here = false;
+        positions.len = 0;
         for (size_t i = 0; rc == 0 && i < t->npos; i++) {
-            position *pos = &t->pos[i];
-            if (pos->partition != p || pos->next < 0 ||
-                (pos->next == pos->logged && w.state_sent == 0))
+            const position *pos = &t->pos[i];
+            if (pos->partition != p || pos->next < 0)
                 continue;
-            char num[24];
-            int n = snprintf(num, sizeof(num), "%" PRId64, pos->next);
-            rc = send_changelog(&w, SL_STATE_POSITION_PREFIX, pos->topic, strlen(pos->topic),
-                                num, (size_t)n);
-            positioned = true;
+            moved_here |= pos->next != pos->logged;
+            char line[300];
+            int n = snprintf(line, sizeof(line), "%s %" PRId64 "\n", pos->topic, pos->next);
+            if (sl_buf_append(&positions, line, (size_t)n) != 0)
+                rc = SL_ENOMEM;
         }
-        /* State changed with no record read (by tick, say): an empty position closes it. */
-        if (rc == 0 && w.state_sent && !positioned)
-            rc = send_changelog(&w, SL_STATE_POSITION_PREFIX, "", 0, "0", 1);
+        if (rc || (changed == 0 && !moved_here))
+            continue;
+        /* The position record closes the commit; empty when state changed with no record read
+         * (by tick, say). */
+        rc = commit_add(&c, SL_STATE_POSITION_KEY, "", 0,
+                        positions.len ? positions.data : (const void *)"", positions.len);
+        if (rc == 0)
+            rc = send_commit(t, p, &c, &recs, &nrecs);
     }
-    sl_buf_free(&w.key);
+    sl_buf_free(&c.keys);
+    free(c.key_at);
+    free(c.key_len);
+    free(c.values);
+    free(c.value_len);
+    free(recs);
+    sl_buf_free(&positions);
     if (rc == 0 && (rc = sl_producer_flush(t->producer, -1)) == 0 && t->undelivered)
         rc = SL_EIO;
     if (rc == 0) {
@@ -1058,8 +1151,8 @@ static int restore_partition(task *t, int32_t p) {
         rc = sl_list_offset(t->admin, t->changelog, p, SL_OFFSET_END, &end);
         if (rc == 0)
             rc = cc ? sl_consumer_new(cc, &c, err, sizeof(err)) : SL_ENOMEM;
-        else
-            sl_conf_destroy(cc);
+        if (rc && c == NULL)
+            sl_conf_destroy(cc); /* the consumer takes it only when it is made */
         if (rc == 0)
             rc = sl_consumer_assign(c, t->changelog, p, SL_OFFSET_BEGINNING);
         int64_t deadline = sl_clock_mono_ms() + 60000, at = 0;
@@ -1070,7 +1163,9 @@ static int restore_partition(task *t, int32_t p) {
                 records++;
                 rc = sl_state_restore_record(t->store, p, m->key, m->key_len, m->value,
                                              m->value_len, on_restored_position, &r);
-            } else if (prc == SL_ETIMEDOUT && sl_clock_mono_ms() > deadline) {
+            } else if (prc != 0 && prc != SL_ETIMEDOUT) {
+                rc = prc; /* a bad batch, a broken connection: fail, do not spin */
+            } else if (sl_clock_mono_ms() > deadline) {
                 rc = SL_ETIMEDOUT;
             }
         }
@@ -1081,8 +1176,6 @@ static int restore_partition(task *t, int32_t p) {
         rc = SL_ENOMEM;
     dropped = sl_state_restore_end(t->store, p);
     for (size_t i = 0; rc == 0 && i < r.npos; i++) {
-        if (r.pos[i].topic[0] == '\0')
-            continue;
         int64_t now;
         if (sl_consumer_position(t->consumer, r.pos[i].topic, p, &now) != 0)
             continue; /* not one of ours (any more) */
@@ -1094,6 +1187,7 @@ static int restore_partition(task *t, int32_t p) {
         pos->logged = r.pos[i].next;
         if (now < r.pos[i].next) {
             pos->next = r.pos[i].next;
+            t->seeks++;
             rc = sl_consumer_seek(t->consumer, r.pos[i].topic, p, r.pos[i].next);
         }
     }
@@ -1118,9 +1212,8 @@ static int restore_partition(task *t, int32_t p) {
         char resume[512] = "";
         size_t used = 0;
         for (size_t i = 0; i < r.npos && used < sizeof(resume) - 64; i++)
-            if (r.pos[i].topic[0])
-                used += (size_t)snprintf(resume + used, sizeof(resume) - used, "%s%s-%d@%" PRId64,
-                                         used ? ", " : "", r.pos[i].topic, p, r.pos[i].next);
+            used += (size_t)snprintf(resume + used, sizeof(resume) - used, "%s%s-%d@%" PRId64,
+                                     used ? ", " : "", r.pos[i].topic, p, r.pos[i].next);
         sl_info("pipeline", "%s: restored partition %d: %zu keys from %zu changelog records in "
                 "%" PRId64 " ms%s%s%s", t->label, p, live, records, sl_clock_mono_ms() - started,
                 used ? ", resuming at " : "", resume,
@@ -1442,7 +1535,7 @@ static int subscribe(task *t) {
 
 /* The script's tick(now_ms, ctx): wall-clock punctuation, after each batch. */
 static void tick(task *t) {
-    char err[1024];
+    char err[1024] = "";
     drop_pending(t);
     t->error[0] = '\0';
     int rc = sl_lua_proc_tick(t->lua, sl_clock_wall_ms(), err, sizeof(err));
@@ -1488,7 +1581,10 @@ static void run_processor(task *t) {
             size_t before = t->ndefer;
             if (t->batch) {
                 collect(t, m);
-                if (t->nbatch == LUA_BATCH)
+                int64_t memory = t->stage->lua_memory > 0 ? t->stage->lua_memory
+                                                          : SL_LUA_DEFAULT_MEMORY;
+                if (t->nbatch == LUA_BATCH ||
+                    (int64_t)t->batch_arena.len >= memory / LUA_BATCH_SHARE)
                     run_batch(t);
             } else {
                 handle(t, m);

@@ -25,7 +25,8 @@ struct sl_lua_proc {
     int64_t max_memory;
     int64_t memory;
     int64_t steps;           /* instructions run in the current call */
-    bool memory_hit;         /* the last failure was the memory limit */
+    bool memory_hit;         /* the memory limit was hit in the current call */
+    bool budget_hit;         /* the instruction budget was hit in the current call */
     int verdict;             /* SL_EREJECT or SL_ERETRY when the script asked for it */
     int process_ref;         /* registry refs */
     int ctx_ref;
@@ -65,9 +66,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     sl_lua_proc *lp = proc_of(L);
     lp->steps += HOOK_EVERY;
-    if (lp->steps > lp->max_instructions)
+    if (lp->steps > lp->max_instructions) {
+        lp->budget_hit = true; /* sticky: a pcall in the script does not make it go away */
         luaL_error(L, "instruction budget exceeded (%I instructions in one call)",
                    (lua_Integer)lp->max_instructions);
+    }
 }
 
 /* The message handler of every call: keeps the traceback where the error happened. */
@@ -166,6 +169,13 @@ static int verdict(lua_State *L, int status, const char *what) {
 static int l_reject(lua_State *L) { return verdict(L, SL_EREJECT, "rejected by the script"); }
 static int l_retry(lua_State *L) { return verdict(L, SL_ERETRY, "the script asked to retry"); }
 
+/* The partition argument at idx: a whole number in an int32 (not silently truncated). */
+static int32_t partition_arg(lua_State *L, int idx) {
+    lua_Integer p = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, p >= 0 && p <= INT32_MAX, idx, "not a partition number");
+    return (int32_t)p;
+}
+
 /* ctx.get(key[, partition]): without a partition, the current record's. */
 static int l_get(lua_State *L) {
     sl_lua_proc *lp = proc_of(L);
@@ -175,10 +185,13 @@ static int l_get(lua_State *L) {
     size_t vlen;
     int rc = lua_isnoneornil(L, 2)
                  ? lp->host->state_get(lp->ctx, key, klen, &v, &vlen)
-                 : lp->host->state_get_partition(lp->ctx, (int32_t)luaL_checkinteger(L, 2), key,
+                 : lp->host->state_get_partition(lp->ctx, partition_arg(L, 2), key,
                                                  klen, &v, &vlen);
-    if (rc == SL_EINVAL)
+    if (rc == SL_EINVAL && lua_isnoneornil(L, 2))
         return luaL_error(L, "ctx.get outside process needs a partition: ctx.get(key, p)");
+    if (rc == SL_EINVAL)
+        return luaL_error(L, "ctx.get: partition %d is not one of this instance's",
+                          (int)luaL_checkinteger(L, 2));
     if (rc == SL_ENOENT) {
         lua_pushnil(L);
         return 1;
@@ -196,10 +209,16 @@ static int l_put(lua_State *L) {
     const char *v = opt_string(L, 2, &vlen, "a state value");
     int rc = lua_isnoneornil(L, 3)
                  ? lp->host->state_put(lp->ctx, key, klen, v, vlen)
-                 : lp->host->state_put_partition(lp->ctx, (int32_t)luaL_checkinteger(L, 3), key,
+                 : lp->host->state_put_partition(lp->ctx, partition_arg(L, 3), key,
                                                  klen, v, vlen);
-    if (rc == SL_EINVAL)
+    if (rc == SL_EINVAL && lua_isnoneornil(L, 3))
         return luaL_error(L, "ctx.put outside process needs a partition: ctx.put(key, value, p)");
+    if (rc == SL_EINVAL)
+        return luaL_error(L, "ctx.put: partition %d is not one of this instance's",
+                          (int)luaL_checkinteger(L, 3));
+    if (rc == SL_ETOOLARGE)
+        return luaL_error(L, "ctx.put: a key over %d or a value over %d bytes",
+                          16 << 10, 512 << 10);
     if (rc != 0)
         return luaL_error(L, "state put failed: %s", sl_strerror(rc));
     return 0;
@@ -333,11 +352,23 @@ static int call(sl_lua_proc *lp, int nargs, int nresults, char *errbuf, size_t e
     lua_pushcfunction(L, traceback_handler);
     lua_insert(L, base);
     lp->steps = 0;
-    lp->memory_hit = false;
+    lp->memory_hit = lp->budget_hit = false;
     lp->verdict = 0;
     lp->traceback[0] = '\0';
     int rc = lua_pcall(L, nargs - 1, nresults, base);
     lua_remove(L, base);
+    if (rc == LUA_OK && (lp->budget_hit || lp->memory_hit)) {
+        /* The script caught the error (a pcall per record, say) and went on: the call still
+         * failed, or every record after the one that hit the limit would fail quietly. */
+        lua_settop(L, base - 1);
+        if (lp->budget_hit)
+            snprintf(errbuf, errlen, "instruction budget exceeded (%lld instructions in one "
+                     "call; the script caught the error)", (long long)lp->max_instructions);
+        else
+            snprintf(errbuf, errlen, "memory limit of %lld bytes exceeded (the script caught "
+                     "the error)", (long long)lp->max_memory);
+        return SL_EINVAL;
+    }
     if (rc == LUA_OK)
         return 0;
     const char *msg = lua_tostring(L, -1);
@@ -595,9 +626,10 @@ int sl_lua_proc_process_batch(sl_lua_proc *lp, const sl_plugin_record *recs, siz
     lua_State *L = lp->L;
     batch_call bc = {recs, n};
     int64_t budget = lp->max_instructions;
-    /* The budget is per record: a batch may run n of them, up to about two seconds' worth. */
-    lp->max_instructions = budget * (int64_t)n < 1000000000LL ? budget * (int64_t)n
-                                                              : 1000000000LL;
+    /* The budget once per record, up to a cap; never less than one call's (no overflow: both
+     * factors are bounded, the budget by SL_LUA_MAX_INSTRUCTIONS). */
+    int64_t cap = budget > SL_LUA_BATCH_INSTRUCTIONS ? budget : SL_LUA_BATCH_INSTRUCTIONS;
+    lp->max_instructions = n > 0 && budget > cap / (int64_t)n ? cap : budget * (int64_t)n;
     if (lp->max_instructions < budget)
         lp->max_instructions = budget;
     lp->batch_n = n;
@@ -650,7 +682,7 @@ static int partition_callback(sl_lua_proc *lp, const partition_call *pc, char *e
     lua_State *L = lp->L;
     int64_t budget = lp->max_instructions;
     if (pc->entries) /* rebuilding from many entries is work in proportion to them */
-        lp->max_instructions = budget + (int64_t)pc->n * 1000;
+        lp->max_instructions = budget + (int64_t)(pc->n < 1000000000 ? pc->n : 1000000000) * 1000;
     lua_settop(L, 0);
     lua_pushcfunction(L, protected_partition);
     lua_pushlightuserdata(L, (void *)pc);

@@ -14,6 +14,9 @@
 #define SL_LUA_DEFAULT_INSTRUCTIONS 10000000LL /* per process() call */
 #define SL_LUA_DEFAULT_MEMORY (64LL << 20)     /* bytes per state */
 #define SL_LUA_MIN_MEMORY (1LL << 20)          /* less cannot hold the libraries */
+#define SL_LUA_MAX_INSTRUCTIONS 1000000000000LL /* per call: hours of work */
+#define SL_LUA_MAX_MEMORY (64LL << 30)
+#define SL_LUA_BATCH_INSTRUCTIONS 2000000000LL  /* a batch call's cap: about two seconds */
 
 typedef struct sl_lua_settings {
     const char *script_path;
@@ -39,7 +42,7 @@ typedef struct sl_lua_proc sl_lua_proc;
 
 /* Loads the script and runs its top level. ctx.emit, ctx.log, ctx.get/put and the rest call into
  * 'host' with 'ctx'. SL_EINVAL with the script's file, line and message in errbuf when it does
- * not load or defines no process function. */
+ * not load or defines neither process nor process_batch. */
 int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plugin_ctx *ctx,
                     sl_lua_proc **out, char *errbuf, size_t errlen);
 
@@ -55,8 +58,10 @@ bool sl_lua_proc_has_batch(const sl_lua_proc *lp);
 
 /* Calls process_batch(batch, ctx) with the records as columns: batch.n, batch.key[i],
  * batch.value[i], batch.timestamp[i], batch.partition[i], batch.offset[i], batch.topic[i]. The
- * instruction budget is per record. On success '*dead' lists the records the script
- * dead-lettered (borrowed until the next call). A failure fails the whole batch. */
+ * call may run the per-call budget once per record, up to SL_LUA_BATCH_INSTRUCTIONS (or the
+ * per-call budget, if larger). On success '*dead' lists the records the script dead-lettered
+ * (borrowed until the next call). A failure fails the whole batch, and so does hitting the
+ * budget or the memory limit even if the script caught the error. */
 int sl_lua_proc_process_batch(sl_lua_proc *lp, const sl_plugin_record *recs, size_t n,
                               const sl_lua_dead_letter **dead, size_t *ndead, char *errbuf,
                               size_t errlen, char *tb, size_t tblen);

@@ -117,20 +117,21 @@ static void restore_applies_only_closed_commits(void) {
     /* commit 1: a=1, b=1 at clicks offset 10 */
     feed(s, 1, "sa", "1", &pos);
     feed(s, 1, "sb", "1", &pos);
-    feed(s, 1, "pclicks", "10", &pos);
-    /* commit 2: a=2, b deleted at 20 */
+    feed(s, 1, "p", "clicks 10\n", &pos);
+    /* commit 2: a=2, b deleted at 20, and the retry topic at 7 */
     feed(s, 1, "sa", "2", &pos);
     feed(s, 1, "sb", NULL, &pos);
-    feed(s, 1, "pclicks", "20", &pos);
+    feed(s, 1, "p", "clicks 20\nclicks.retry.1 7\n", &pos);
     /* commit 3 never finished: a=3, c=3, no position */
     feed(s, 1, "sa", "3", &pos);
     feed(s, 1, "sc", "3", &pos);
-    feed(s, 1, "xjunk", "?", &pos); /* a key of neither kind is skipped */
+    feed(s, 1, "xjunk", "?", &pos);  /* a key of neither kind is skipped */
+    feed(s, 1, "pjunk", "x 1\n", &pos); /* not the position key: skipped, closes nothing */
     SL_EQ(sl_state_restore_end(s, 1), 2);
     SL_TRUE(sl_state_loaded(s, 1));
-    SL_EQ(pos.n, 2);
-    SL_STREQ(pos.topic, "clicks");
-    SL_EQ(pos.next, 20);
+    SL_EQ(pos.n, 3);
+    SL_STREQ(pos.topic, "clicks.retry.1");
+    SL_EQ(pos.next, 7);
     value_is(s, 1, "a", "2");
     value_is(s, 1, "b", NULL);
     value_is(s, 1, "c", NULL);
@@ -141,6 +142,17 @@ static void restore_applies_only_closed_commits(void) {
     SL_PASS(sl_state_foreach_changed(s, 1, collect_changed, &c));
     SL_EQ(c.n, 2);
     SL_EQ(c.deleted, 1);
+    /* Malformed position lines are skipped, the good ones kept. */
+    pos = (positions){0};
+    sl_state_restore_begin(s, 2);
+    feed(s, 2, "p", "nospace\n 5\nt x\nt 99999999999999999999\nok 3", &pos);
+    sl_state_restore_end(s, 2);
+    SL_EQ(pos.n, 1);
+    SL_STREQ(pos.topic, "ok");
+    /* Oversized values are refused at put, before they could stall the changelog. */
+    char *big = calloc(1, SL_STATE_MAX_VALUE + 1);
+    SL_FAIL(sl_state_put(s, 2, "k", 1, big, SL_STATE_MAX_VALUE + 1), SL_ETOOLARGE);
+    free(big);
     sl_state_free(s);
 }
 

@@ -178,6 +178,12 @@ SL_API int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_
  * SL_ENOENT when the topic does not exist, SL_EINVAL for a partition out of range. */
 SL_API int sl_producer_send(sl_producer *p, const sl_produce_record *rec);
 
+/* Queues records as one batch, which the broker appends whole or not at all (Kafka's record
+ * batch is the unit of its log): all must name the same topic and the same partition (not
+ * SL_PARTITION_ANY), and have no headers. The batch may exceed batch.size; the topic's
+ * max.message.bytes still bounds it. Copied before it returns. */
+SL_API int sl_producer_send_batch(sl_producer *p, const sl_produce_record *recs, size_t n);
+
 /* Sends what is queued and waits until every record sent so far has its delivery report.
  * SL_ETIMEDOUT if that takes longer than timeout_ms (-1: no limit). */
 SL_API int sl_producer_flush(sl_producer *p, int timeout_ms);
