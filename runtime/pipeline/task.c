@@ -116,6 +116,10 @@ struct sl_plugin_ctx {
     size_t npoisons;
     char poison_path[4096];
     struct timespec poison_mtime;
+    poison *isolated;       /* process_batch: (topic, partition) up to an offset, one at a time */
+    size_t nisolated;
+    char isolate_path[4096];
+    struct timespec isolate_mtime;
     sl_task_inflight *inflight;
 
     sl_state *store;        /* per input partition, restored from the changelog */
@@ -428,32 +432,70 @@ static void advance(task *t, const sl_message *m) {
         t->failed = true; /* out of memory: better restart than commit wrongly */
 }
 
-static void load_poisons(task *t) {
+/* Reads lines "topic partition offset" of 'path' into *list when the file changed. */
+static void load_marks(const char *path, struct timespec *mtime, poison **list, size_t *n) {
     struct stat st;
-    if (stat(t->poison_path, &st) != 0 ||
-        (st.st_mtim.tv_sec == t->poison_mtime.tv_sec &&
-         st.st_mtim.tv_nsec == t->poison_mtime.tv_nsec))
+    if (stat(path, &st) != 0 ||
+        (st.st_mtim.tv_sec == mtime->tv_sec && st.st_mtim.tv_nsec == mtime->tv_nsec))
         return;
-    t->poison_mtime = st.st_mtim;
-    FILE *f = fopen(t->poison_path, "r");
+    *mtime = st.st_mtim;
+    FILE *f = fopen(path, "r");
     if (f == NULL)
         return;
-    for (size_t i = 0; i < t->npoisons; i++)
-        free(t->poisons[i].topic);
-    t->npoisons = 0;
+    for (size_t i = 0; i < *n; i++)
+        free((*list)[i].topic);
+    *n = 0;
     char topic[256];
     int partition;
     long long offset;
     while (fscanf(f, "%255s %d %lld", topic, &partition, &offset) == 3) {
-        poison *np = realloc(t->poisons, (t->npoisons + 1) * sizeof(*np));
+        poison *np = realloc(*list, (*n + 1) * sizeof(*np));
         if (np == NULL)
             break;
-        t->poisons = np;
-        np[t->npoisons] = (poison){strdup(topic), partition, offset};
-        if (np[t->npoisons].topic)
-            t->npoisons++;
+        *list = np;
+        np[*n] = (poison){strdup(topic), partition, offset};
+        if (np[*n].topic)
+            (*n)++;
     }
     fclose(f);
+}
+
+static void load_poisons(task *t) {
+    load_marks(t->poison_path, &t->poison_mtime, &t->poisons, &t->npoisons);
+    if (t->batch)
+        load_marks(t->isolate_path, &t->isolate_mtime, &t->isolated, &t->nisolated);
+}
+
+/* Whether a record is in a range that failed a process_batch call: such records go to the
+ * script one at a time, so that the one that fails is found and routed like any failed record. */
+static bool is_isolated(const task *t, const char *topic, int32_t partition, int64_t offset) {
+    for (size_t i = 0; i < t->nisolated; i++)
+        if (t->isolated[i].partition == partition && offset <= t->isolated[i].offset &&
+            strcmp(t->isolated[i].topic, topic) == 0)
+            return true;
+    return false;
+}
+
+/* Notes the batch's ranges in the stage's isolate file (one write per line: O_APPEND keeps
+ * the lines of several instances whole). */
+static void isolate_batch(task *t) {
+    int fd = open(t->isolate_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    for (size_t i = 0; i < t->nbatch; i++) {
+        bool last_of_partition = true;
+        for (size_t j = i + 1; j < t->nbatch && last_of_partition; j++)
+            last_of_partition = t->batch[j].partition != t->batch[i].partition ||
+                                strcmp(t->batch[j].topic, t->batch[i].topic) != 0;
+        if (!last_of_partition)
+            continue;
+        char line[400];
+        int n = snprintf(line, sizeof(line), "%s %d %" PRId64 "\n", t->batch[i].topic,
+                         t->batch[i].partition, t->batch[i].offset);
+        if (write(fd, line, (size_t)n) != n)
+            break;
+    }
+    close(fd);
 }
 
 static bool is_poison(task *t, const sl_message *m) {
@@ -781,6 +823,11 @@ static void handle(task *t, const sl_message *m) {
 static void collect(task *t, const sl_message *m) {
     if (!admit(t, m))
         return;
+    bool alone = t->nisolated && is_isolated(t, m->topic, m->partition, m->offset);
+    if (alone)
+        run_batch(t); /* the records before it first: it goes to the script by itself */
+    if (t->failed)
+        return;
     position *pos = position_of(t, m->topic, m->partition, true);
     batched *b = t->batch ? &t->batch[t->nbatch] : NULL;
     size_t at_key = SIZE_MAX, at_value = SIZE_MAX;
@@ -795,6 +842,8 @@ static void collect(task *t, const sl_message *m) {
     *b = (batched){pos->topic, m->partition, m->offset, m->timestamp, at_key, at_value,
                    m->key_len, m->value_len};
     t->nbatch++;
+    if (alone)
+        run_batch(t);
 }
 
 static void reset_batch(task *t) {
@@ -835,13 +884,41 @@ static void run_batch(task *t) {
     if (rc == 0)
         rc = flush_pending(t);
     drop_pending(t);
+    if (rc != 0 && t->nbatch == 1) {
+        /* A record alone: its failure, routed by the stage's policy like any other. */
+        const sl_plugin_record *r = &t->batch_recs[0];
+        sl_message m = {r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
+                        r->value, r->value_len, NULL, 0};
+        if (t->stage->tolerate_none) {
+            char why[1100];
+            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
+                     t->error);
+            note_error(t, &m, "failed", why);
+            t->stop_for_good = t->failed = true;
+        } else if (fail_record(t, &m, rc) == 0) {
+            position *pos = position_of(t, m.topic, m.partition, false);
+            if (pos && pos->next < m.offset + 1)
+                pos->next = m.offset + 1;
+            t->commit_asked = true; /* never routed twice */
+        }
+        reset_batch(t);
+        if (t->commit_asked && !t->failed) {
+            t->commit_asked = false;
+            commit_point(t);
+        }
+        return;
+    }
     if (rc != 0) {
+        /* The script's state may hold part of the batch: restart from the last commit (state
+         * restored with it), and take these records one at a time then, to find the bad one. */
         const batched *b = &t->batch[0];
         t->errors++;
         snprintf(t->last_error, sizeof(t->last_error), "process_batch: %.1000s", t->error);
         sl_error("pipeline", "%s: process_batch failed on the %zu records from %s-%d@%" PRId64
-                 ": %s%s%s; restarting from the last commit", t->label, t->nbatch, b->topic,
-                 b->partition, b->offset, t->error, t->traceback[0] ? "\n" : "", t->traceback);
+                 ": %s%s%s; restarting from the last commit, then taking them one at a time",
+                 t->label, t->nbatch, b->topic, b->partition, b->offset, t->error,
+                 t->traceback[0] ? "\n" : "", t->traceback);
+        isolate_batch(t);
         t->failed = true;
         reset_batch(t);
         return;
@@ -1443,6 +1520,8 @@ static int map_inflight(task *t) {
     t->inflight->active = 0;
     sl_task_poison_path(t->conf->data_dir, t->pipeline->name, t->stage->name, t->poison_path,
                         sizeof(t->poison_path));
+    snprintf(t->isolate_path, sizeof(t->isolate_path), "%s/pipelines/tasks/%s.%s.isolate",
+             t->conf->data_dir, t->pipeline->name, t->stage->name);
     return 0;
 }
 
@@ -1684,6 +1763,9 @@ static void free_task(task *t) {
     for (size_t i = 0; i < t->npoisons; i++)
         free(t->poisons[i].topic);
     free(t->poisons);
+    for (size_t i = 0; i < t->nisolated; i++)
+        free(t->isolated[i].topic);
+    free(t->isolated);
     sl_state_free(t->store);
     if (t->admin)
         sl_client_destroy(t->admin);

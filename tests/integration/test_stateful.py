@@ -1,4 +1,4 @@
-"""Stateful processing on a real broker. The ad-click aggregator (examples/adclick) counts clicks
+"""Stateful processing and batches on a real broker. The ad-click aggregator (examples/adclick) counts clicks
 per ad per minute while the node is killed with -9 mid-stream, or one of its instances is, so
 that partitions move between instances. Its state lives in the stage's changelog, written with
 the input position at every commit and restored with it. Afterwards every window that closed
@@ -201,6 +201,39 @@ class StreamTableJoinTest(BrokerTestCase):
         wait_until(lambda: self.enriched() >= want | more, 60, "clicks after the restart",
                    interval=0.5)
         self.assertIn("restored partition", self.broker.log_text(since_start=True))
+
+
+class BatchFailureTest(BrokerTestCase):
+    """A process_batch script that fails on one record: the instance restarts from its last
+    commit and takes that range one record at a time, so the bad record goes to the dead-letter
+    topic with its error and every other record is processed."""
+
+    def test_a_record_failing_its_batch_is_found_and_dead_lettered(self):
+        d = self.temp_dir()
+        with open(os.path.join(d, "batchy.lua"), "w") as f:
+            f.write('function process_batch(b, ctx)\n'
+                    '  for i = 1, b.n do\n'
+                    '    if b.value[i] == "bad" then error("cannot take " .. b.value[i]) end\n'
+                    '    ctx.emit(nil, b.key[i], "ok:" .. b.value[i])\n'
+                    '  end\n'
+                    'end\n')
+        pipeline = os.path.join(d, "batchy-pipeline.lua")
+        with open(pipeline, "w") as f:
+            f.write('return { name = "batchy", topics = { nums = 2, oks = 2 },\n'
+                    '  processors = { { name = "b", input = "nums", output = "oks",\n'
+                    '                   script = "batchy.lua" } } }\n')
+        self.start_broker(extra_args=["--pipeline", pipeline])
+        lines = ["k%d:%s" % (i % 5, "bad" if i == 700 else str(i)) for i in range(1500)]
+        self.produce("nums", lines, "--key-sep", ":")
+        want = {"ok:%d" % i for i in range(1500) if i != 700}
+        wait_until(lambda: set(self.consume("oks", fmt=r"%v\n")) >= want, 90,
+                   "every good record processed", interval=0.5)
+        dead = wait_until(lambda: self.consume("nums.dlq", fmt=r"%v\n"), 30,
+                          "the bad record dead-lettered", interval=0.3)
+        self.assertEqual(dead, ["bad"])
+        self.assertIn("cannot take bad", "\n".join(self.consume("nums.dlq", fmt=r"%h\n")))
+        self.assertNotIn("ok:bad", self.consume("oks", fmt=r"%v\n"))
+        self.assertIn("taking them one at a time", self.broker.log_text())
 
 
 if __name__ == "__main__":
