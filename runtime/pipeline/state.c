@@ -11,6 +11,7 @@
 typedef struct entry {
     struct entry *next;
     uint64_t hash;
+    uint64_t undo_call; /* the call whose undo log has this key's earlier value */
     bool changed; /* listed in part.changed */
     bool deleted; /* a tombstone, kept until its deletion is written */
     size_t key_len, value_len;
@@ -33,9 +34,21 @@ typedef struct part {
     size_t ntail, captail;
 } part;
 
+/* A key's value before the current call first changed it. */
+typedef struct undo {
+    int32_t partition;
+    uint8_t *key, *value; /* value NULL: the key was absent */
+    size_t key_len, value_len;
+} undo;
+
 struct sl_state {
     part *parts;
     int32_t nparts;
+    uint64_t call; /* nonzero during a call: its number */
+    uint64_t calls;
+    undo *undo;
+    size_t nundo, capundo;
+    bool undo_lost; /* out of memory keeping the log: the call cannot be undone */
 };
 
 int sl_state_new(sl_state **out) {
@@ -72,9 +85,20 @@ static void clear_part(part *pt) {
     memset(pt, 0, sizeof(*pt));
 }
 
+static void clear_undo(sl_state *s) {
+    for (size_t i = 0; i < s->nundo; i++) {
+        free(s->undo[i].key);
+        free(s->undo[i].value);
+    }
+    s->nundo = 0;
+    s->undo_lost = false;
+}
+
 void sl_state_free(sl_state *s) {
     if (s == NULL)
         return;
+    clear_undo(s);
+    free(s->undo);
     for (int32_t p = 0; p < s->nparts; p++)
         clear_part(&s->parts[p]);
     free(s->parts);
@@ -198,6 +222,61 @@ static int set_value(entry *e, const void *value, size_t value_len) {
     return 0;
 }
 
+static uint8_t *copy_bytes(const void *p, size_t n);
+
+/* Keeps e's value before the current call first changes it. */
+static void remember(sl_state *s, int32_t partition, entry *e) {
+    if (s->call == 0 || e->undo_call == s->call)
+        return;
+    e->undo_call = s->call;
+    if (s->nundo == s->capundo) {
+        size_t cap = s->capundo ? s->capundo * 2 : 16;
+        undo *u = realloc(s->undo, cap * sizeof(*u));
+        if (u == NULL) {
+            s->undo_lost = true;
+            return;
+        }
+        s->undo = u;
+        s->capundo = cap;
+    }
+    undo *u = &s->undo[s->nundo];
+    *u = (undo){partition, copy_bytes(e->key, e->key_len), NULL, e->key_len, e->value_len};
+    if (u->key && !e->deleted && (u->value = copy_bytes(e->value, e->value_len)) == NULL) {
+        free(u->key);
+        u->key = NULL;
+    }
+    if (u->key == NULL) {
+        s->undo_lost = true;
+        return;
+    }
+    s->nundo++;
+}
+
+void sl_state_begin_call(sl_state *s) {
+    clear_undo(s);
+    s->call = ++s->calls;
+}
+
+void sl_state_end_call(sl_state *s) {
+    clear_undo(s);
+    s->call = 0;
+}
+
+int sl_state_undo_call(sl_state *s) {
+    uint64_t call = s->call;
+    int rc = s->undo_lost ? SL_ENOMEM : 0;
+    s->call = 0; /* the puts below are not to be remembered */
+    for (size_t i = s->nundo; i-- > 0;) {
+        undo *u = &s->undo[i];
+        int prc = sl_state_put(s, u->partition, u->key, u->key_len, u->value, u->value_len);
+        rc = rc ? rc : prc;
+    }
+    clear_undo(s);
+    s->call = ++s->calls; /* a new log: entries remembered in the old one are stale */
+    (void)call;
+    return rc;
+}
+
 int sl_state_put(sl_state *s, int32_t partition, const void *key, size_t key_len,
                  const void *value, size_t value_len) {
     if (key_len > SL_STATE_MAX_KEY || (value && value_len > SL_STATE_MAX_VALUE))
@@ -207,6 +286,8 @@ int sl_state_put(sl_state *s, int32_t partition, const void *key, size_t key_len
         return partition < 0 ? SL_EINVAL : SL_ENOMEM;
     entry *e;
     int rc = upsert(pt, key, key_len, &e);
+    if (rc == 0)
+        remember(s, partition, e);
     if (rc == 0)
         rc = note_changed(pt, e); /* first: a failure leaves the old value in place */
     if (rc == 0)

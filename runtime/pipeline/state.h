@@ -36,6 +36,13 @@ int sl_state_get(sl_state *s, int32_t partition, const void *key, size_t key_len
 int sl_state_put(sl_state *s, int32_t partition, const void *key, size_t key_len,
                  const void *value, size_t value_len);
 
+/* A plugin call's changes can be taken back when the call fails, so that a failed record
+ * (retried, dead-lettered) leaves no trace in state: between begin_call and end_call, the first
+ * put of each key keeps the value it replaces, and undo_call puts those back. */
+void sl_state_begin_call(sl_state *s);
+int sl_state_undo_call(sl_state *s); /* SL_ENOMEM: the log was lost; restart instead */
+void sl_state_end_call(sl_state *s);
+
 /* Every live entry of a partition, in no particular order. Stops at the first nonzero return. */
 typedef int (*sl_state_entry_fn)(void *opaque, const void *key, size_t key_len,
                                  const void *value, size_t value_len);

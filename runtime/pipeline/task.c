@@ -127,6 +127,8 @@ struct sl_plugin_ctx {
     char changelog[512];    /* <pipeline>.<stage>.changelog */
     int32_t changelog_parts; /* its partitions; 0: not made yet (no state written so far) */
     int64_t seeks;          /* input seeks made by restores, to notice one under a message */
+    bool changelog_absent;  /* looked up in the assignment being handled, and not there */
+    bool in_assignment;
     sl_client *admin;       /* looks the changelog up and makes it */
     batched *batch;         /* process_batch: records collected for the next call */
     size_t nbatch;
@@ -759,6 +761,7 @@ static void handle(task *t, const sl_message *m) {
         snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", m->topic);
     __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
     t->cur_partition = m->partition;
+    sl_state_begin_call(t->store); /* a failed call's puts are taken back */
     int rc = invoke(t, &r);
     int64_t backoff = 100, deadline = 0;
     if (rc == SL_ERETRY)
@@ -773,15 +776,26 @@ static void handle(task *t, const sl_message *m) {
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         t->inflight->started_ms = sl_clock_mono_ms();
         __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
+        if (sl_state_undo_call(t->store) != 0) /* each attempt starts from the same state */
+            break;
         rc = invoke(t, &r);
     }
     t->cur_partition = -1;
     __atomic_store_n(&t->inflight->active, 0, __ATOMIC_SEQ_CST);
     if (rc == 0 && flush_pending(t) == 0) {
+        sl_state_end_call(t->store);
         drop_pending(t);
         advance(t, m);
     } else {
         drop_pending(t);
+        int undone = sl_state_undo_call(t->store);
+        sl_state_end_call(t->store);
+        if (undone != 0) {
+            sl_error("pipeline", "%s: out of memory taking back a failed call's state: "
+                     "restarting from the last commit", t->label);
+            t->failed = true;
+            return;
+        }
         if (rc == SL_ERETRY && *t->conf->stop) {
             t->records_in--;
             return; /* stopping: leave the record to whoever has the partition next */
@@ -875,6 +889,7 @@ static void run_batch(task *t) {
     if (strncmp(t->inflight->topic, t->batch[0].topic, sizeof(t->inflight->topic)) != 0)
         snprintf(t->inflight->topic, sizeof(t->inflight->topic), "%s", t->batch[0].topic);
     __atomic_store_n(&t->inflight->active, 1, __ATOMIC_SEQ_CST);
+    sl_state_begin_call(t->store);
     const sl_lua_dead_letter *dead;
     size_t ndead;
     int rc = sl_lua_proc_process_batch(t->lua, t->batch_recs, t->nbatch, &dead, &ndead,
@@ -884,7 +899,9 @@ static void run_batch(task *t) {
     if (rc == 0)
         rc = flush_pending(t);
     drop_pending(t);
-    if (rc != 0 && t->nbatch == 1) {
+    int undone = rc != 0 ? sl_state_undo_call(t->store) : 0;
+    sl_state_end_call(t->store);
+    if (rc != 0 && t->nbatch == 1 && undone == 0) {
         /* A record alone: its failure, routed by the stage's policy like any other. */
         const sl_plugin_record *r = &t->batch_recs[0];
         sl_message m = {r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
@@ -967,7 +984,7 @@ static int open_admin(task *t) {
 
 /* Whether the changelog exists yet (another instance may have made it since we looked). */
 static int lookup_changelog(task *t) {
-    if (t->changelog_parts > 0)
+    if (t->changelog_parts > 0 || t->changelog_absent)
         return 0;
     int rc = open_admin(t);
     if (rc)
@@ -975,8 +992,10 @@ static int lookup_changelog(task *t) {
     sl_topic_info *info;
     char err[256];
     rc = sl_topic_describe(t->admin, t->changelog, &info, err, sizeof(err));
-    if (rc == SL_ENOENT)
+    if (rc == SL_ENOENT) {
+        t->changelog_absent = t->in_assignment; /* one lookup per assignment, not per partition */
         return 0;
+    }
     if (rc)
         return rc;
     t->changelog_parts = info->npartitions;
@@ -1401,8 +1420,10 @@ static void on_rebalance(void *opaque, sl_rebalance_event ev, const sl_topic_par
         if (n)
             sl_info("pipeline", "%s: assigned %zu partition%s", t->label, n, n == 1 ? "" : "s");
         /* State first: restoring may move the partitions' positions. */
+        t->in_assignment = true;
         for (size_t i = 0; i < n && !t->failed; i++)
             ensure_restored(t, parts[i].partition);
+        t->in_assignment = t->changelog_absent = false;
         return;
     }
     for (size_t i = 0; i < n; i++)

@@ -288,37 +288,52 @@ static bool library_name_ok(const char *name) {
 
 /* require(name): loads <dir>/<name>.lua from the script's folder, then the shipped scripts
  * folders, once per state, as text, in the script's own (sandboxed) globals. */
+/* Loads <dir>/<name>.lua if it exists: 1 with the module on the stack, 0 when there is none. */
+static int require_from(lua_State *L, const char *dir, const char *name, int loaded) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.lua", dir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    fclose(f);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pushboolean(L, 0); /* loading: a cycle finds this instead of recursing */
+    lua_setfield(L, loaded, name);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, loaded, name);
+    return 1;
+}
+
 static int l_require(lua_State *L) {
     sl_lua_proc *lp = proc_of(L);
     const char *name = luaL_checkstring(L, 1);
     if (!library_name_ok(name))
         return luaL_error(L, "require(\"%s\"): a library name is [a-z0-9_]+", name);
     lua_getfield(L, LUA_REGISTRYINDEX, "sluice.loaded");
-    if (lua_getfield(L, -1, name) != LUA_TNIL)
+    int loaded = lua_gettop(L);
+    int t = lua_getfield(L, loaded, name);
+    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+        return luaL_error(L, "require(\"%s\"): a cycle (it requires itself, through others)",
+                          name);
+    if (t != LUA_TNIL)
         return 1;
     lua_pop(L, 1);
-    char dirs[sizeof(lp->lib_dirs) + sizeof(lp->script_dir) + 2];
-    snprintf(dirs, sizeof(dirs), "%s:%s", lp->script_dir, lp->lib_dirs);
-    char path[4096];
-    for (char *save = NULL, *dir = strtok_r(dirs, ":", &save); dir;
-         dir = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof(path), "%s/%s.lua", dir, name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        fclose(f);
-        if (luaL_loadfilex(L, path, "t") != LUA_OK)
-            return lua_error(L);
-        lua_pushstring(L, name);
-        lua_call(L, 1, 1);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushboolean(L, 1);
-        }
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, name);
+    /* The script's own folder first (its name may hold a ':'), then the shipped folders. */
+    if (require_from(L, lp->script_dir, name, loaded))
         return 1;
-    }
+    char dirs[sizeof(lp->lib_dirs)];
+    snprintf(dirs, sizeof(dirs), "%s", lp->lib_dirs);
+    for (char *save = NULL, *dir = strtok_r(dirs, ":", &save); dir;
+         dir = strtok_r(NULL, ":", &save))
+        if (require_from(L, dir, name, loaded))
+            return 1;
     return luaL_error(L, "require(\"%s\"): no %s.lua in %s or %s", name, name,
                       lp->script_dir, lp->lib_dirs);
 }
@@ -433,7 +448,7 @@ int sl_lua_proc_new(const sl_lua_settings *s, const sl_plugin_host *host, sl_plu
     snprintf(lp->script_dir, sizeof(lp->script_dir), "%s", s->script_path);
     char *slash = strrchr(lp->script_dir, '/');
     if (slash)
-        *slash = '\0';
+        slash[slash == lp->script_dir ? 1 : 0] = '\0'; /* "/x.lua" is in "/" */
     else
         snprintf(lp->script_dir, sizeof(lp->script_dir), ".");
     lua_State *L = lp->L = lua_newstate(limited_alloc, lp);

@@ -236,5 +236,31 @@ class BatchFailureTest(BrokerTestCase):
         self.assertIn("taking them one at a time", self.broker.log_text())
 
 
+class FailedCallStateTest(BrokerTestCase):
+    """A record whose call fails after it wrote state: the write is taken back, so the record,
+    dead-lettered, leaves no trace in the counts."""
+
+    def test_a_failed_call_leaves_no_state(self):
+        d = self.temp_dir()
+        with open(os.path.join(d, "count.lua"), "w") as f:
+            f.write('function process(r, ctx)\n'
+                    '  local n = tonumber(ctx.get(r.key) or "0") + 1\n'
+                    '  ctx.put(r.key, tostring(n))\n'
+                    '  if r.value == "bad" then error("bad record") end\n'
+                    '  return { key = r.key, value = tostring(n) }\n'
+                    'end\n')
+        pipeline = os.path.join(d, "count-pipeline.lua")
+        with open(pipeline, "w") as f:
+            f.write('return { name = "count", topics = { words = 1, counts = 1 },\n'
+                    '  processors = { { name = "c", input = "words", output = "counts",\n'
+                    '                   script = "count.lua" } } }\n')
+        self.start_broker(extra_args=["--pipeline", pipeline])
+        self.produce("words", ["k:a", "k:bad", "k:b", "k:bad", "k:c"], "--key-sep", ":")
+        got = wait_until(lambda: (lambda v: len(v) >= 3 and v)(
+            self.consume("counts", fmt=r"%k=%v\n")), 30, "three counts", interval=0.3)
+        self.assertEqual(got, ["k=1", "k=2", "k=3"])
+        self.assertEqual(self.consume("words.dlq", fmt=r"%v\n"), ["bad", "bad"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -276,11 +276,18 @@ static void batches_dead_letters_and_libraries(void) {
     SL_TRUE(f != NULL);
     fputs("local M = {}\nfunction M.twice(s) return s .. s end\nreturn M\n", f);
     fclose(f);
+    snprintf(path, sizeof(path), "%s/loop.lua", dir);
+    f = fopen(path, "w");
+    SL_TRUE(f != NULL);
+    fputs("return require('loop')\n", f);
+    fclose(f);
     snprintf(path, sizeof(path), "%s/script.lua", dir);
     f = fopen(path, "w");
     SL_TRUE(f != NULL);
     fputs("local lib = require('twice')\n"
           "assert(require('twice') == lib)\n"
+          "local ok, err = pcall(require, 'loop')\n"
+          "assert(not ok and err:find('cycle'), err)\n"
           "function process_batch(b, ctx)\n"
           "  for i = 1, b.n do\n"
           "    if b.value[i] == 'bad' then ctx.dead_letter(i, 'bad value at ' .. b.offset[i])\n"

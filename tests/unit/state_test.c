@@ -156,6 +156,34 @@ static void restore_applies_only_closed_commits(void) {
     sl_state_free(s);
 }
 
+static void a_failed_call_is_taken_back(void) {
+    sl_state *s;
+    SL_PASS(sl_state_new(&s));
+    SL_PASS(sl_state_put(s, 0, "a", 1, "1", 1));
+    SL_PASS(sl_state_put(s, 0, "gone", 4, "x", 1));
+    sl_state_begin_call(s);
+    SL_PASS(sl_state_put(s, 0, "a", 1, "2", 1));
+    SL_PASS(sl_state_put(s, 0, "a", 1, "3", 1)); /* the first change is what is remembered */
+    SL_PASS(sl_state_put(s, 0, "new", 3, "n", 1));
+    SL_PASS(sl_state_put(s, 0, "gone", 4, NULL, 0));
+    SL_PASS(sl_state_undo_call(s));
+    value_is(s, 0, "a", "1");
+    value_is(s, 0, "new", NULL);
+    value_is(s, 0, "gone", "x");
+    /* After an undo the call goes on with a fresh log (a retry of the call). */
+    SL_PASS(sl_state_put(s, 0, "a", 1, "4", 1));
+    SL_PASS(sl_state_undo_call(s));
+    value_is(s, 0, "a", "1");
+    sl_state_end_call(s);
+    /* A successful call keeps its changes. */
+    sl_state_begin_call(s);
+    SL_PASS(sl_state_put(s, 0, "a", 1, "5", 1));
+    sl_state_end_call(s);
+    value_is(s, 0, "a", "5");
+    sl_state_free(s);
+}
+
 SL_TESTS({"partitions are apart", partitions_are_apart},
          {"changes are tracked until written", changes_are_tracked_until_written},
-         {"restore applies only closed commits", restore_applies_only_closed_commits})
+         {"restore applies only closed commits", restore_applies_only_closed_commits},
+         {"a failed call is taken back", a_failed_call_is_taken_back})

@@ -106,7 +106,8 @@ typedef struct sl_plugin_host {
     void (*metric_add)(sl_plugin_ctx *ctx, const char *name, int64_t delta);
     /* The key-value store of the current record's input partition (see state_get_partition).
      * get: SL_ENOENT when absent; the value is borrowed until the next call into the store.
-     * put copies; a NULL value deletes. SL_EINVAL outside process. */
+     * put copies; a NULL value deletes. SL_EINVAL outside process. The puts of a call that
+     * fails (any status but SL_OK) are taken back, as are those of each attempt retried. */
     int (*state_get)(sl_plugin_ctx *ctx, const void *key, size_t key_len, const void **value,
                      size_t *value_len);
     int (*state_put)(sl_plugin_ctx *ctx, const void *key, size_t key_len, const void *value,
