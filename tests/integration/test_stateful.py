@@ -59,6 +59,16 @@ def reference(lines, late):
     return counts
 
 
+def write_files(directory, files):
+    """Writes {name: text} into directory; returns the path of the last one."""
+    path = None
+    for name, text in files.items():
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+    return path
+
+
 class AdClickTestCase(BrokerTestCase):
 
     def status(self):
@@ -164,19 +174,16 @@ class StreamTableJoinTest(BrokerTestCase):
         return set(self.consume("enriched", fmt=r"%k %v\n"))
 
     def test_clicks_meet_their_ads_row_across_instances_and_a_crash(self):
-        d = self.temp_dir()
-        with open(os.path.join(d, "enrich.lua"), "w") as f:
-            f.write('require("joins").stream_table {\n'
-                    '  stream = "clicks", table = "ads",\n'
-                    '  join = function(click, ad, key) return click .. " by " .. ad end,\n'
-                    '}:install()\n')
-        pipeline = os.path.join(d, "ads.lua")
-        with open(pipeline, "w") as f:
-            f.write('return { name = "ads",\n'
-                    '  topics = { ads = { partitions = 3, config = { ["cleanup.policy"] = "compact" } },\n'
-                    '             clicks = 3, enriched = 3 },\n'
-                    '  processors = { { name = "enrich", input = { "ads", "clicks" },\n'
-                    '                   output = "enriched", script = "enrich.lua", instances = 2 } } }\n')
+        pipeline = write_files(self.temp_dir(), {
+            "enrich.lua": 'require("joins").stream_table {\n'
+                          '  stream = "clicks", table = "ads",\n'
+                          '  join = function(click, ad, key) return click .. " by " .. ad end,\n'
+                          '}:install()\n',
+            "ads.lua": 'return { name = "ads",\n'
+                       '  topics = { ads = { partitions = 3, config = { ["cleanup.policy"] = "compact" } },\n'
+                       '             clicks = 3, enriched = 3 },\n'
+                       '  processors = { { name = "enrich", input = { "ads", "clicks" },\n'
+                       '                   output = "enriched", script = "enrich.lua", instances = 2 } } }\n'})
         self.start_broker(extra_args=["--pipeline", pipeline])
         wait_until(lambda: len([i for s in json.loads(self.cli_ok(
             "pipeline", "status", "ads", "--json"))["stages"] for i in s["instances"]
@@ -209,19 +216,16 @@ class BatchFailureTest(BrokerTestCase):
     topic with its error and every other record is processed."""
 
     def test_a_record_failing_its_batch_is_found_and_dead_lettered(self):
-        d = self.temp_dir()
-        with open(os.path.join(d, "batchy.lua"), "w") as f:
-            f.write('function process_batch(b, ctx)\n'
-                    '  for i = 1, b.n do\n'
-                    '    if b.value[i] == "bad" then error("cannot take " .. b.value[i]) end\n'
-                    '    ctx.emit(nil, b.key[i], "ok:" .. b.value[i])\n'
-                    '  end\n'
-                    'end\n')
-        pipeline = os.path.join(d, "batchy-pipeline.lua")
-        with open(pipeline, "w") as f:
-            f.write('return { name = "batchy", topics = { nums = 2, oks = 2 },\n'
-                    '  processors = { { name = "b", input = "nums", output = "oks",\n'
-                    '                   script = "batchy.lua" } } }\n')
+        pipeline = write_files(self.temp_dir(), {
+            "batchy.lua": 'function process_batch(b, ctx)\n'
+                          '  for i = 1, b.n do\n'
+                          '    if b.value[i] == "bad" then error("cannot take " .. b.value[i]) end\n'
+                          '    ctx.emit(nil, b.key[i], "ok:" .. b.value[i])\n'
+                          '  end\n'
+                          'end\n',
+            "batchy-pipeline.lua": 'return { name = "batchy", topics = { nums = 2, oks = 2 },\n'
+                                   '  processors = { { name = "b", input = "nums", output = "oks",\n'
+                                   '                   script = "batchy.lua" } } }\n'})
         self.start_broker(extra_args=["--pipeline", pipeline])
         lines = ["k%d:%s" % (i % 5, "bad" if i == 700 else str(i)) for i in range(1500)]
         self.produce("nums", lines, "--key-sep", ":")
@@ -241,19 +245,16 @@ class FailedCallStateTest(BrokerTestCase):
     dead-lettered, leaves no trace in the counts."""
 
     def test_a_failed_call_leaves_no_state(self):
-        d = self.temp_dir()
-        with open(os.path.join(d, "count.lua"), "w") as f:
-            f.write('function process(r, ctx)\n'
-                    '  local n = tonumber(ctx.get(r.key) or "0") + 1\n'
-                    '  ctx.put(r.key, tostring(n))\n'
-                    '  if r.value == "bad" then error("bad record") end\n'
-                    '  return { key = r.key, value = tostring(n) }\n'
-                    'end\n')
-        pipeline = os.path.join(d, "count-pipeline.lua")
-        with open(pipeline, "w") as f:
-            f.write('return { name = "count", topics = { words = 1, counts = 1 },\n'
-                    '  processors = { { name = "c", input = "words", output = "counts",\n'
-                    '                   script = "count.lua" } } }\n')
+        pipeline = write_files(self.temp_dir(), {
+            "count.lua": 'function process(r, ctx)\n'
+                         '  local n = tonumber(ctx.get(r.key) or "0") + 1\n'
+                         '  ctx.put(r.key, tostring(n))\n'
+                         '  if r.value == "bad" then error("bad record") end\n'
+                         '  return { key = r.key, value = tostring(n) }\n'
+                         'end\n',
+            "count-pipeline.lua": 'return { name = "count", topics = { words = 1, counts = 1 },\n'
+                                  '  processors = { { name = "c", input = "words", output = "counts",\n'
+                                  '                   script = "count.lua" } } }\n'})
         self.start_broker(extra_args=["--pipeline", pipeline])
         self.produce("words", ["k:a", "k:bad", "k:b", "k:bad", "k:c"], "--key-sep", ":")
         got = wait_until(lambda: (lambda v: len(v) >= 3 and v)(
