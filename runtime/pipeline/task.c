@@ -69,6 +69,7 @@ typedef struct batched {
     int64_t offset, timestamp;
     size_t key, value; /* offsets into the arena; SIZE_MAX: null */
     size_t key_len, value_len;
+    size_t first_header, nheaders; /* into batch_hdr: kept for the dead-letter topic */
 } batched;
 
 typedef struct deferral {
@@ -134,6 +135,8 @@ struct sl_plugin_ctx {
     size_t nbatch;
     sl_buf batch_arena;
     sl_plugin_record *batch_recs;
+    pending_header *batch_hdr;
+    size_t nbatch_hdr, capbatch_hdr;
     metric *metrics;
     size_t nmetrics;
 
@@ -854,15 +857,59 @@ static void collect(task *t, const sl_message *m) {
         return;
     }
     *b = (batched){pos->topic, m->partition, m->offset, m->timestamp, at_key, at_value,
-                   m->key_len, m->value_len};
+                   m->key_len, m->value_len, t->nbatch_hdr, 0};
+    size_t nh = m->nheaders < MAX_OUT_HEADERS ? m->nheaders : MAX_OUT_HEADERS;
+    if (t->nbatch_hdr + nh > t->capbatch_hdr) {
+        size_t cap = t->capbatch_hdr ? t->capbatch_hdr * 2 : 256;
+        while (cap < t->nbatch_hdr + nh)
+            cap *= 2;
+        pending_header *h = realloc(t->batch_hdr, cap * sizeof(*h));
+        if (h == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->batch_hdr = h;
+        t->capbatch_hdr = cap;
+    }
+    for (size_t i = 0; i < nh; i++) {
+        const sl_header *mh = &m->headers[i];
+        pending_header *ph = &t->batch_hdr[t->nbatch_hdr + i];
+        ph->value_len = mh->value_len;
+        ph->key = t->batch_arena.len;
+        if (sl_buf_append(&t->batch_arena, mh->key, strlen(mh->key) + 1) != 0) {
+            t->failed = true;
+            return;
+        }
+        ph->value = mh->value ? t->batch_arena.len : SIZE_MAX;
+        if (mh->value && sl_buf_append(&t->batch_arena, mh->value, mh->value_len) != 0) {
+            t->failed = true;
+            return;
+        }
+    }
+    b->nheaders = nh;
+    t->nbatch_hdr += nh;
     t->nbatch++;
     if (alone)
         run_batch(t);
 }
 
 static void reset_batch(task *t) {
-    t->nbatch = 0;
+    t->nbatch = t->nbatch_hdr = 0;
     sl_buf_reset(&t->batch_arena);
+}
+
+/* Record i of the batch as a message, headers included, for routing it. */
+static sl_message batch_message(const task *t, size_t i, sl_header *hs) {
+    const batched *b = &t->batch[i];
+    const sl_plugin_record *r = &t->batch_recs[i];
+    const char *base = (const char *)t->batch_arena.data;
+    for (size_t h = 0; h < b->nheaders; h++) {
+        const pending_header *ph = &t->batch_hdr[b->first_header + h];
+        hs[h] = (sl_header){base + ph->key, ph->value == SIZE_MAX ? NULL : base + ph->value,
+                            ph->value_len};
+    }
+    return (sl_message){r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
+                        r->value, r->value_len, hs, b->nheaders};
 }
 
 /* One process_batch call over what was collected. A record the script dead-letters goes to
@@ -903,9 +950,8 @@ static void run_batch(task *t) {
     sl_state_end_call(t->store);
     if (rc != 0 && t->nbatch == 1 && undone == 0) {
         /* A record alone: its failure, routed by the stage's policy like any other. */
-        const sl_plugin_record *r = &t->batch_recs[0];
-        sl_message m = {r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
-                        r->value, r->value_len, NULL, 0};
+        sl_header hs[MAX_OUT_HEADERS];
+        sl_message m = batch_message(t, 0, hs);
         if (t->stage->tolerate_none) {
             char why[1100];
             snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
@@ -941,9 +987,8 @@ static void run_batch(task *t) {
         return;
     }
     for (size_t i = 0; i < ndead && !t->failed; i++) {
-        const sl_plugin_record *r = &t->batch_recs[dead[i].index];
-        sl_message m = {r->topic, r->partition, r->offset, r->timestamp, r->key, r->key_len,
-                        r->value, r->value_len, NULL, 0};
+        sl_header hs[MAX_OUT_HEADERS];
+        sl_message m = batch_message(t, dead[i].index, hs);
         snprintf(t->error, sizeof(t->error), "%s", dead[i].reason);
         t->traceback[0] = '\0';
         if (t->stage->tolerate_none) {
@@ -1792,6 +1837,7 @@ static void free_task(task *t) {
         sl_client_destroy(t->admin);
     free(t->batch);
     free(t->batch_recs);
+    free(t->batch_hdr);
     sl_buf_free(&t->batch_arena);
     for (size_t i = 0; i < t->nmetrics; i++)
         free(t->metrics[i].name);

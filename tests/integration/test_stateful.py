@@ -228,14 +228,16 @@ class BatchFailureTest(BrokerTestCase):
                                    '                   script = "batchy.lua" } } }\n'})
         self.start_broker(extra_args=["--pipeline", pipeline])
         lines = ["k%d:%s" % (i % 5, "bad" if i == 700 else str(i)) for i in range(1500)]
-        self.produce("nums", lines, "--key-sep", ":")
+        self.produce("nums", lines, "--key-sep", ":", "-H", "trace=t1")
         want = {"ok:%d" % i for i in range(1500) if i != 700}
         wait_until(lambda: set(self.consume("oks", fmt=r"%v\n")) >= want, 90,
                    "every good record processed", interval=0.5)
         dead = wait_until(lambda: self.consume("nums.dlq", fmt=r"%v\n"), 30,
                           "the bad record dead-lettered", interval=0.3)
         self.assertEqual(dead, ["bad"])
-        self.assertIn("cannot take bad", "\n".join(self.consume("nums.dlq", fmt=r"%h\n")))
+        headers = "\n".join(self.consume("nums.dlq", fmt=r"%h\n"))
+        self.assertIn("cannot take bad", headers)
+        self.assertIn("trace=t1", headers) # the record's own headers go with it
         self.assertNotIn("ok:bad", self.consume("oks", fmt=r"%v\n"))
         self.assertIn("taking them one at a time", self.broker.log_text())
 
