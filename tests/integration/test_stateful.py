@@ -4,7 +4,7 @@ that partitions move between instances. Its state lives in the stage's changelog
 the input position at every commit and restored with it. Afterwards every window that closed
 is in the output with the count an independent computation gives, a window emitted twice
 carries the same count both times, and the late clicks are set aside in clicks_late. A
-stream-table join enriches clicks from a compacted topic across two instances and a crash."""
+stream-table join and a windowed stream-stream join run across two instances and a crash."""
 
 import json
 import os
@@ -69,6 +69,15 @@ def write_files(directory, files):
     return path
 
 
+def wait_for_owners(case, pipeline, count):
+    """Until 'count' instances of the pipeline own partitions (the group has settled)."""
+    def owners():
+        status = json.loads(case.cli_ok("pipeline", "status", pipeline, "--json"))
+        return len([i for s in status["stages"] for i in s["instances"] if i["partitions"]])
+    wait_until(lambda: owners() == count, 30, "%d instances to own partitions" % count,
+               interval=0.3)
+
+
 class AdClickTestCase(BrokerTestCase):
 
     def status(self):
@@ -77,9 +86,6 @@ class AdClickTestCase(BrokerTestCase):
     def instances(self):
         return [i for s in self.status()["stages"] for i in s["instances"]]
 
-    def wait_both_own_partitions(self):
-        wait_until(lambda: len([i for i in self.instances() if i["partitions"]]) == 2, 30,
-                   "both instances to own partitions", interval=0.3)
 
     def produce_clicks(self, lines):
         self.produce("clicks", lines, "--key-sep", "\t")
@@ -116,7 +122,7 @@ class CrashTest(AdClickTestCase):
 
     def test_kill9_of_the_node_mid_stream_keeps_every_count(self):
         self.start_broker(extra_args=["--pipeline", ADCLICK])
-        self.wait_both_own_partitions()
+        wait_for_owners(self, "adclick", 2)
         rng = random.Random(11)
         first, late1 = make_clicks(0, 120000, rng)
         second, late2 = make_clicks(120000, 120000, rng)
@@ -142,7 +148,7 @@ class PartitionMoveTest(AdClickTestCase):
 
     def test_an_instance_killed_mid_stream_hands_its_windows_on(self):
         self.start_broker(extra_args=["--pipeline", ADCLICK])
-        self.wait_both_own_partitions()
+        wait_for_owners(self, "adclick", 2)
         rng = random.Random(12)
         first, late1 = make_clicks(0, 100000, rng)
         second, late2 = make_clicks(100000, 100000, rng)
@@ -185,9 +191,7 @@ class StreamTableJoinTest(BrokerTestCase):
                        '  processors = { { name = "enrich", input = { "ads", "clicks" },\n'
                        '                   output = "enriched", script = "enrich.lua", instances = 2 } } }\n'})
         self.start_broker(extra_args=["--pipeline", pipeline])
-        wait_until(lambda: len([i for s in json.loads(self.cli_ok(
-            "pipeline", "status", "ads", "--json"))["stages"] for i in s["instances"]
-            if i["partitions"]]) == 2, 30, "both instances to own partitions", interval=0.3)
+        wait_for_owners(self, "ads", 2)
         ads = ["ad%d:advertiser%d" % (i, i % 7) for i in range(40)]
         self.produce("ads", ads, "--key-sep", ":")
         wait_until(lambda: self.group_caught_up("ads"), 30, "the ads read", interval=0.3)
@@ -207,6 +211,50 @@ class StreamTableJoinTest(BrokerTestCase):
         more = {"ad3 late-click by advertiser99", "ad5 late-click by advertiser5"}
         wait_until(lambda: self.enriched() >= want | more, 60, "clicks after the restart",
                    interval=0.5)
+        self.assertIn("restored partition", self.broker.log_text(since_start=True))
+
+
+class StreamStreamJoinTest(BrokerTestCase):
+    """Impressions and clicks of the same ad joined when at most 10 s apart, by two instances,
+    with the node killed -9 between the impressions and the clicks: the buffered impressions
+    come back from the changelog, and the pairs are exactly those a reference computes."""
+
+    def test_pairs_within_the_window_across_a_crash(self):
+        pipeline = write_files(self.temp_dir(), {
+            "pairs.lua": 'require("joins").stream_stream {\n'
+                         '  left = "impressions", right = "clicks", within = 10000,\n'
+                         '  grace = 3600000, time = "ts", decode = true,\n'
+                         '  join = function(i, c) return i.id .. "|" .. c.id end,\n'
+                         '}:install()\n',
+            "pairs-pipeline.lua": 'return { name = "pairs",\n'
+                                  '  topics = { impressions = 3, clicks = 3, pairs = 3 },\n'
+                                  '  processors = { { name = "j", input = { "impressions", "clicks" },\n'
+                                  '    output = "pairs", script = "pairs.lua", instances = 2 } } }\n'})
+        self.start_broker(extra_args=["--pipeline", pipeline])
+        wait_for_owners(self, "pairs", 2)
+        rng = random.Random(5)
+        base = BASE
+        imps = [("a%d" % rng.randrange(30), "i%d" % n, base + rng.randrange(120000))
+                for n in range(300)]
+        clicks = [("a%d" % rng.randrange(30), "c%d" % n, base + rng.randrange(120000))
+                  for n in range(300)]
+        line = lambda ad, ident, ts: '%s\t{"id":"%s","ts":%d}' % (ad, ident, ts)
+        self.produce("impressions", [line(*r) for r in imps], "--key-sep", "\t")
+
+        def caught_up():
+            g = json.loads(self.cli_ok("group", "describe", "sluice.pairs.j", "--json"))
+            offs = [o for o in g["offsets"] if o["topic"] == "impressions"]
+            return len(offs) == 3 and all(o["lag"] == 0 for o in offs)
+        wait_until(caught_up, 30, "the impressions read", interval=0.3)
+        self.broker.kill9()
+        self.broker.restart()
+        self.produce("clicks", [line(*r) for r in clicks], "--key-sep", "\t")
+        want = {"%s|%s" % (i, c) for (ka, i, ti) in imps for (kb, c, tc) in clicks
+                if ka == kb and abs(ti - tc) <= 10000}
+        self.assertGreater(len(want), 50)
+        got = wait_until(lambda: (lambda v: v >= want and v)(
+            set(self.consume("pairs", fmt=r"%v\n"))), 60, "every pair", interval=0.5)
+        self.assertEqual(got, want)
         self.assertIn("restored partition", self.broker.log_text(since_start=True))
 
 
