@@ -75,8 +75,11 @@ n=$(sort -u "$WORK/results.txt" | wc -l)
 [ "$n" -eq 5 ] || die "$n distinct results, expected 5"
 
 wait_for 16 "records_in in pipeline status" status_sum adclick records_in
-say "sluice pipeline status adclick"
-"$SLUICE" pipeline status adclick
+wait_for 1 "late clicks counted (metric late)" status_sum adclick late
+say "sluice pipeline status adclick (the metrics are the windows library's counters)"
+"$SLUICE" pipeline status adclick | tee "$WORK/status.txt"
+grep -q "changelog adclick.per_minute.changelog" "$WORK/status.txt" ||
+    die "the status shows no state or changelog"
 
 # ---- restart: the open windows (minute 3 of a99) come back from the changelog ------------------
 say "restarting the broker: each instance restores its partitions' state"

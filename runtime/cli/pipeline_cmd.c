@@ -178,7 +178,35 @@ static const char status_help[] =
     "      --json             print one JSON object: name, version, file, stages [{name, kind,\n"
     "                         group, lag, instances [{instance, state, pid, partitions,\n"
     "                         records_in, records_out, errors, retried, dead_lettered,\n"
-    "                         restarts, last_error, ...}]}]\n" COMMON_OPTIONS_HELP;
+    "                         restarts, last_error, metrics {name: count}, state_keys,\n"
+    "                         state_bytes, changelog, ...}]}]\n" COMMON_OPTIONS_HELP;
+
+/* "name value, name value" of the status's metrics object (the counters scripts and plugins
+ * keep), less the host's own lua_memory_bytes; empty when there are none. */
+static void json_metrics(const char *json, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    const char *at = strstr(json, "\"metrics\":{");
+    if (at == NULL)
+        return;
+    at += strlen("\"metrics\":{");
+    while (*at == '"' && used + 1 < len) {
+        const char *end = strchr(at + 1, '"');
+        if (end == NULL || end[1] != ':')
+            return;
+        long long v = strtoll(end + 2, NULL, 10);
+        int nlen = (int)(end - at - 1);
+        if (strncmp(at + 1, "lua_memory_bytes", (size_t)nlen) != 0 || nlen != 16)
+            used += (size_t)snprintf(buf + used, len - used, "%s%.*s %lld", used ? ", " : "",
+                                     nlen, at + 1, v);
+        at = end + 2;
+        while (*at && *at != ',' && *at != '}')
+            at++;
+        if (*at != ',')
+            return;
+        at++;
+    }
+}
 
 /* Reads number field 'key' of one of our own flat status objects. */
 static int64_t json_number(const char *json, const char *key) {
@@ -315,6 +343,19 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
                        parts);
                 if (last[0])
                     printf("            last error: %s\n", last);
+                char metrics[512];
+                json_metrics(values[k], metrics, sizeof(metrics));
+                if (metrics[0])
+                    printf("            metrics: %s\n", metrics);
+                char changelog[512], size[32];
+                json_text(values[k], "changelog", changelog, sizeof(changelog));
+                int64_t keys = json_number(values[k], "state_keys");
+                if (keys > 0 || changelog[0]) {
+                    cli_format_size(json_number(values[k], "state_bytes"), size, sizeof(size));
+                    printf("            state: %" PRId64 " %s, %s%s%s\n", keys,
+                           cli_plural((uint64_t)keys, "key", "keys"), size,
+                           changelog[0] ? ", changelog " : "", changelog);
+                }
             }
             shown++;
         }

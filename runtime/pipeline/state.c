@@ -307,6 +307,19 @@ int sl_state_foreach(sl_state *s, int32_t partition, sl_state_entry_fn fn, void 
     return 0;
 }
 
+void sl_state_size(const sl_state *s, uint64_t *keys, uint64_t *bytes) {
+    *keys = *bytes = 0;
+    for (int32_t p = 0; p < s->nparts; p++) {
+        const part *pt = &s->parts[p];
+        for (size_t b = 0; b < pt->nbuckets; b++)
+            for (const entry *e = pt->buckets[b]; e; e = e->next)
+                if (!e->deleted) {
+                    (*keys)++;
+                    *bytes += e->key_len + e->value_len;
+                }
+    }
+}
+
 bool sl_state_dirty(const sl_state *s) {
     for (int32_t p = 0; p < s->nparts; p++)
         if (s->parts[p].nchanged)

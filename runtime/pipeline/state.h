@@ -48,6 +48,9 @@ typedef int (*sl_state_entry_fn)(void *opaque, const void *key, size_t key_len,
                                  const void *value, size_t value_len);
 int sl_state_foreach(sl_state *s, int32_t partition, sl_state_entry_fn fn, void *opaque);
 
+/* Live keys over all partitions, and the bytes of their keys and values. */
+void sl_state_size(const sl_state *s, uint64_t *keys, uint64_t *bytes);
+
 /* Whether any partition has changes not yet written. */
 bool sl_state_dirty(const sl_state *s);
 /* The changed entries of a partition (value NULL: deleted), for the changelog. */

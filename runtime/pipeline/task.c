@@ -1542,7 +1542,12 @@ static void publish_status(task *t, const char *state) {
     if (t->lua)
         appendf(&b, "%s\"lua_memory_bytes\":%" PRId64, t->nmetrics ? "," : "",
                 sl_lua_proc_memory(t->lua));
-    appendf(&b, "}}");
+    uint64_t keys, bytes;
+    sl_state_size(t->store, &keys, &bytes); /* every 2 s: a walk over the keys is fine */
+    appendf(&b, "},\"state_keys\":%" PRIu64 ",\"state_bytes\":%" PRIu64 ",\"changelog\":",
+            keys, bytes);
+    json_string(&b, t->changelog_parts > 0 ? t->changelog : "");
+    appendf(&b, "}");
     sl_produce_record r = {.topic = SL_PIPELINE_STATUS_TOPIC, .partition = 0,
                            .key = t->label, .key_len = strlen(t->label),
                            .value = b.data, .value_len = b.len};
