@@ -1,8 +1,9 @@
 /* A stage instance. The loop: poll a batch of input records, run each through the plugin or
- * script, keep what it emits until the call has succeeded, route failures by the stage's
- * policy, then flush the producer and commit the input offsets the batch covered. Records of a
- * retry topic that are not due yet pause their partition (seek back + pause) instead of the
- * whole instance, so the main topic keeps flowing behind them. */
+ * script (or hand them to a script's process_batch, up to 1,024 at a time), keep what it emits
+ * until the call has succeeded, route failures by the stage's policy, then flush the producer,
+ * write the changed state and input positions to the changelog, and commit the input offsets
+ * the batch covered. Records of a retry topic that are not due yet pause their partition (seek
+ * back + pause) instead of the whole instance, so the main topic keeps flowing behind them. */
 #include "pipeline/task.h"
 
 #include <errno.h>

@@ -1,7 +1,9 @@
 /* One instance of one pipeline stage, run in its own process: a member of the stage's consumer
  * group that feeds its partitions' records to a C plugin or a Lua script, sends what they emit,
  * routes what fails to retry and dead-letter topics, and commits input offsets only after the
- * outputs made from them are acknowledged (at least once). */
+ * outputs made from them are acknowledged (at least once). The state the plugin or script keeps
+ * per input partition goes to the stage's changelog topic with the input positions before the
+ * offsets move, and comes back with them when a partition is assigned (pipeline/state.h). */
 #ifndef SL_PIPELINE_TASK_H
 #define SL_PIPELINE_TASK_H
 
