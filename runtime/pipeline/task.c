@@ -474,11 +474,17 @@ static void load_poisons(task *t) {
 
 /* Whether a record is in a range that failed a process_batch call: such records go to the
  * script one at a time, so that the one that fails is found and routed like any failed record. */
-static bool is_isolated(const task *t, const char *topic, int32_t partition, int64_t offset) {
-    for (size_t i = 0; i < t->nisolated; i++)
-        if (t->isolated[i].partition == partition && offset <= t->isolated[i].offset &&
-            strcmp(t->isolated[i].topic, topic) == 0)
+static bool is_isolated(task *t, const char *topic, int32_t partition, int64_t offset) {
+    for (size_t i = 0; i < t->nisolated; i++) {
+        poison *iso = &t->isolated[i];
+        if (iso->partition != partition || strcmp(iso->topic, topic) != 0)
+            continue;
+        if (offset <= iso->offset)
             return true;
+        /* Passed: forgotten here (the file keeps it until it changes and is read again). */
+        free(iso->topic);
+        t->isolated[i--] = t->isolated[--t->nisolated];
+    }
     return false;
 }
 
