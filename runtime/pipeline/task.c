@@ -161,13 +161,13 @@ typedef struct sl_plugin_ctx task;
 /* ---- the host function table ---- */
 
 /* Copies n bytes into the arena; their offset in *at. NULL p stores nothing: *at = SIZE_MAX. */
-static int arena_put(task *t, const void *p, size_t n, size_t *at) {
+static int arena_put(sl_buf *arena, const void *p, size_t n, size_t *at) {
     if (p == NULL) {
         *at = SIZE_MAX;
         return 0;
     }
-    *at = t->arena.len;
-    return sl_buf_append(&t->arena, p, n);
+    *at = arena->len;
+    return sl_buf_append(arena, p, n);
 }
 
 static int host_emit(task *t, const sl_plugin_record *r) {
@@ -197,9 +197,9 @@ static int host_emit(task *t, const sl_plugin_record *r) {
     *p = (pending){.key_len = r->key_len, .value_len = r->value_len, .first_header = t->nphdr,
                    .nheaders = r->nheaders, .partition = r->partition,
                    .timestamp = r->timestamp};
-    if (arena_put(t, topic, strlen(topic) + 1, &p->topic) ||
-        arena_put(t, r->key, r->key_len, &p->key) ||
-        arena_put(t, r->value, r->value_len, &p->value))
+    if (arena_put(&t->arena, topic, strlen(topic) + 1, &p->topic) ||
+        arena_put(&t->arena, r->key, r->key_len, &p->key) ||
+        arena_put(&t->arena, r->value, r->value_len, &p->value))
         return SL_ENOMEM;
     size_t kept = 0;
     for (size_t i = 0; i < r->nheaders; i++) {
@@ -210,8 +210,8 @@ static int host_emit(task *t, const sl_plugin_record *r) {
             continue;
         pending_header *ph = &t->phdr[t->nphdr + kept++];
         ph->value_len = h->value_len;
-        if (arena_put(t, h->key, strlen(h->key) + 1, &ph->key) ||
-            arena_put(t, h->value, h->value_len, &ph->value))
+        if (arena_put(&t->arena, h->key, strlen(h->key) + 1, &ph->key) ||
+            arena_put(&t->arena, h->value, h->value_len, &ph->value))
             return SL_ENOMEM;
     }
     p->nheaders = kept;
@@ -258,9 +258,8 @@ static void host_metric_add(task *t, const char *name, int64_t delta) {
         nm[t->nmetrics++].value = delta;
 }
 
-/* The state store of the current record's partition, or of a named one. */
-/* Only partitions this instance holds: state written for another one would land in its owner's
- * changelog partition. */
+/* The state store of a named partition, only of those this instance holds: state written for
+ * another would land in its owner's changelog partition. */
 static int host_state_get_partition(task *t, int32_t partition, const void *key, size_t klen,
                                     const void **v, size_t *vlen) {
     if (!sl_state_loaded(t->store, partition))
@@ -711,6 +710,15 @@ static bool for_another_stage(const task *t, const sl_message *m, size_t level) 
     return stage && (len != strlen(t->stage_id) || memcmp(stage, t->stage_id, len) != 0);
 }
 
+/* errors_tolerance = "none" met a failed record: the stage stops, not to be restarted. */
+static void stop_for_good(task *t, const sl_message *m, const char *reason) {
+    char why[1100];
+    snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
+             reason);
+    note_error(t, m, "failed", why);
+    t->stop_for_good = t->failed = true;
+}
+
 static int ensure_restored(task *t, int32_t partition);
 static sl_conf *client_conf(task *t, const char *group);
 static void run_batch(task *t);
@@ -822,11 +830,7 @@ static void handle(task *t, const sl_message *m) {
             return;
         }
         if (t->stage->tolerate_none) {
-            char why[1100];
-            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage "
-                     "stops)", t->error[0] ? t->error : sl_strerror(rc ? rc : SL_EINVAL));
-            note_error(t, m, "failed", why);
-            t->stop_for_good = t->failed = true;
+            stop_for_good(t, m, t->error[0] ? t->error : sl_strerror(rc ? rc : SL_EINVAL));
             return;
         }
         if (fail_record(t, m, rc ? rc : SL_EINVAL) != 0)
@@ -853,47 +857,37 @@ static void collect(task *t, const sl_message *m) {
     if (t->failed)
         return;
     position *pos = position_of(t, m->topic, m->partition, true);
-    batched *b = t->batch ? &t->batch[t->nbatch] : NULL;
-    size_t at_key = SIZE_MAX, at_value = SIZE_MAX;
-    if (pos == NULL || b == NULL || (m->key && (at_key = t->batch_arena.len,
-                                                sl_buf_append(&t->batch_arena, m->key,
-                                                              m->key_len) != 0)) ||
-        (m->value && (at_value = t->batch_arena.len,
-                      sl_buf_append(&t->batch_arena, m->value, m->value_len) != 0))) {
-        t->failed = true; /* out of memory: restart rather than skip a record */
-        return;
-    }
-    *b = (batched){pos->topic, m->partition, m->offset, m->timestamp, at_key, at_value,
-                   m->key_len, m->value_len, t->nbatch_hdr, 0};
     size_t nh = m->nheaders < MAX_OUT_HEADERS ? m->nheaders : MAX_OUT_HEADERS;
     if (t->nbatch_hdr + nh > t->capbatch_hdr) {
         size_t cap = t->capbatch_hdr ? t->capbatch_hdr * 2 : 256;
         while (cap < t->nbatch_hdr + nh)
             cap *= 2;
         pending_header *h = realloc(t->batch_hdr, cap * sizeof(*h));
-        if (h == NULL) {
-            t->failed = true;
-            return;
+        if (h != NULL) {
+            t->batch_hdr = h;
+            t->capbatch_hdr = cap;
         }
-        t->batch_hdr = h;
-        t->capbatch_hdr = cap;
     }
-    for (size_t i = 0; i < nh; i++) {
+    batched *b = &t->batch[t->nbatch];
+    *b = (batched){pos ? pos->topic : NULL, m->partition, m->offset, m->timestamp, SIZE_MAX,
+                   SIZE_MAX, m->key_len, m->value_len, t->nbatch_hdr, nh};
+    sl_buf *arena = &t->batch_arena;
+    int rc = pos && t->nbatch_hdr + nh <= t->capbatch_hdr ? 0 : SL_ENOMEM;
+    if (rc == 0)
+        rc = arena_put(arena, m->key, m->key_len, &b->key);
+    if (rc == 0)
+        rc = arena_put(arena, m->value, m->value_len, &b->value);
+    for (size_t i = 0; rc == 0 && i < nh; i++) {
         const sl_header *mh = &m->headers[i];
         pending_header *ph = &t->batch_hdr[t->nbatch_hdr + i];
         ph->value_len = mh->value_len;
-        ph->key = t->batch_arena.len;
-        if (sl_buf_append(&t->batch_arena, mh->key, strlen(mh->key) + 1) != 0) {
-            t->failed = true;
-            return;
-        }
-        ph->value = mh->value ? t->batch_arena.len : SIZE_MAX;
-        if (mh->value && sl_buf_append(&t->batch_arena, mh->value, mh->value_len) != 0) {
-            t->failed = true;
-            return;
-        }
+        if ((rc = arena_put(arena, mh->key, strlen(mh->key) + 1, &ph->key)) == 0)
+            rc = arena_put(arena, mh->value, mh->value_len, &ph->value);
     }
-    b->nheaders = nh;
+    if (rc) {
+        t->failed = true; /* out of memory: restart rather than skip a record */
+        return;
+    }
     t->nbatch_hdr += nh;
     t->nbatch++;
     if (alone)
@@ -960,11 +954,7 @@ static void run_batch(task *t) {
         sl_header hs[MAX_OUT_HEADERS];
         sl_message m = batch_message(t, 0, hs);
         if (t->stage->tolerate_none) {
-            char why[1100];
-            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
-                     t->error);
-            note_error(t, &m, "failed", why);
-            t->stop_for_good = t->failed = true;
+            stop_for_good(t, &m, t->error);
         } else if (fail_record(t, &m, rc) == 0) {
             position *pos = position_of(t, m.topic, m.partition, false);
             if (pos && pos->next < m.offset + 1)
@@ -999,11 +989,7 @@ static void run_batch(task *t) {
         snprintf(t->error, sizeof(t->error), "%s", dead[i].reason);
         t->traceback[0] = '\0';
         if (t->stage->tolerate_none) {
-            char why[1100];
-            snprintf(why, sizeof(why), "%.1000s (errors_tolerance is \"none\": the stage stops)",
-                     dead[i].reason);
-            note_error(t, &m, "failed", why);
-            t->stop_for_good = t->failed = true;
+            stop_for_good(t, &m, dead[i].reason);
             break;
         }
         fail_record(t, &m, SL_EREJECT);
@@ -1095,13 +1081,12 @@ static int ensure_changelog(task *t) {
     return 0;
 }
 
-/* One commit's records for one changelog partition: keys copied into 'keys' (with their prefix),
- * values borrowed from the store until the commit is written. */
+/* One commit's records for one changelog partition. Keys are copied into 'keys' (with their
+ * prefix) and the records hold their offsets there until sent, as the buffer may move; values
+ * are borrowed from the store until the commit is written. */
 typedef struct changelog_commit {
     sl_buf keys;
-    size_t *key_at, *key_len;
-    const void **values;
-    size_t *value_len;
+    sl_produce_record *recs;
     size_t n, cap;
 } changelog_commit;
 
@@ -1109,26 +1094,15 @@ static int commit_add(changelog_commit *c, char prefix, const void *key, size_t 
                       const void *value, size_t value_len) {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 64;
-        size_t *ka = realloc(c->key_at, cap * sizeof(*ka));
-        if (ka)
-            c->key_at = ka;
-        size_t *kl = realloc(c->key_len, cap * sizeof(*kl));
-        if (kl)
-            c->key_len = kl;
-        const void **v = realloc(c->values, cap * sizeof(*v));
-        if (v)
-            c->values = v;
-        size_t *vl = realloc(c->value_len, cap * sizeof(*vl));
-        if (vl)
-            c->value_len = vl;
-        if (!ka || !kl || !v || !vl)
+        sl_produce_record *r = realloc(c->recs, cap * sizeof(*r));
+        if (r == NULL)
             return SL_ENOMEM;
+        c->recs = r;
         c->cap = cap;
     }
-    c->key_at[c->n] = c->keys.len;
-    c->key_len[c->n] = key_len + 1;
-    c->values[c->n] = value;
-    c->value_len[c->n] = value_len;
+    c->recs[c->n] = (sl_produce_record){.key = (const void *)(uintptr_t)c->keys.len,
+                                        .key_len = key_len + 1, .value = value,
+                                        .value_len = value_len};
     if (sl_buf_append(&c->keys, &prefix, 1) || sl_buf_append(&c->keys, key, key_len))
         return SL_ENOMEM;
     c->n++;
@@ -1142,22 +1116,17 @@ static int add_changed(void *opaque, const void *key, size_t key_len, const void
 
 /* Sends a partition's commit as one record batch: the broker appends it whole or not at all,
  * so no restore (and no compaction) ever sees half a commit. */
-static int send_commit(task *t, int32_t p, changelog_commit *c, sl_produce_record **recs,
-                       size_t *cap) {
-    if (*cap < c->n) {
-        sl_produce_record *r = realloc(*recs, c->n * sizeof(*r));
-        if (r == NULL)
-            return SL_ENOMEM;
-        *recs = r;
-        *cap = c->n;
-    }
+static int send_commit(task *t, int32_t p, changelog_commit *c) {
     const char *keys = (const char *)c->keys.data;
-    for (size_t i = 0; i < c->n; i++)
-        (*recs)[i] = (sl_produce_record){.topic = t->changelog, .partition = p,
-                                         .key = keys + c->key_at[i], .key_len = c->key_len[i],
-                                         .value = c->values[i], .value_len = c->value_len[i],
-                                         .cb = on_delivery, .opaque = t};
-    return sl_producer_send_batch(t->producer, *recs, c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        sl_produce_record *r = &c->recs[i];
+        r->key = keys + (uintptr_t)r->key;
+        r->topic = t->changelog;
+        r->partition = p;
+        r->cb = on_delivery;
+        r->opaque = t;
+    }
+    return sl_producer_send_batch(t->producer, c->recs, c->n);
 }
 
 /* Writes, for each partition, its changed state and then one position record holding the
@@ -1174,8 +1143,6 @@ static int write_changelog(task *t) {
         return rc;
     changelog_commit c = {0};
     sl_buf positions = {0};
-    sl_produce_record *recs = NULL;
-    size_t nrecs = 0;
     for (int32_t p = 0; rc == 0 && p < t->changelog_parts; p++) {
         c.n = 0;
         c.keys.len = 0;
@@ -1200,14 +1167,10 @@ static int write_changelog(task *t) {
         rc = commit_add(&c, SL_STATE_POSITION_KEY, "", 0,
                         positions.len ? positions.data : (const void *)"", positions.len);
         if (rc == 0)
-            rc = send_commit(t, p, &c, &recs, &nrecs);
+            rc = send_commit(t, p, &c);
     }
     sl_buf_free(&c.keys);
-    free(c.key_at);
-    free(c.key_len);
-    free(c.values);
-    free(c.value_len);
-    free(recs);
+    free(c.recs);
     sl_buf_free(&positions);
     if (rc == 0 && (rc = sl_producer_flush(t->producer, -1)) == 0 && t->undelivered)
         rc = SL_EIO;
@@ -1340,16 +1303,13 @@ static int restore_partition(task *t, int32_t p) {
         }
     }
     entry_list l = {0};
-    size_t live = 0;
     if (rc == 0 && (rc = sl_state_foreach(t->store, p, list_entry, &l)) == 0 && t->lua) {
-        live = l.n;
         char err[1024];
         rc = sl_lua_proc_restore(t->lua, p, l.recs, l.n, err, sizeof(err));
         if (rc)
             sl_error("pipeline", "%s: restore(%d) failed: %s", t->label, p, err);
-    } else {
-        live = l.n;
     }
+    size_t live = l.n;
     free(l.recs);
     if (rc) {
         sl_error("pipeline", "%s: cannot restore the state of partition %d: %s", t->label, p,

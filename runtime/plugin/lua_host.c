@@ -666,7 +666,8 @@ int sl_lua_proc_process_batch(sl_lua_proc *lp, const sl_plugin_record *recs, siz
 typedef struct partition_call {
     const char *fn;
     int32_t partition;
-    const sl_plugin_record *entries; /* restore: key and value of each */
+    bool with_entries;               /* restore: a table of the entries is the second argument */
+    const sl_plugin_record *entries; /* their key and value; NULL when there are none */
     size_t n;
 } partition_call;
 
@@ -678,7 +679,7 @@ static int protected_partition(lua_State *L) {
         return 0;
     lua_pushinteger(L, pc->partition);
     int nargs = 2;
-    if (pc->entries) {
+    if (pc->with_entries) {
         lua_createtable(L, 0, (int)pc->n);
         for (size_t i = 0; i < pc->n; i++) {
             lua_pushlstring(L, pc->entries[i].key, pc->entries[i].key_len);
@@ -696,8 +697,10 @@ static int partition_callback(sl_lua_proc *lp, const partition_call *pc, char *e
                               size_t errlen) {
     lua_State *L = lp->L;
     int64_t budget = lp->max_instructions;
-    if (pc->entries) /* rebuilding from many entries is work in proportion to them */
-        lp->max_instructions = budget + (int64_t)(pc->n < 1000000000 ? pc->n : 1000000000) * 1000;
+    if (pc->with_entries) { /* rebuilding from many entries is work in proportion to them */
+        size_t n = pc->n < 1000000000 ? pc->n : 1000000000;
+        lp->max_instructions = budget + (int64_t)n * 1000;
+    }
     lua_settop(L, 0);
     lua_pushcfunction(L, protected_partition);
     lua_pushlightuserdata(L, (void *)pc);
@@ -709,13 +712,12 @@ static int partition_callback(sl_lua_proc *lp, const partition_call *pc, char *e
 
 int sl_lua_proc_restore(sl_lua_proc *lp, int32_t partition, const sl_plugin_record *entries,
                         size_t n, char *errbuf, size_t errlen) {
-    partition_call pc = {"restore", partition, entries ? entries : (const sl_plugin_record *)"",
-                         entries ? n : 0};
+    partition_call pc = {"restore", partition, true, entries, entries ? n : 0};
     return partition_callback(lp, &pc, errbuf, errlen);
 }
 
 int sl_lua_proc_revoke(sl_lua_proc *lp, int32_t partition, char *errbuf, size_t errlen) {
-    partition_call pc = {"revoke", partition, NULL, 0};
+    partition_call pc = {"revoke", partition, false, NULL, 0};
     return partition_callback(lp, &pc, errbuf, errlen);
 }
 
