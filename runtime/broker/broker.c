@@ -79,6 +79,7 @@ struct sl_broker {
     pthread_cond_t maint_cond;
 
     request_stats stats[2][SL_REQ_KINDS];
+    sl_txn_hook txn_hook;
 };
 
 /* ---- registry ---- */
@@ -493,10 +494,40 @@ static int force_codec(int codec, const uint8_t *data, size_t len, sl_buf *out) 
     return rc ? rc : 1;
 }
 
+/* A transactional batch is first shown to the coordinator, which may refuse it and holds its
+ * lock until hook_done; asked before the registry lock, as the coordinator takes that lock
+ * itself while it holds its own. 1: hooked. */
+static int hook_check(sl_broker *b, const char *topic_name, int32_t p, const uint8_t *data,
+                      size_t len, char *errbuf, size_t errlen) {
+    if (len < SL_BATCH_HEADER_SIZE ||
+        !(sl_be16_get(data + SL_BATCH_OFF_ATTRIBUTES) & SL_BATCH_ATTR_TRANSACTIONAL) ||
+        (sl_be16_get(data + SL_BATCH_OFF_ATTRIBUTES) & SL_BATCH_ATTR_CONTROL))
+        return 0; /* not transactional (or malformed, or a control batch: validate refuses) */
+    if (b->txn_hook.check == NULL) {
+        snprintf(errbuf, errlen, "this broker has no transaction coordinator");
+        return SL_EUNSUPPORTED;
+    }
+    int64_t pid = (int64_t)sl_be64_get(data + SL_BATCH_OFF_PRODUCER_ID);
+    int16_t epoch = (int16_t)sl_be16_get(data + SL_BATCH_OFF_PRODUCER_ID + 8);
+    int rc = b->txn_hook.check(b->txn_hook.arg, topic_name, p, pid, epoch);
+    if (rc) {
+        b->txn_hook.done(b->txn_hook.arg);
+        snprintf(errbuf, errlen, "transactional producer %" PRId64 " (epoch %d) may not write "
+                 "to %s-%d: %s", pid, epoch, topic_name, p,
+                 rc == SL_EFENCED ? "a newer producer with its transactional id fenced it"
+                                  : sl_strerror(rc));
+        return rc;
+    }
+    return 1;
+}
+
 int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *data, size_t len,
                       sl_append_result *res, char *errbuf, size_t errlen) {
     if (atomic_load(&b->stopping))
         return SL_ESTOPPED;
+    int hooked = hook_check(b, topic_name, p, data, len, errbuf, errlen);
+    if (hooked < 0)
+        return hooked;
     int rc = 0;
     pthread_rwlock_rdlock(&b->topics_lock);
     partition *part = find_partition(b, topic_name, p, &rc);
@@ -528,6 +559,8 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         atomic_fetch_add(&part->bytes_in, len);
     }
     pthread_rwlock_unlock(&b->topics_lock);
+    if (hooked)
+        b->txn_hook.done(b->txn_hook.arg);
     sl_buf_free(&converted);
     if (rc == 0)
         signal_data(b);
@@ -546,15 +579,32 @@ static uint64_t count_records(const uint8_t *p, size_t len) {
     return n;
 }
 
-int sl_broker_read(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
-                   size_t max_bytes, sl_buf *out, sl_read_result *res) {
+/* A read for either kind of reader; a read_committed one ('aborted' not NULL) also gets the
+ * aborted transactions overlapping what it read. */
+static int read_partition(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
+                          size_t max_bytes, sl_buf *out, sl_read_result *res,
+                          sl_txn_range **aborted, size_t *naborted) {
     int rc = 0;
     memset(res, 0, sizeof(*res));
     pthread_rwlock_rdlock(&b->topics_lock);
     partition *part = find_partition(b, topic_name, p, &rc);
     if (part) {
         size_t before = out->len;
-        rc = sl_partlog_read(part->log, offset, max_bytes, out, res);
+        rc = aborted ? sl_partlog_read_committed(part->log, offset, max_bytes, out, res)
+                     : sl_partlog_read(part->log, offset, max_bytes, out, res);
+        if (rc == 0 && out->len > before && aborted) {
+            int64_t first = (int64_t)sl_be64_get(out->data + before + SL_BATCH_OFF_BASE_OFFSET);
+            int64_t end = first;
+            for (size_t pos = before; pos < out->len;) {
+                sl_batch_header h;
+                size_t total = sl_batch_total_size(out->data + pos, out->len - pos);
+                if (total == 0 || sl_batch_header_parse(out->data + pos, total, &h))
+                    break;
+                end = h.base_offset + h.last_offset_delta + 1;
+                pos += total;
+            }
+            rc = sl_partlog_aborted_txns(part->log, first, end, aborted, naborted);
+        }
         if (rc == 0 && out->len > before) {
             atomic_fetch_add(&part->bytes_out, out->len - before);
             atomic_fetch_add(&part->records_out,
@@ -563,6 +613,59 @@ int sl_broker_read(sl_broker *b, const char *topic_name, int32_t p, int64_t offs
     }
     pthread_rwlock_unlock(&b->topics_lock);
     return rc;
+}
+
+int sl_broker_read(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
+                   size_t max_bytes, sl_buf *out, sl_read_result *res) {
+    return read_partition(b, topic_name, p, offset, max_bytes, out, res, NULL, NULL);
+}
+
+int sl_broker_read_committed(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
+                             size_t max_bytes, sl_buf *out, sl_read_result *res,
+                             sl_txn_range **aborted, size_t *naborted) {
+    *aborted = NULL;
+    *naborted = 0;
+    return read_partition(b, topic_name, p, offset, max_bytes, out, res, aborted, naborted);
+}
+
+int sl_broker_write_marker(sl_broker *b, const char *topic_name, int32_t p, int64_t pid,
+                           int16_t epoch, int type) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    int64_t offset = -1;
+    if (part)
+        rc = sl_partlog_append_marker(part->log, pid, epoch, type, 0, sl_clock_wall_ms(), &offset);
+    if (rc == 0)
+        rc = sl_partlog_set_high_watermark(part->log, offset + 1);
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc == 0)
+        signal_data(b);
+    return rc;
+}
+
+int sl_broker_foreach_open_txn(sl_broker *b,
+                               int (*fn)(void *arg, const char *topic, int32_t partition,
+                                         const sl_txn_range *txn),
+                               void *arg) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    for (topic *t = b->topics; t && rc == 0; t = t->next) {
+        for (int32_t p = 0; p < t->npartitions && rc == 0; p++) {
+            sl_txn_range *open;
+            size_t n;
+            rc = sl_partlog_open_txns(t->parts[p].log, &open, &n);
+            for (size_t i = 0; rc == 0 && i < n; i++)
+                rc = fn(arg, t->name, p, &open[i]);
+            free(open);
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook) {
+    b->txn_hook = *hook;
 }
 
 int sl_broker_list_offset(sl_broker *b, const char *topic_name, int32_t p, int64_t when,
@@ -575,6 +678,8 @@ int sl_broker_list_offset(sl_broker *b, const char *topic_name, int32_t p, int64
         sl_partlog_offsets(part->log, &r);
         if (when == -1)
             *offset = r.high_watermark;
+        else if (when == -3)
+            *offset = r.last_stable_offset;
         else if (when == -2)
             *offset = r.log_start_offset;
         else if (when < 0)

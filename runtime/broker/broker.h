@@ -93,7 +93,42 @@ int sl_broker_produce(sl_broker *b, const char *topic, int32_t partition, uint8_
 int sl_broker_read(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
                    size_t max_bytes, sl_buf *out, sl_read_result *res);
 
-/* when: -1 the high watermark, -2 the log start, otherwise a timestamp in ms. */
+/* ---- transactions (the coordinator is group/txn.h; these are its hands on the logs) ---- */
+
+/* sl_broker_read for a read_committed reader: up to the last stable offset, and into '*aborted'
+ * (malloc'd, NULL when none) the aborted transactions overlapping what was read, which the
+ * reader skips. */
+int sl_broker_read_committed(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
+                             size_t max_bytes, sl_buf *out, sl_read_result *res,
+                             sl_txn_range **aborted, size_t *naborted);
+
+/* Appends a transaction marker (SL_CONTROL_COMMIT or SL_CONTROL_ABORT) for 'pid' and moves the
+ * high watermark past it. SL_ENOENT when the partition is gone, SL_EFENCED. */
+int sl_broker_write_marker(sl_broker *b, const char *topic, int32_t partition, int64_t pid,
+                           int16_t epoch, int type);
+
+/* Calls 'fn' for every transaction open in any partition (what a crash left undecided). */
+int sl_broker_foreach_open_txn(sl_broker *b,
+                               int (*fn)(void *arg, const char *topic, int32_t partition,
+                                         const sl_txn_range *txn),
+                               void *arg);
+
+/* A transactional batch may be appended only for the producer's current epoch, and the
+ * coordinator must learn which partitions its transaction touches: 'check' is asked before each
+ * such append (0 to go on, SL_EFENCED or SL_EINVAL to refuse) and 'done' told after it, whatever
+ * check answered, both from the producing thread; between the two the coordinator may hold its
+ * lock, so no transaction ends half-way through an append. The broker calls check before it
+ * takes any lock of its own, so the coordinator may call into the broker while holding its
+ * lock. Set once, before serving. */
+typedef struct sl_txn_hook {
+    int (*check)(void *arg, const char *topic, int32_t partition, int64_t pid, int16_t epoch);
+    void (*done)(void *arg);
+    void *arg;
+} sl_txn_hook;
+void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook);
+
+/* when: -1 the high watermark, -2 the log start, -3 the last stable offset, otherwise a
+ * timestamp in ms. */
 int sl_broker_list_offset(sl_broker *b, const char *topic, int32_t partition, int64_t when,
                           int64_t *offset);
 

@@ -347,9 +347,15 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    sl_native_ctx ctx = {broker, NULL};
-    if ((rc = sl_coord_open(broker, &ctx.coord)) != 0)
+    sl_native_ctx ctx = {broker, NULL, NULL};
+    /* Transactions first: it settles what a crash left open, so the group coordinator then
+     * loads only decided offsets. */
+    if ((rc = sl_txn_open(broker, &ctx.txn)) != 0)
+        sl_error("sluiced", "cannot start the transaction coordinator: %s", sl_strerror(rc));
+    if (rc == 0 && (rc = sl_coord_open(broker, &ctx.coord)) != 0)
         sl_error("sluiced", "cannot start the group coordinator: %s", sl_strerror(rc));
+    if (rc == 0)
+        sl_txn_attach(ctx.txn, ctx.coord);
     if (rc == 0)
         rc = sl_server_start(o.listen, "native", sl_native_handle_frame, &ctx, NULL, &native,
                              listen_bound, sizeof(listen_bound));
@@ -416,6 +422,7 @@ int main(int argc, char **argv) {
         sl_server_stop(kafka);
     if (native)
         sl_server_stop(native);
+    sl_txn_close(ctx.txn);
     if (ctx.coord)
         sl_coord_close(ctx.coord);
     sl_broker_close(broker);

@@ -375,6 +375,8 @@ void sl_topic_info_free(sl_topic_info *info) {
 
 int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t when,
                    int64_t *offset) {
+    if (when == SL_OFFSET_END && cl->v.read_committed)
+        when = SL_CL_OFFSET_STABLE;
     return sl_cl_list_offset(cl->rpc, cl->v.request_timeout_ms, topic, partition, when, offset);
 }
 

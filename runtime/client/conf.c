@@ -5,7 +5,16 @@
 
 #include "client/internal.h"
 
-enum conf_kind { CONF_STRING, CONF_INT, CONF_ACKS, CONF_RESET, CONF_BOOL, CONF_CODEC, CONF_ASSIGNOR };
+enum conf_kind {
+    CONF_STRING,
+    CONF_INT,
+    CONF_ACKS,
+    CONF_RESET,
+    CONF_BOOL,
+    CONF_CODEC,
+    CONF_ASSIGNOR,
+    CONF_ISOLATION
+};
 
 struct conf_def {
     const char *key;
@@ -41,6 +50,9 @@ static const struct conf_def conf_defs[] = {
     {"partition.assignment.strategy", CONF_ASSIGNOR, "range", 0, 0},
     {"enable.auto.commit", CONF_BOOL, "true", 0, 0},
     {"auto.commit.interval.ms", CONF_INT, "5000", 0, 86400000},
+    {"transactional.id", CONF_STRING, "", 0, 0},
+    {"transaction.timeout.ms", CONF_INT, "60000", 1, 900000},
+    {"isolation.level", CONF_ISOLATION, "read_uncommitted", 0, 0},
 };
 #define NDEFS (sizeof(conf_defs) / sizeof(conf_defs[0]))
 
@@ -98,7 +110,13 @@ int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
                  "not \"%s\"",
                  value);
         return SL_EBADCONFIG;
-    } else if (d->kind == CONF_STRING && value[0] == '\0' && strcmp(key, "group.id") != 0) {
+    } else if (d->kind == CONF_ISOLATION && strcmp(value, "read_uncommitted") &&
+               strcmp(value, "read_committed")) {
+        snprintf(errbuf, errlen,
+                 "isolation.level must be read_uncommitted or read_committed, not \"%s\"", value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_STRING && value[0] == '\0' && strcmp(key, "group.id") != 0 &&
+               strcmp(key, "transactional.id") != 0) {
         snprintf(errbuf, errlen, "%s must not be empty", key);
         return SL_EBADCONFIG;
     }
@@ -156,6 +174,9 @@ void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v) {
     v->assignor = sl_conf_get(conf, "partition.assignment.strategy");
     v->auto_commit = strcmp(sl_conf_get(conf, "enable.auto.commit"), "true") == 0;
     v->auto_commit_interval_ms = get_int(conf, "auto.commit.interval.ms");
+    v->transactional_id = sl_conf_get(conf, "transactional.id");
+    v->transaction_timeout_ms = (int)get_int(conf, "transaction.timeout.ms");
+    v->read_committed = strcmp(sl_conf_get(conf, "isolation.level"), "read_committed") == 0;
     v->auto_offset_reset = strcmp(sl_conf_get(conf, "auto.offset.reset"), "earliest") == 0
                                ? SL_OFFSET_BEGINNING
                                : SL_OFFSET_END;

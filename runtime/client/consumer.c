@@ -37,6 +37,7 @@ static void answer_free(answer *a) {
         return;
     msgpack_unpacked_destroy(&a->up);
     sl_buf_free(&a->body);
+    free(a->aborted);
     free(a);
 }
 
@@ -67,6 +68,8 @@ static int resolve(sl_consumer *c, const char *topic, int32_t partition, int64_t
         *offset = what;
         return 0;
     }
+    if (!by_time && what == SL_OFFSET_END && c->v.read_committed)
+        what = SL_CL_OFFSET_STABLE;
     return sl_cl_list_offset(c->rpc, c->v.request_timeout_ms, topic, partition, what, offset);
 }
 
@@ -386,8 +389,7 @@ static int send_fetch(sl_consumer *c) {
         if (as->fetch_pos >= 0)
             continue;
         int64_t pos;
-        int rc = sl_cl_list_offset(c->rpc, c->v.request_timeout_ms, as->topic, as->partition,
-                                   as->fetch_pos, &pos);
+        int rc = resolve(c, as->topic, as->partition, as->fetch_pos, false, &pos);
         if (rc)
             return rc;
         as->fetch_pos = as->position = pos;
@@ -405,7 +407,7 @@ static int send_fetch(sl_consumer *c) {
     msgpack_packer pk;
     uint32_t id = sl_rpc_next_id(c->rpc);
     sl_cl_begin(&c->req, id, SL_API_FETCH, &pk);
-    msgpack_pack_array(&pk, 4);
+    msgpack_pack_array(&pk, 5);
     msgpack_pack_int(&pk, c->v.fetch_max_wait_ms);
     msgpack_pack_int(&pk, c->v.fetch_min_bytes);
     msgpack_pack_int(&pk, c->v.fetch_max_bytes);
@@ -422,6 +424,7 @@ static int send_fetch(sl_consumer *c) {
         msgpack_pack_int64(&pk, c->asg[i].fetch_pos);
         msgpack_pack_int(&pk, c->v.max_partition_fetch_bytes);
     }
+    msgpack_pack_int(&pk, c->v.read_committed ? 1 : 0);
     sl_rpc_frame_end(&c->req);
     c->inflight = true;
     int rc = sl_rpc_send(c->rpc, id, c->req.data, c->req.len,
@@ -466,6 +469,31 @@ static int fill_headers(sl_consumer *c, const sl_record_view *rv) {
     return 0;
 }
 
+/* [[producer_id, first_offset, marker_offset]...]: what a read_committed fetch skips. */
+static int decode_aborted(answer *a, const msgpack_object *o) {
+    const msgpack_object *v;
+    size_t n;
+    if (sl_mp_array(o, 0, &v, &n))
+        return SL_EPROTO;
+    if (n > a->aborted_cap) {
+        sl_txn_range *p = realloc(a->aborted, n * sizeof(*p));
+        if (p == NULL)
+            return SL_ENOMEM;
+        a->aborted = p;
+        a->aborted_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *f;
+        size_t fn;
+        sl_txn_range *r = &a->aborted[i];
+        if (sl_mp_array(&v[i], 3, &f, &fn) || sl_mp_int(&f[0], &r->producer_id) ||
+            sl_mp_int(&f[1], &r->first_offset) || sl_mp_int(&f[2], &r->last_offset))
+            return SL_EPROTO;
+    }
+    a->naborted = n;
+    return 0;
+}
+
 /* Moves to the next partition entry of the answer that has batches. 0 at the end. */
 static int next_partition(sl_consumer *c, answer *a) {
     for (;;) {
@@ -486,6 +514,9 @@ static int next_partition(sl_consumer *c, answer *a) {
             pthread_mutex_unlock(&c->lock);
             if (st || a->cur == NULL || f[1].via.bin.size == 0)
                 continue;
+            a->naborted = 0;
+            if (fn >= 7 && decode_aborted(a, &f[6]))
+                return SL_EPROTO;
             a->data = (const uint8_t *)f[1].via.bin.ptr;
             a->data_end = a->data + f[1].via.bin.size;
             a->in_batch = false;
@@ -536,6 +567,20 @@ static int next_record(sl_consumer *c, answer *a) {
             size_t total = sl_batch_total_size(a->data, left);
             if (total == 0 || total > left) {
                 a->data = a->data_end; /* a partial trailing batch: fetched again next time */
+                continue;
+            }
+            sl_batch_header h;
+            if (sl_batch_header_parse(a->data, total, &h) == 0 &&
+                ((h.attributes & SL_BATCH_ATTR_CONTROL) ||
+                 sl_txn_batch_aborted(a->aborted, a->naborted, &h))) {
+                /* A transaction marker, or a batch of an aborted transaction (the broker names
+                 * those only to read_committed readers): not for the application, but passed. */
+                int64_t next = h.base_offset + h.last_offset_delta + 1;
+                pthread_mutex_lock(&c->lock);
+                if (next > a->cur->position)
+                    a->cur->position = next;
+                pthread_mutex_unlock(&c->lock);
+                a->data += total;
                 continue;
             }
             int rc = sl_record_iter_start_decompress(&a->it, a->data, total, &c->records,

@@ -9,6 +9,7 @@
 #include "client/internal.h"
 #include "group/consumer_protocol.h"
 #include "log/batch.h"
+#include "log/txn_index.h"
 
 /* Largest decompressed records region accepted from one batch: a compressed batch that would
  * expand past this is refused rather than allowed to exhaust memory. */
@@ -37,6 +38,8 @@ typedef struct answer {
     const uint8_t *data, *data_end;
     sl_record_iter it;
     bool in_batch;
+    sl_txn_range *aborted; /* read_committed: the current partition's aborted transactions */
+    size_t naborted, aborted_cap;
     struct answer *next;
 } answer;
 
@@ -97,6 +100,11 @@ int sl_consumer_positions(sl_consumer *c, sl_topic_partition **parts, size_t *n)
 int sl_group_poll(sl_consumer *c);
 /* Leaves the group (commit, revoke, leave); idempotent. */
 int sl_group_close(sl_consumer *c);
+/* Packs offsets as OFFSET_COMMIT and TXN_OFFSET_COMMIT carry them. */
+void sl_group_pack_offsets(msgpack_packer *pk, const sl_topic_partition *parts, size_t n);
+/* The member's generation (-1 outside the group) and id, for commits made for it elsewhere (a
+ * transactional producer's). Lock not held. */
+void sl_group_identity(sl_consumer *c, int32_t *generation, char *member, size_t len);
 /* Stops the heartbeat thread and closes the coordinator connection. */
 void sl_group_destroy(sl_consumer *c);
 

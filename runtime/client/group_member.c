@@ -34,7 +34,7 @@ static int group_call(sl_consumer *c, sl_buf *req, uint32_t id, int timeout_ms, 
     return rc;
 }
 
-static void pack_offsets(msgpack_packer *pk, const sl_topic_partition *parts, size_t n) {
+void sl_group_pack_offsets(msgpack_packer *pk, const sl_topic_partition *parts, size_t n) {
     /* One topic entry per partition: simple, and the coordinator accepts repeats. */
     msgpack_pack_array(pk, n);
     for (size_t i = 0; i < n; i++) {
@@ -46,6 +46,13 @@ static void pack_offsets(msgpack_packer *pk, const sl_topic_partition *parts, si
         msgpack_pack_int64(pk, parts[i].offset);
         sl_mp_pack_str(pk, "");
     }
+}
+
+void sl_group_identity(sl_consumer *c, int32_t *generation, char *member, size_t len) {
+    pthread_mutex_lock(&c->lock);
+    *generation = c->grouped ? c->group_generation : -1;
+    snprintf(member, len, "%s", c->member_id);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void commit_done(void *arg, int status, const uint8_t *body, size_t len) {
@@ -89,7 +96,7 @@ static int commit(sl_consumer *c, const sl_topic_partition *parts, size_t n, boo
     sl_mp_pack_str(&pk, c->v.group_id);
     msgpack_pack_int32(&pk, generation);
     sl_mp_pack_str(&pk, member);
-    pack_offsets(&pk, parts, n);
+    sl_group_pack_offsets(&pk, parts, n);
     int rc;
     if (async) {
         sl_rpc_frame_end(&req);

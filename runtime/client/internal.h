@@ -39,6 +39,9 @@ typedef struct sl_conf_values {
     const char *assignor;
     bool auto_commit;
     int64_t auto_commit_interval_ms;
+    const char *transactional_id; /* "" when none */
+    int transaction_timeout_ms;
+    bool read_committed;
 } sl_conf_values;
 
 void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);
@@ -58,7 +61,11 @@ int sl_cl_call(sl_rpc *rpc, sl_buf *req, uint32_t id, int timeout_ms, sl_buf *re
 /* Partition count of 'topic' from the broker's metadata. SL_ENOENT if it does not exist. */
 int sl_cl_partition_count(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t *count);
 
-/* One offset of one partition (when: SL_OFFSET_END, SL_OFFSET_BEGINNING or a timestamp). */
+/* ListOffsets' "end" for a read_committed reader: the last stable offset. */
+#define SL_CL_OFFSET_STABLE -3
+
+/* One offset of one partition (when: SL_OFFSET_END, SL_CL_OFFSET_STABLE, SL_OFFSET_BEGINNING or
+ * a timestamp). */
 int sl_cl_list_offset(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t partition,
                       int64_t when, int64_t *offset);
 

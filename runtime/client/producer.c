@@ -14,6 +14,7 @@
  * - Back pressure: send waits (up to max.block.ms) while buffer.memory bytes are held.
  *
  * Lock order: the producer lock is never held while calling user callbacks or doing I/O. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -23,6 +24,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "client/consumer_internal.h"
 #include "client/internal.h"
 #include "log/batch.h"
 #include "log/compression.h"
@@ -95,6 +97,8 @@ struct sl_producer {
     bool closing;
     int64_t producer_id; /* -1 without idempotence */
     int16_t epoch;
+    bool transactional;    /* transactional.id is set: batches carry the transactional flag */
+    uint64_t failed_at_txn; /* 'failed' when the current transaction began */
     enum sl_codec codec;
     sl_buf scratch; /* the sender thread's, for compression */
     pthread_t sender;
@@ -322,6 +326,7 @@ static void finish_batch(sl_producer *p, pbatch *b) {
         b->bb.producer_id = p->producer_id;
         b->bb.producer_epoch = p->epoch;
         b->bb.base_sequence = b->base_seq;
+        b->bb.flags = p->transactional ? SL_BATCH_ATTR_TRANSACTIONAL : 0;
     }
     if (sl_batch_builder_finish_codec(&b->bb, p->codec, &p->scratch) != 0)
         sl_batch_builder_finish(&b->bb); /* out of memory to compress: send it as it is */
@@ -558,7 +563,13 @@ static int init_producer_id(sl_producer *p, char *errbuf, size_t errlen) {
     int64_t pid, epoch;
     uint32_t id = sl_rpc_next_id(p->rpc);
     sl_cl_begin(&req, id, SL_API_INIT_PRODUCER_ID, &pk);
-    msgpack_pack_array(&pk, 0);
+    if (p->transactional) {
+        msgpack_pack_array(&pk, 2);
+        sl_mp_pack_str(&pk, p->v.transactional_id);
+        msgpack_pack_int(&pk, p->v.transaction_timeout_ms);
+    } else {
+        msgpack_pack_array(&pk, 0);
+    }
     msgpack_unpacked_init(&up);
     int rc = sl_cl_call(p->rpc, &req, id, p->v.request_timeout_ms, &resp, &up, 4, &items, &n,
                         errbuf, errlen);
@@ -588,6 +599,12 @@ int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errle
     if (p->v.idempotence && p->v.max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT) {
         snprintf(errbuf, errlen, "max.in.flight must be at most %d with enable.idempotence",
                  MAX_IN_FLIGHT_IDEMPOTENT);
+        free(p);
+        return SL_EBADCONFIG;
+    }
+    p->transactional = p->v.transactional_id[0] != '\0';
+    if (p->transactional && !p->v.idempotence) {
+        snprintf(errbuf, errlen, "transactional.id needs enable.idempotence=true");
         free(p);
         return SL_EBADCONFIG;
     }
@@ -822,6 +839,108 @@ int sl_producer_flush(sl_producer *p, int timeout_ms) {
     p->flushers--;
     pthread_mutex_unlock(&p->lock);
     return rc;
+}
+
+/* ---- transactions ---- */
+
+/* Sends a transaction request whose body starts [transactional_id, producer_id, epoch] and
+ * waits for its status. */
+static int txn_call(sl_producer *p, uint16_t api, sl_buf *req, uint32_t id, int timeout_ms,
+                    char *errbuf, size_t errlen) {
+    sl_buf resp = SL_BUF_INIT;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(p->rpc, req, id, timeout_ms, &resp, &up, 2, &items, &n, errbuf, errlen);
+    if (rc && errbuf[0] == '\0')
+        snprintf(errbuf, errlen, "%s failed: %s",
+                 api == SL_API_END_TXN ? "ending the transaction" : "committing offsets",
+                 sl_strerror(rc));
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&resp);
+    return rc;
+}
+
+static void txn_begin(sl_producer *p, sl_buf *req, uint32_t id, uint16_t api, size_t nfields,
+                      msgpack_packer *pk) {
+    sl_cl_begin(req, id, api, pk);
+    msgpack_pack_array(pk, nfields);
+    sl_mp_pack_str(pk, p->v.transactional_id);
+    msgpack_pack_int64(pk, p->producer_id);
+    msgpack_pack_int16(pk, p->epoch);
+}
+
+int sl_producer_send_offsets_to_transaction(sl_producer *p, sl_consumer *c,
+                                            const sl_topic_partition *offsets, size_t n,
+                                            char *errbuf, size_t errlen) {
+    errbuf[0] = '\0';
+    if (!p->transactional) {
+        snprintf(errbuf, errlen, "the producer has no transactional.id");
+        return SL_EINVAL;
+    }
+    if (c->v.group_id[0] == '\0') {
+        snprintf(errbuf, errlen, "the consumer has no group.id");
+        return SL_EINVAL;
+    }
+    int32_t generation;
+    char member[300];
+    sl_group_identity(c, &generation, member, sizeof(member));
+    sl_buf req = SL_BUF_INIT;
+    msgpack_packer pk;
+    uint32_t id = sl_rpc_next_id(p->rpc);
+    txn_begin(p, &req, id, SL_API_TXN_OFFSET_COMMIT, 7, &pk);
+    sl_mp_pack_str(&pk, c->v.group_id);
+    msgpack_pack_int32(&pk, generation);
+    sl_mp_pack_str(&pk, member);
+    sl_group_pack_offsets(&pk, offsets, n);
+    int rc = txn_call(p, SL_API_TXN_OFFSET_COMMIT, &req, id, p->v.request_timeout_ms, errbuf,
+                      errlen);
+    sl_buf_free(&req);
+    return rc;
+}
+
+static int end_txn(sl_producer *p, bool commit, int timeout_ms, char *errbuf, size_t errlen) {
+    errbuf[0] = '\0';
+    if (!p->transactional) {
+        snprintf(errbuf, errlen, "the producer has no transactional.id");
+        return SL_EINVAL;
+    }
+    /* Every record of the transaction must be acknowledged before its markers go out. */
+    int rc = sl_producer_flush(p, timeout_ms);
+    if (rc) {
+        snprintf(errbuf, errlen, "records of the transaction are still unacknowledged");
+        return rc;
+    }
+    uint64_t failed = atomic_load(&p->failed);
+    if (commit && failed != p->failed_at_txn) {
+        snprintf(errbuf, errlen, "%" PRIu64 " record%s of the transaction failed: abort it",
+                 failed - p->failed_at_txn, failed - p->failed_at_txn == 1 ? "" : "s");
+        return SL_EIO;
+    }
+    sl_buf req = SL_BUF_INIT;
+    msgpack_packer pk;
+    uint32_t id = sl_rpc_next_id(p->rpc);
+    txn_begin(p, &req, id, SL_API_END_TXN, 4, &pk);
+    if (commit)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    rc = txn_call(p, SL_API_END_TXN, &req, id, timeout_ms < 0 ? p->v.request_timeout_ms
+                                                               : timeout_ms,
+                  errbuf, errlen);
+    sl_buf_free(&req);
+    if (rc == 0)
+        p->failed_at_txn = failed;
+    return rc;
+}
+
+int sl_producer_commit_transaction(sl_producer *p, int timeout_ms, char *errbuf, size_t errlen) {
+    return end_txn(p, true, timeout_ms, errbuf, errlen);
+}
+
+int sl_producer_abort_transaction(sl_producer *p, int timeout_ms, char *errbuf, size_t errlen) {
+    return end_txn(p, false, timeout_ms, errbuf, errlen);
 }
 
 uint64_t sl_producer_failed_count(sl_producer *p) {

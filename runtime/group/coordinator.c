@@ -67,8 +67,18 @@ typedef struct group {
     struct group *next;
 } group;
 
+/* An offset committed inside a transaction: it takes effect when the transaction commits. */
+typedef struct pending_offset {
+    int64_t pid;
+    char *group, *topic, *metadata;
+    int32_t partition;
+    int64_t offset;
+    struct pending_offset *next;
+} pending_offset;
+
 struct sl_coordinator {
     sl_broker *broker;
+    pending_offset *pending; /* under 'lock' */
     pthread_mutex_t lock;
     pthread_cond_t cond; /* join and sync waiters; broadcast on any group change */
     group *groups;
@@ -587,12 +597,18 @@ static int32_t offsets_partition(const char *group_id) {
 /* Writes offset records (value NULL offsets: tombstones) to the group's partition of
  * __consumer_offsets and waits until they are appended. */
 static int write_offsets(sl_coordinator *c, const char *group_id, const sl_offset_commit *o,
-                         size_t n, bool tombstones, int64_t now) {
+                         size_t n, bool tombstones, int64_t now, int64_t pid, int16_t epoch) {
     sl_batch_builder b = {0};
     sl_buf key = SL_BUF_INIT, value = SL_BUF_INIT;
     msgpack_packer kp, vp;
     int rc = 0;
     sl_batch_builder_reset(&b);
+    if (pid >= 0) {
+        /* Part of the producer's transaction; no sequence: we write it, nobody retries it. */
+        b.producer_id = pid;
+        b.producer_epoch = epoch;
+        b.flags = SL_BATCH_ATTR_TRANSACTIONAL;
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         key.len = value.len = 0;
         sl_mp_packer_init(&kp, &key);
@@ -626,8 +642,10 @@ static int write_offsets(sl_coordinator *c, const char *group_id, const sl_offse
     return rc;
 }
 
-int sl_coord_commit(sl_coordinator *c, const char *group_id, int32_t generation,
-                    const char *member_id, const sl_offset_commit *offsets, size_t n) {
+/* Whether the commit may happen: a member of the current generation (a zombie that lost its
+ * partitions to a rebalance may not), or a tool (generation -1) while the group is empty. */
+static int may_commit(sl_coordinator *c, const char *group_id, int32_t generation,
+                      const char *member_id, const sl_offset_commit *offsets, size_t n) {
     if (group_id[0] == '\0' || strlen(group_id) > MAX_GROUP_ID)
         return SL_EINVAL;
     for (size_t i = 0; i < n; i++)
@@ -646,17 +664,90 @@ int sl_coord_commit(sl_coordinator *c, const char *group_id, int32_t generation,
             m->last_seen_ms = sl_clock_mono_ms();
     }
     pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int sl_coord_commit(sl_coordinator *c, const char *group_id, int32_t generation,
+                    const char *member_id, const sl_offset_commit *offsets, size_t n) {
+    int rc = may_commit(c, group_id, generation, member_id, offsets, n);
     /* The write happens outside the lock: it waits for the disk, and heartbeats must not. */
     int64_t now = sl_clock_wall_ms();
     if (rc == 0)
-        rc = write_offsets(c, group_id, offsets, n, false, now);
+        rc = write_offsets(c, group_id, offsets, n, false, now, -1, 0);
     pthread_mutex_lock(&c->lock);
-    g = find_group(c, group_id);
+    group *g = find_group(c, group_id);
     for (size_t i = 0; rc == 0 && g && i < n; i++)
         rc = apply_offset(g, offsets[i].topic, offsets[i].partition, offsets[i].offset,
                           offsets[i].metadata, now);
     pthread_mutex_unlock(&c->lock);
     return rc;
+}
+
+static void pending_free(pending_offset *po) {
+    free(po->group);
+    free(po->topic);
+    free(po->metadata);
+    free(po);
+}
+
+int sl_coord_txn_commit(sl_coordinator *c, const char *group_id, int32_t generation,
+                        const char *member_id, int64_t pid, int16_t epoch,
+                        const sl_offset_commit *offsets, size_t n) {
+    int rc = may_commit(c, group_id, generation, member_id, offsets, n);
+    int64_t now = sl_clock_wall_ms();
+    if (rc == 0)
+        rc = write_offsets(c, group_id, offsets, n, false, now, pid, epoch);
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        pending_offset *po = NULL;
+        for (pending_offset *q = c->pending; q && !po; q = q->next)
+            if (q->pid == pid && q->partition == offsets[i].partition &&
+                strcmp(q->group, group_id) == 0 && strcmp(q->topic, offsets[i].topic) == 0)
+                po = q;
+        if (po == NULL) {
+            po = calloc(1, sizeof(*po));
+            if (po == NULL || (po->group = strdup(group_id)) == NULL ||
+                (po->topic = strdup(offsets[i].topic)) == NULL) {
+                if (po)
+                    pending_free(po);
+                rc = SL_ENOMEM;
+                break;
+            }
+            po->pid = pid;
+            po->partition = offsets[i].partition;
+            po->next = c->pending;
+            c->pending = po;
+        }
+        char *md = strdup(offsets[i].metadata ? offsets[i].metadata : "");
+        if (md == NULL) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        free(po->metadata);
+        po->metadata = md;
+        po->offset = offsets[i].offset;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+void sl_coord_txn_end(sl_coordinator *c, int64_t pid, bool commit) {
+    int64_t now = sl_clock_wall_ms();
+    pthread_mutex_lock(&c->lock);
+    for (pending_offset **pp = &c->pending; *pp;) {
+        pending_offset *po = *pp;
+        if (po->pid != pid) {
+            pp = &po->next;
+            continue;
+        }
+        *pp = po->next;
+        group *g = commit ? get_group(c, po->group) : NULL;
+        if (g && apply_offset(g, po->topic, po->partition, po->offset, po->metadata, now))
+            sl_error("group", "out of memory applying the offsets of a transaction of group %s "
+                     "(they are on disk and come back at restart)", po->group);
+        pending_free(po);
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 int sl_coord_committed(sl_coordinator *c, const char *group_id, const char *topic,
@@ -723,16 +814,31 @@ static int load_partition(sl_coordinator *c, int32_t p) {
     if (rc == 0)
         rc = sl_broker_list_offset(c->broker, SL_OFFSETS_TOPIC, p, -1, &end);
     sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
+    /* Read as committed: the transaction coordinator has decided every transaction before we
+     * load, and the offsets of aborted ones never count. */
     while (rc == 0 && offset < end) {
         sl_read_result res;
+        sl_txn_range *aborted = NULL;
+        size_t naborted = 0;
         buf.len = 0;
-        rc = sl_broker_read(c->broker, SL_OFFSETS_TOPIC, p, offset, 1 << 20, &buf, &res);
-        if (rc || buf.len == 0)
+        rc = sl_broker_read_committed(c->broker, SL_OFFSETS_TOPIC, p, offset, 1 << 20, &buf, &res,
+                                      &aborted, &naborted);
+        if (rc || buf.len == 0) {
+            free(aborted);
             break;
+        }
         for (size_t pos = 0; rc == 0 && pos < buf.len;) {
             size_t total = sl_batch_total_size(buf.data + pos, buf.len - pos);
             sl_record_iter it;
             sl_record_view rv;
+            sl_batch_header bh;
+            if (sl_batch_header_parse(buf.data + pos, total, &bh) == 0 &&
+                ((bh.attributes & SL_BATCH_ATTR_CONTROL) ||
+                 sl_txn_batch_aborted(aborted, naborted, &bh))) {
+                offset = bh.base_offset + bh.last_offset_delta + 1;
+                pos += total;
+                continue;
+            }
             rc = sl_record_iter_start_decompress(&it, buf.data + pos, total, &records, 64 << 20);
             while (rc == 0 && sl_record_iter_next(&it, &rv) == 1) {
                 if (rv.offset >= offset && load_record(c, &rv) != 0)
@@ -746,6 +852,7 @@ static int load_partition(sl_coordinator *c, int32_t p) {
                 offset = h.base_offset + h.last_offset_delta + 1;
             pos += total;
         }
+        free(aborted);
     }
     sl_buf_free(&buf);
     sl_buf_free(&records);
@@ -819,6 +926,11 @@ void sl_coord_close(sl_coordinator *c) {
         group *g = c->groups;
         c->groups = g->next;
         group_free(g);
+    }
+    while (c->pending) {
+        pending_offset *po = c->pending;
+        c->pending = po->next;
+        pending_free(po);
     }
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
@@ -929,7 +1041,7 @@ int sl_coord_delete(sl_coordinator *c, const char *group_id) {
     }
     pthread_mutex_unlock(&c->lock);
     if (rc == 0)
-        rc = write_offsets(c, group_id, o, n, true, sl_clock_wall_ms());
+        rc = write_offsets(c, group_id, o, n, true, sl_clock_wall_ms(), -1, 0);
     pthread_mutex_lock(&c->lock);
     if (rc == 0 && (g = find_group(c, group_id)) != NULL && g->members == NULL) {
         for (size_t i = 0; i < n; i++)

@@ -102,6 +102,17 @@ typedef struct sl_offset_commit {
 int sl_coord_commit(sl_coordinator *c, const char *group, int32_t generation,
                     const char *member_id, const sl_offset_commit *offsets, size_t n);
 
+/* Offsets committed inside producer 'pid's transaction (Kafka's TxnOffsetCommit): checked as
+ * sl_coord_commit checks them, written to __consumer_offsets as part of the transaction, and
+ * applied only when sl_coord_txn_end says it committed. Call with the transaction coordinator's
+ * lock held (group/txn.h). */
+int sl_coord_txn_commit(sl_coordinator *c, const char *group, int32_t generation,
+                        const char *member_id, int64_t pid, int16_t epoch,
+                        const sl_offset_commit *offsets, size_t n);
+
+/* Producer 'pid's transaction ended: its offsets apply (commit) or are forgotten. */
+void sl_coord_txn_end(sl_coordinator *c, int64_t pid, bool commit);
+
 /* The committed offset, or -1 when there is none. */
 int sl_coord_committed(sl_coordinator *c, const char *group, const char *topic, int32_t partition,
                        int64_t *offset);

@@ -91,6 +91,7 @@ void sl_batch_builder_reset(sl_batch_builder *b) {
     b->producer_id = -1;
     b->producer_epoch = -1;
     b->base_sequence = -1;
+    b->flags = 0;
     if (sl_buf_reserve(&b->buf, SL_BATCH_HEADER_SIZE) == 0) {
         memset(b->buf.data, 0, SL_BATCH_HEADER_SIZE);
         b->buf.len = SL_BATCH_HEADER_SIZE;
@@ -183,7 +184,7 @@ static void finish_header(sl_batch_builder *b, uint16_t attributes) {
 }
 
 void sl_batch_builder_finish(sl_batch_builder *b) {
-    finish_header(b, 0);
+    finish_header(b, b->flags);
 }
 
 int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_buf *scratch) {
@@ -207,7 +208,7 @@ int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_b
         return SL_ENOMEM;
     memcpy(b->buf.data + SL_BATCH_HEADER_SIZE, scratch->data, scratch->len);
     b->buf.len = SL_BATCH_HEADER_SIZE + scratch->len;
-    finish_header(b, (uint16_t)codec);
+    finish_header(b, (uint16_t)(b->flags | (uint16_t)codec));
     return 0;
 }
 
@@ -352,4 +353,29 @@ int sl_record_header_next(const uint8_t **pos, const uint8_t *end, const uint8_t
     if (get_bytes(pos, end, value, value_len))
         return SL_ECORRUPT;
     return 1;
+}
+
+int sl_batch_build_control(sl_batch_builder *b, int64_t pid, int16_t epoch, int type, int64_t ts) {
+    /* Key [version 0, type]; value [version 0, coordinator epoch 0], as Kafka writes them. */
+    uint8_t key[4] = {0, 0, 0, (uint8_t)type}, value[6] = {0};
+    sl_batch_builder_reset(b);
+    int rc = sl_batch_builder_add(b, ts, key, sizeof(key), value, sizeof(value), NULL, 0);
+    if (rc)
+        return rc;
+    b->producer_id = pid;
+    b->producer_epoch = epoch;
+    b->base_sequence = -1;
+    b->flags = SL_BATCH_ATTR_TRANSACTIONAL | SL_BATCH_ATTR_CONTROL;
+    sl_batch_builder_finish(b);
+    return 0;
+}
+
+int sl_batch_control_type(const uint8_t *batch, size_t total) {
+    sl_record_iter it;
+    sl_record_view rv;
+    if (sl_record_iter_start(&it, batch, total) || sl_record_iter_next(&it, &rv) != 1 ||
+        rv.key == NULL || rv.key_len < 4 || rv.key[0] != 0 || rv.key[1] != 0)
+        return SL_ECORRUPT;
+    int type = (rv.key[2] << 8) | rv.key[3];
+    return type == SL_CONTROL_ABORT || type == SL_CONTROL_COMMIT ? type : SL_ECORRUPT;
 }

@@ -111,6 +111,7 @@ typedef struct sl_batch_builder {
     int64_t producer_id;
     int16_t producer_epoch;
     int32_t base_sequence;
+    uint16_t flags; /* SL_BATCH_ATTR_TRANSACTIONAL / _CONTROL, ORed in by finish; reset clears */
 } sl_batch_builder;
 
 /* Starts an empty batch in 'b' (reusing its buffer). */
@@ -140,6 +141,20 @@ void sl_batch_builder_finish(sl_batch_builder *b);
 int sl_batch_builder_finish_codec(sl_batch_builder *b, enum sl_codec codec, sl_buf *scratch);
 
 void sl_batch_builder_free(sl_batch_builder *b);
+
+/* ---- control batches (transaction markers) ---- */
+
+/* A control record's key is [int16 version 0, int16 type]; these are the types. */
+#define SL_CONTROL_ABORT 0
+#define SL_CONTROL_COMMIT 1
+
+/* Builds in 'b' the control batch that ends producer 'pid's transaction: one record, no
+ * compression, attributes transactional and control, timestamp 'ts'. SL_ENOMEM. */
+int sl_batch_build_control(sl_batch_builder *b, int64_t pid, int16_t epoch, int type, int64_t ts);
+
+/* The type of the control batch at 'batch' (validated, 'total' bytes, uncompressed as every
+ * marker is): SL_CONTROL_ABORT or SL_CONTROL_COMMIT, or SL_ECORRUPT for anything else. */
+int sl_batch_control_type(const uint8_t *batch, size_t total);
 
 /* Appends to 'out' the batch at 'batch' (validated, 'total' bytes) with its records region
  * compressed with 'codec' instead (SL_CODEC_NONE: uncompressed); every other header field stays,

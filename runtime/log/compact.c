@@ -584,6 +584,12 @@ static bool record_offset_ok(const sl_batch_header *h, const sl_record_view *rv,
     return true;
 }
 
+/* A batch of an aborted transaction: no reader sees its records, so they neither count as a
+ * key's latest value nor stay. */
+static bool aborted_batch(const cleaner *c, const sl_batch_header *h) {
+    return sl_txn_batch_aborted(c->v->aborted, c->v->naborted, h);
+}
+
 /* Adds the keys of one dirty segment to the map. With 'may_stop', stops early once the map is
  * over its memory limit and says so in '*partial'. */
 static int map_segment(cleaner *c, sl_segment *seg, bool may_stop, bool *partial) {
@@ -599,6 +605,8 @@ static int map_segment(cleaner *c, sl_segment *seg, bool may_stop, bool *partial
     while ((rc = reader_next(&r, &b, &total, &pos, &h)) == 1) {
         sl_record_iter it;
         sl_record_view rv;
+        if ((h.attributes & SL_BATCH_ATTR_CONTROL) || aborted_batch(c, &h))
+            continue; /* markers are not keyed data; aborted records are no one's latest */
         rc = sl_record_iter_start_decompress(&it, b, total, &c->records, CLEAN_MAX_RECORDS_BYTES);
         int64_t prev = h.base_offset - 1;
         while (rc == 0 && (rc = sl_record_iter_next(&it, &rv)) == 1) {
@@ -642,6 +650,7 @@ static int filter_batch(cleaner *c, const uint8_t *b, size_t total, const sl_bat
     if (rc)
         return rc;
     sl_buf_reset(&c->kept);
+    bool aborted = aborted_batch(c, h);
     int32_t n = 0, kept = 0;
     int64_t mts = INT64_MIN, prev = h->base_offset - 1;
     for (;;) {
@@ -654,7 +663,8 @@ static int filter_batch(cleaner *c, const uint8_t *b, size_t total, const sl_bat
         if (!record_offset_ok(h, &rv, &prev))
             return SL_ECORRUPT;
         n++;
-        if (!keep_record(c, &rv))
+        /* Markers stay: they end their transactions when the log is read again at start. */
+        if (!(h->attributes & SL_BATCH_ATTR_CONTROL) && (aborted || !keep_record(c, &rv)))
             continue;
         if ((rc = sl_buf_append(&c->kept, start, (size_t)(it.pos - start))) != 0)
             return rc;

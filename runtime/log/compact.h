@@ -74,6 +74,8 @@ typedef struct sl_clean_view {
     size_t nsegs;
     int64_t end_offset;   /* base offset of the first segment that is not cleanable */
     int64_t cleaned_upto; /* the clean point: offsets below it were compacted */
+    sl_txn_range *aborted; /* aborted transactions in the segments: their records go */
+    size_t naborted;
     const char *dir;      /* the partition's own strings: valid while it is open */
     const char *name;
 } sl_clean_view;

@@ -29,6 +29,7 @@ struct sl_partlog {
     int64_t unflushed_records;
     int64_t oldest_unflushed_ms;
     sl_producer_state *producers;
+    sl_txn_index txns;
     atomic_int refs;
     bool closed;          /* sl_partlog_close was called: the cleaner swaps nothing more */
     bool cleaning;        /* a compaction pass is running */
@@ -127,10 +128,45 @@ static void set_hw_at_end(sl_partlog *pl) {
     pl->hw_pos = active(pl)->size;
 }
 
-static int remember_producer(void *arg, const sl_batch_header *h) {
-    if (h->producer_id < 0 || (h->attributes & SL_BATCH_ATTR_CONTROL))
+/* The type of the control batch at 'pos' of 'seg' (small: one record). */
+static int read_control_type(sl_segment *seg, int64_t pos, const sl_batch_header *h) {
+    size_t total = (size_t)h->length + SL_BATCH_LOG_OVERHEAD;
+    if (total > 4096)
+        return SL_ECORRUPT;
+    sl_buf b = SL_BUF_INIT;
+    int rc = sl_segment_read(seg, pos, total, &b);
+    if (rc == 0)
+        rc = sl_batch_control_type(b.data, b.len);
+    sl_buf_free(&b);
+    return rc;
+}
+
+/* Marker 'h' (of 'type') as written: its transaction ends; a newer epoch fences. Lock held. */
+static int note_marker(sl_partlog *pl, const sl_batch_header *h, int type) {
+    int rc = sl_producer_state_bump_epoch(pl->producers, h->producer_id, h->producer_epoch);
+    return rc ? rc : sl_txn_index_note(&pl->txns, h, type);
+}
+
+typedef struct recovery_walk {
+    sl_partlog *pl;
+    sl_segment *seg;
+} recovery_walk;
+
+static int remember_batch(void *arg, const sl_batch_header *h, int64_t pos) {
+    recovery_walk *w = arg;
+    if (h->producer_id < 0)
         return 0;
-    return sl_producer_state_update(arg, h);
+    if (!(h->attributes & SL_BATCH_ATTR_CONTROL)) {
+        int rc = sl_producer_state_update(w->pl->producers, h);
+        return rc ? rc : sl_txn_index_note(&w->pl->txns, h, 0);
+    }
+    int type = read_control_type(w->seg, pos, h);
+    if (type < 0) {
+        sl_error("log", "%s: unreadable transaction marker at offset %" PRId64, w->pl->name,
+                 h->base_offset);
+        return type;
+    }
+    return note_marker(w->pl, h, type);
 }
 
 int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, sl_partlog **out) {
@@ -148,6 +184,7 @@ int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, s
     pl->name = strdup(name);
     pl->conf = *conf;
     pl->oldest_unflushed_ms = -1;
+    sl_txn_index_init(&pl->txns);
     int64_t *bases = NULL;
     size_t n = 0;
     rc = (pl->dir && pl->name) ? 0 : SL_ENOMEM;
@@ -177,8 +214,13 @@ int sl_partlog_open(const char *dir, const char *name, const sl_logconf *conf, s
     free(bases);
     if (rc == 0)
         rc = sl_producer_state_new(&pl->producers);
-    for (size_t i = 0; rc == 0 && i < pl->nsegs; i++)
-        rc = sl_segment_walk(pl->segs[i], pl->segs[i]->size, remember_producer, pl->producers);
+    for (size_t i = 0; rc == 0 && i < pl->nsegs; i++) {
+        recovery_walk w = {pl, pl->segs[i]};
+        rc = sl_segment_walk(pl->segs[i], pl->segs[i]->size, remember_batch, &w);
+    }
+    if (rc == 0 && pl->txns.nopen)
+        sl_debug("log", "%s: %zu transaction%s open at the log end", name, pl->txns.nopen,
+                pl->txns.nopen == 1 ? "" : "s");
     if (rc == 0 && pl->nsegs == 0) {
         sl_segment *seg;
         rc = sl_segment_create(dir, 0, &seg);
@@ -219,6 +261,7 @@ void sl_partlog_unref(sl_partlog *pl) {
         sl_segment_unref(pl->segs[i]);
     free(pl->segs);
     sl_producer_state_free(pl->producers);
+    sl_txn_index_free(&pl->txns);
     free(pl->dir);
     free(pl->name);
     pthread_mutex_destroy(&pl->lock);
@@ -296,9 +339,13 @@ int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t
         } else if (sl_batch_validate(data + pos, len - pos, &h)) {
             snprintf(errbuf, errlen, "corrupt record batch at byte %zu for %s", pos, pl->name);
             rc = SL_ECORRUPT;
-        } else if (h.attributes & (SL_BATCH_ATTR_CONTROL | SL_BATCH_ATTR_TRANSACTIONAL)) {
-            snprintf(errbuf, errlen, "transactional and control batches are not accepted yet");
-            rc = SL_EUNSUPPORTED;
+        } else if (h.attributes & SL_BATCH_ATTR_CONTROL) {
+            snprintf(errbuf, errlen, "control batches are written by the transaction "
+                                     "coordinator, not by producers (%s)", pl->name);
+            rc = SL_EINVAL;
+        } else if ((h.attributes & SL_BATCH_ATTR_TRANSACTIONAL) && h.producer_id < 0) {
+            snprintf(errbuf, errlen, "a transactional batch needs a producer id (%s)", pl->name);
+            rc = SL_EINVAL;
         } else if (h.producer_id >= 0 && (pos != 0 || total != len)) {
             /* Duplicate detection works per batch: an idempotent batch travels alone. */
             snprintf(errbuf, errlen, "a batch with a producer id must be the only batch sent to "
@@ -377,14 +424,11 @@ static int check_sequence(sl_partlog *pl, const uint8_t *data, size_t len, sl_ap
     return rc;
 }
 
-int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
-                      int64_t now_ms, sl_append_result *res) {
-    pthread_mutex_lock(&pl->lock);
-    int rc = check_sequence(pl, data, len, res);
-    if (rc) {
-        pthread_mutex_unlock(&pl->lock);
-        return rc == 1 ? 0 : rc;
-    }
+/* Appends checked batches at the LEO. 'marker' >= 0: 'data' is one control batch of that type.
+ * Lock held. */
+static int append_locked(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
+                         int64_t now_ms, int marker, sl_append_result *res) {
+    int rc = 0;
     res->duplicate = false;
     sl_segment *seg = active(pl);
     int64_t limit = pl->conf.segment_bytes < SL_SEGMENT_MAX_BYTES ? pl->conf.segment_bytes
@@ -422,14 +466,76 @@ int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_
         res->append_time = pl->conf.log_append_time ? now_ms : -1;
         sl_batch_header h;
         sl_batch_header_parse(data, len, &h);
-        if (h.producer_id >= 0)
+        if (marker >= 0) {
+            rc = note_marker(pl, &h, marker);
+        } else if (h.producer_id >= 0) {
             rc = sl_producer_state_update(pl->producers, &h);
+            if (rc == 0)
+                rc = sl_txn_index_note(&pl->txns, &h, 0);
+        }
         if (pl->oldest_unflushed_ms < 0)
             pl->oldest_unflushed_ms = now_ms;
         pl->unflushed_records += records;
         if (pl->conf.flush_messages > 0 && pl->unflushed_records >= pl->conf.flush_messages)
             rc = flush_locked(pl);
     }
+    return rc;
+}
+
+int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
+                      int64_t now_ms, sl_append_result *res) {
+    pthread_mutex_lock(&pl->lock);
+    int rc = check_sequence(pl, data, len, res);
+    if (rc == 0)
+        rc = append_locked(pl, data, len, leader_epoch, now_ms, -1, res);
+    pthread_mutex_unlock(&pl->lock);
+    return rc == 1 ? 0 : rc;
+}
+
+int sl_partlog_append_marker(sl_partlog *pl, int64_t pid, int16_t epoch, int type,
+                             int32_t leader_epoch, int64_t now_ms, int64_t *offset) {
+    sl_batch_builder bb = {0};
+    int rc = sl_batch_build_control(&bb, pid, epoch, type, now_ms);
+    if (rc) {
+        sl_batch_builder_free(&bb);
+        return rc;
+    }
+    sl_batch_header h;
+    sl_batch_header_parse(bb.buf.data, bb.buf.len, &h);
+    pthread_mutex_lock(&pl->lock);
+    /* A marker has no sequence (-1): only its epoch is checked. */
+    int64_t f, l;
+    rc = sl_producer_state_check(pl->producers, &h, &f, &l);
+    sl_append_result res;
+    if (rc == 0)
+        rc = append_locked(pl, bb.buf.data, bb.buf.len, leader_epoch, now_ms, type, &res);
+    pthread_mutex_unlock(&pl->lock);
+    if (rc == 0)
+        *offset = res.base_offset;
+    sl_batch_builder_free(&bb);
+    return rc;
+}
+
+int sl_partlog_open_txns(sl_partlog *pl, sl_txn_range **out, size_t *n) {
+    pthread_mutex_lock(&pl->lock);
+    int rc = 0;
+    *out = NULL;
+    *n = pl->txns.nopen;
+    if (*n) {
+        *out = malloc(*n * sizeof(**out));
+        if (*out)
+            memcpy(*out, pl->txns.open, *n * sizeof(**out));
+        else
+            rc = SL_ENOMEM;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+int sl_partlog_aborted_txns(sl_partlog *pl, int64_t from, int64_t to, sl_txn_range **out,
+                            size_t *n) {
+    pthread_mutex_lock(&pl->lock);
+    int rc = sl_txn_index_aborted(&pl->txns, from, to, out, n);
     pthread_mutex_unlock(&pl->lock);
     return rc;
 }
@@ -480,6 +586,7 @@ int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw) {
 
 static void offsets_locked(sl_partlog *pl, sl_read_result *res) {
     res->high_watermark = pl->hw;
+    res->last_stable_offset = sl_txn_index_first_unstable(&pl->txns, pl->hw);
     res->log_start_offset = pl->segs[0]->base_offset;
     res->log_end_offset = active(pl)->next_offset;
 }
@@ -490,27 +597,29 @@ void sl_partlog_offsets(sl_partlog *pl, sl_read_result *res) {
     pthread_mutex_unlock(&pl->lock);
 }
 
-/* Cuts 'out' back so it ends on a batch boundary; keeps the first batch whole regardless. */
-static void trim_partial(sl_buf *out, size_t start) {
+/* Cuts 'out' back so it ends on a batch boundary, before any batch from offset 'stop' on. */
+static void trim_partial(sl_buf *out, size_t start, int64_t stop) {
     size_t pos = start;
     while (pos < out->len) {
         size_t total = sl_batch_total_size(out->data + pos, out->len - pos);
-        if (total == 0 || pos + total > out->len)
+        if (total == 0 || pos + total > out->len ||
+            (int64_t)sl_be64_get(out->data + pos + SL_BATCH_OFF_BASE_OFFSET) >= stop)
             break;
         pos += total;
     }
     out->len = pos;
 }
 
-int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
-                    sl_read_result *res) {
+static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, bool committed,
+                     sl_buf *out, sl_read_result *res) {
     pthread_mutex_lock(&pl->lock);
     offsets_locked(pl, res);
+    int64_t stop = committed ? res->last_stable_offset : pl->hw;
     if (offset < res->log_start_offset || offset > pl->hw) {
         pthread_mutex_unlock(&pl->lock);
         return SL_ERANGE;
     }
-    if (offset == pl->hw) {
+    if (offset >= stop) {
         pthread_mutex_unlock(&pl->lock);
         return 0;
     }
@@ -542,8 +651,18 @@ int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *ou
     }
     sl_segment_unref(seg);
     if (rc == 0)
-        trim_partial(out, start);
+        trim_partial(out, start, stop);
     return rc;
+}
+
+int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                    sl_read_result *res) {
+    return read_upto(pl, offset, max_bytes, false, out, res);
+}
+
+int sl_partlog_read_committed(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                              sl_read_result *res) {
+    return read_upto(pl, offset, max_bytes, true, out, res);
 }
 
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset) {
@@ -604,9 +723,11 @@ int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms) {
     for (size_t i = 0; i < pl->nsegs; i++)
         total += pl->segs[i]->size;
     size_t keep_from = 0;
+    /* An open transaction keeps its first batch: its marker must find it to end it. */
+    int64_t stable = sl_txn_index_first_unstable(&pl->txns, pl->hw);
     while (keep_from + 1 < pl->nsegs && ndoomed < 64) {
         sl_segment *seg = pl->segs[keep_from];
-        if (seg->next_offset > pl->hw)
+        if (seg->next_offset > stable)
             break;
         bool expired = c->retention_ms >= 0 && seg->max_timestamp < now_ms - c->retention_ms;
         bool too_big = c->retention_bytes >= 0 && total - seg->size >= c->retention_bytes;
@@ -623,6 +744,7 @@ int sl_partlog_enforce_retention(sl_partlog *pl, int64_t now_ms) {
         pl->hw_seg -= keep_from;
     }
     int64_t start = pl->segs[0]->base_offset;
+    sl_txn_index_prune(&pl->txns, start);
     pthread_mutex_unlock(&pl->lock);
     for (size_t i = 0; i < ndoomed; i++) {
         sl_segment_unlink(doomed[i]);
@@ -670,10 +792,14 @@ int sl_partlog_clean_begin(sl_partlog *pl, int64_t now_ms, sl_clean_view *v) {
         pthread_mutex_unlock(&pl->lock);
         return 1;
     }
-    /* Whole segments below the active one and the HW segment: they no longer change. */
+    /* Whole segments below the active one and the HW segment: they no longer change. And below
+     * the last stable offset: an undecided transaction's records may yet be aborted. */
     size_t n = pl->nsegs - 1;
     if (pl->hw_seg < n)
         n = pl->hw_seg;
+    int64_t stable = sl_txn_index_first_unstable(&pl->txns, pl->hw);
+    while (n > 0 && pl->segs[n - 1]->next_offset > stable)
+        n--;
     if (pl->conf.min_compaction_lag_ms > 0) {
         int64_t newest; /* records newer than this are too young to compact */
         if (__builtin_sub_overflow(now_ms, pl->conf.min_compaction_lag_ms, &newest))
@@ -700,6 +826,15 @@ int sl_partlog_clean_begin(sl_partlog *pl, int64_t now_ms, sl_clean_view *v) {
     }
     v->nsegs = n;
     v->end_offset = pl->segs[n]->base_offset;
+    if (sl_txn_index_aborted(&pl->txns, pl->segs[0]->base_offset, v->end_offset, &v->aborted,
+                             &v->naborted)) {
+        for (size_t i = 0; i < n; i++)
+            sl_segment_unref(v->segs[i]);
+        free(v->segs);
+        v->segs = NULL;
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ENOMEM;
+    }
     v->conf = pl->conf;
     v->dir = pl->dir;
     v->name = pl->name;
@@ -724,8 +859,10 @@ void sl_partlog_clean_end(sl_partlog *pl, sl_clean_view *v, int status, int64_t 
     for (size_t i = 0; i < v->nsegs; i++)
         sl_segment_unref(v->segs[i]);
     free(v->segs);
+    free(v->aborted);
     v->segs = NULL;
-    v->nsegs = 0;
+    v->aborted = NULL;
+    v->nsegs = v->naborted = 0;
 }
 
 int sl_partlog_clean_swap(sl_partlog *pl, sl_segment *const *old, size_t nold, sl_segment *fresh,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "log/txn_index.h"
 
 typedef struct sl_logconf {
     int64_t segment_bytes;        /* roll when the active segment would pass this */
@@ -53,6 +54,7 @@ typedef struct sl_read_result {
     int64_t high_watermark;
     int64_t log_start_offset;
     int64_t log_end_offset;
+    int64_t last_stable_offset; /* below it every transaction is decided; <= the HW */
 } sl_read_result;
 
 /* Opens (creating if needed) the log in 'dir', recovering the active segment: a torn tail is cut
@@ -89,6 +91,22 @@ int sl_partlog_validate(sl_partlog *pl, const uint8_t *data, size_t len, int64_t
 int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_epoch,
                       int64_t now_ms, sl_append_result *res);
 
+/* Transactions (Kafka's): a producer's transactional batches stay undecided until the control
+ * batch (marker) its coordinator appends here commits or aborts them. Validate refuses control
+ * batches from producers; this is the only way in. SL_EFENCED when 'epoch' is older than one the
+ * partition has seen from 'pid'. A marker with a newer epoch fences the producer's older one.
+ * '*offset' gets the marker's offset. */
+int sl_partlog_append_marker(sl_partlog *pl, int64_t pid, int16_t epoch, int type,
+                             int32_t leader_epoch, int64_t now_ms, int64_t *offset);
+
+/* The transactions open in this partition, into a malloc'd *out (NULL when none). */
+int sl_partlog_open_txns(sl_partlog *pl, sl_txn_range **out, size_t *n);
+
+/* Aborted transactions overlapping [from, to): what a read_committed reader of that range must
+ * skip (see sl_txn_index_aborted). */
+int sl_partlog_aborted_txns(sl_partlog *pl, int64_t from, int64_t to, sl_txn_range **out,
+                            size_t *n);
+
 /* Moves the high watermark (never backwards, never past the LEO). */
 int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
 
@@ -98,6 +116,10 @@ int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
  * past the HW. 'res' gets the offsets of the log either way. */
 int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                     sl_read_result *res);
+
+/* sl_partlog_read for a read_committed reader: nothing at or past the last stable offset. */
+int sl_partlog_read_committed(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                              sl_read_result *res);
 
 /* The first offset whose record timestamp is >= ts, or the HW if none. */
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset);

@@ -93,6 +93,8 @@ int sl_producer_state_check(const sl_producer_state *ps, const sl_batch_header *
         return 0; /* a producer we do not know (new, or its state expired): take it as is */
     if (h->producer_epoch < e->epoch)
         return SL_EFENCED;
+    if (h->base_sequence < 0)
+        return 0; /* written for the producer by its coordinator: no sequence to check */
     if (h->producer_epoch > e->epoch)
         return h->base_sequence == 0 ? 0 : SL_EOUTOFORDER;
     int32_t last_seq = seq_add(h->base_sequence, h->last_offset_delta);
@@ -110,6 +112,8 @@ int sl_producer_state_check(const sl_producer_state *ps, const sl_batch_header *
 }
 
 int sl_producer_state_update(sl_producer_state *ps, const sl_batch_header *h) {
+    if (h->base_sequence < 0)
+        return sl_producer_state_bump_epoch(ps, h->producer_id, h->producer_epoch);
     entry *e = lookup(ps, h->producer_id);
     if (e->pid < 0) {
         /* Keep the table at most half full so probes stay short. */
@@ -135,6 +139,26 @@ int sl_producer_state_update(sl_producer_state *ps, const sl_batch_header *h) {
     e->kept[e->nkept++] = (kept_batch){h->base_sequence,
                                        seq_add(h->base_sequence, h->last_offset_delta),
                                        h->base_offset, h->base_offset + h->last_offset_delta};
+    return 0;
+}
+
+int sl_producer_state_bump_epoch(sl_producer_state *ps, int64_t pid, int16_t epoch) {
+    entry *e = lookup(ps, pid);
+    if (e->pid >= 0 && epoch <= e->epoch)
+        return 0;
+    if (e->pid < 0) {
+        if ((ps->count + 1) * 2 > ps->cap) {
+            int rc = grow(ps);
+            if (rc)
+                return rc;
+            e = lookup(ps, pid);
+        }
+        memset(e, 0, sizeof(*e));
+        e->pid = pid;
+        ps->count++;
+    }
+    e->epoch = epoch;
+    e->nkept = 0;
     return 0;
 }
 

@@ -22,7 +22,8 @@ typedef struct sl_producer_state sl_producer_state;
 int sl_producer_state_new(sl_producer_state **out);
 void sl_producer_state_free(sl_producer_state *ps);
 
-/* Decides what to do with batch 'h' (producer_id >= 0): 0 append it; 1 it is a duplicate of a
+/* Decides what to do with batch 'h' (producer_id >= 0): 0 append it (always, past the epoch
+ * check, for a batch without sequence (-1): one the transaction coordinator writes for it); 1 it is a duplicate of a
  * batch written at [*first_offset, *last_offset]; SL_EOUTOFORDER for a sequence gap;
  * SL_EFENCED for an epoch older than the producer's latest. */
 int sl_producer_state_check(const sl_producer_state *ps, const sl_batch_header *h,
@@ -34,6 +35,10 @@ int sl_producer_state_update(sl_producer_state *ps, const sl_batch_header *h);
 /* The last offset of the latest batch of producer 'pid' into '*last_offset': 1 if the producer is
  * known, 0 if not. Compaction keeps that batch (emptied if need be) so the state survives. */
 int sl_producer_state_last_offset(const sl_producer_state *ps, int64_t pid, int64_t *last_offset);
+
+/* A coordinator ended 'pid's transaction with a newer epoch (fencing its old self): batches of
+ * older epochs are refused from now on. */
+int sl_producer_state_bump_epoch(sl_producer_state *ps, int64_t pid, int16_t epoch);
 
 /* Producers known. */
 size_t sl_producer_state_count(const sl_producer_state *ps);

@@ -498,12 +498,12 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
 }
 
 int sl_segment_walk(sl_segment *seg, int64_t limit,
-                    int (*fn)(void *arg, const sl_batch_header *h), void *arg) {
+                    int (*fn)(void *arg, const sl_batch_header *h, int64_t pos), void *arg) {
     sl_batch_header h;
     int64_t pos = 0;
     int r;
     while ((r = header_at(seg, pos, limit, &h)) == 1) {
-        int rc = fn(arg, &h);
+        int rc = fn(arg, &h, pos);
         if (rc)
             return rc;
         pos += h.length + SL_BATCH_LOG_OVERHEAD;

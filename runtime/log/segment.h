@@ -90,10 +90,11 @@ int sl_segment_find(sl_segment *seg, int64_t offset, int64_t limit, int64_t *pos
  * none. */
 int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *offset);
 
-/* Calls 'fn' with the header of every whole batch below 'limit', in order; a non-zero return
- * stops the walk and is returned. Reads headers only (producer state is rebuilt this way). */
+/* Calls 'fn' with the header and file position of every whole batch below 'limit', in order; a
+ * non-zero return stops the walk and is returned. Reads headers only (producer and transaction
+ * state are rebuilt this way). */
 int sl_segment_walk(sl_segment *seg, int64_t limit,
-                    int (*fn)(void *arg, const sl_batch_header *h), void *arg);
+                    int (*fn)(void *arg, const sl_batch_header *h, int64_t pos), void *arg);
 
 /* Appends 'len' bytes of the log from 'pos' to 'out'. */
 int sl_segment_read(sl_segment *seg, int64_t pos, size_t len, sl_buf *out);

@@ -165,7 +165,9 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
         return decode_topics(&a[2], req, 2, produce_part);
     case SL_API_FETCH:
         if (n < 4 || mp_i32(&a[0], &req->max_wait_ms) || mp_i32(&a[1], &req->min_bytes) ||
-            mp_i32(&a[2], &req->max_bytes) || req->max_wait_ms < 0 || req->max_bytes < 0)
+            mp_i32(&a[2], &req->max_bytes) || req->max_wait_ms < 0 || req->max_bytes < 0 ||
+            (n > 4 && (mp_i32(&a[4], &req->isolation) || req->isolation < 0 ||
+                       req->isolation > 1)))
             return SL_EPROTO;
         return decode_topics(&a[3], req, 3, fetch_part);
     case SL_API_LIST_OFFSETS:
@@ -209,7 +211,18 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
             return SL_EPROTO;
         return 0;
     case SL_API_LIST_TOPICS:
+        return 0;
     case SL_API_INIT_PRODUCER_ID:
+        req->body = a;
+        req->nbody = n;
+        return 0;
+    case SL_API_END_TXN:
+    case SL_API_TXN_OFFSET_COMMIT:
+        if (n < (req->api == SL_API_END_TXN ? 4u : 7u) ||
+            sl_mp_strcpy(&a[0], req->name, sizeof(req->name))) /* the transactional id */
+            return SL_EPROTO;
+        req->body = a;
+        req->nbody = n;
         return 0;
     case SL_API_JOIN_GROUP:
     case SL_API_SYNC_GROUP:

@@ -10,9 +10,14 @@
  *   PRODUCE         [acks, timeout_ms, [[topic, [[partition, bin batches]...]]...]]
  *                -> [0, nil, [[topic, [[partition, status, base_offset, log_start, msg]...]]...]]
  *   FETCH           [max_wait_ms, min_bytes, max_bytes,
- *                    [[topic, [[partition, offset, max_bytes]...]]...]]
- *                -> [0, nil, [[topic, [[partition, bin, status, hw, log_start]...]]...]]
- *   LIST_OFFSETS    [[[topic, [[partition, when]...]]...]]   when: -1 end, -2 start, else ms
+ *                    [[topic, [[partition, offset, max_bytes]...]]...], isolation]
+ *                -> [0, nil, [[topic, [[partition, bin, status, hw, log_start, lso,
+ *                                       [[producer_id, first_offset, marker_offset]...]]...]]...]]
+ *                   isolation (optional) 0 read_uncommitted, 1 read_committed: batches stop at
+ *                   the last stable offset (lso) and the list names the aborted transactions
+ *                   among them, which the reader skips (with every control batch)
+ *   LIST_OFFSETS    [[[topic, [[partition, when]...]]...]]   when: -1 end, -2 start,
+ *                                                -3 last stable offset, else ms
  *                -> [0, nil, [[topic, [[partition, status, offset]...]]...]]
  *   METADATA        [[topic...] or nil for all]
  *                -> [0, nil, node_id, [[topic, status, [leader per partition]]...]]
@@ -22,7 +27,13 @@
  *   DESCRIBE_TOPIC  [name] -> [status, msg, name, [[partition, leader, start, end, size]...],
  *                              {key: value}]
  *   LIST_TOPICS     []     -> [0, nil, [name...]]
- *   INIT_PRODUCER_ID []    -> [0, nil, producer_id, epoch]
+ *   INIT_PRODUCER_ID [transactional_id, timeout_ms] (both optional)
+ *                          -> [0, nil, producer_id, epoch]
+ *
+ * Transactions (Kafka's; partitions join a transaction by being written with its producer id):
+ *   TXN_OFFSET_COMMIT [transactional_id, producer_id, epoch, group, generation, member_id,
+ *                      [[topic, [[partition, offset, md]...]]...]]     -> [status, msg]
+ *   END_TXN         [transactional_id, producer_id, epoch, commit]     -> [status, msg]
  *
  * Consumer groups (Kafka's classic protocol; metadata and assignments are Kafka's consumer
  * protocol bytes):
@@ -77,6 +88,8 @@ enum sl_native_api {
     SL_API_LIST_GROUPS = 17,
     SL_API_DESCRIBE_GROUP = 18,
     SL_API_DELETE_GROUP = 19,
+    SL_API_END_TXN = 20,
+    SL_API_TXN_OFFSET_COMMIT = 21,
 };
 
 /* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */
@@ -106,13 +119,14 @@ typedef struct sl_native_req {
     uint32_t id;
     uint16_t api;
     int32_t acks, timeout_ms, max_wait_ms, min_bytes, max_bytes, partitions;
+    int32_t isolation; /* FETCH: 1 read_committed */
     char name[SL_TOPIC_NAME_MAX + 1]; /* admin requests */
     sl_native_topic *topics;
     size_t ntopics;
     bool all_topics; /* METADATA with nil */
     sl_native_kv *configs;
     size_t nconfigs;
-    /* Group requests: the body array, checked for shape; fields are read by the handler with
+    /* Group and transaction requests (and INIT_PRODUCER_ID): the body array, checked for shape; fields are read by the handler with
      * the sl_mp_* accessors. Points into 'unpacked'. */
     const msgpack_object *body;
     size_t nbody;

@@ -95,17 +95,23 @@ static size_t fetch_pass(sl_broker *b, sl_native_req *req, sl_buf *out, uint32_t
         for (size_t j = 0; j < t->nparts; j++) {
             sl_native_part *p = &t->parts[j];
             sl_read_result res = {0};
-            /* Fields: partition, batches, status, high watermark, log start. The batches are
-             * read straight into the response behind a bin header patched afterwards, which is
-             * why they come before the status the read decides. */
-            msgpack_pack_array(&pk, 5);
+            sl_txn_range *aborted = NULL;
+            size_t naborted = 0;
+            /* Fields: partition, batches, status, high watermark, log start, last stable
+             * offset, aborted transactions. The batches are read straight into the response
+             * behind a bin header patched afterwards, which is why they come before the status
+             * the read decides. */
+            msgpack_pack_array(&pk, 7);
             msgpack_pack_int32(&pk, p->partition);
             size_t room = (size_t)req->max_bytes > total ? (size_t)req->max_bytes - total : 0;
             size_t want = (size_t)p->max_bytes < room ? (size_t)p->max_bytes : room;
             size_t bin_at = sl_mp_bin_begin(out);
             size_t before = out->len;
             int rc;
-            if (want > 0 || total == 0)
+            if ((want > 0 || total == 0) && req->isolation == 1)
+                rc = sl_broker_read_committed(b, t->name, p->partition, p->offset, want, out,
+                                              &res, &aborted, &naborted);
+            else if (want > 0 || total == 0)
                 rc = sl_broker_read(b, t->name, p->partition, p->offset, want, out, &res);
             else
                 rc = sl_broker_list_offset(b, t->name, p->partition, -1, &res.high_watermark);
@@ -114,6 +120,15 @@ static size_t fetch_pass(sl_broker *b, sl_native_req *req, sl_buf *out, uint32_t
             msgpack_pack_int(&pk, rc);
             msgpack_pack_int64(&pk, res.high_watermark);
             msgpack_pack_int64(&pk, res.log_start_offset);
+            msgpack_pack_int64(&pk, res.last_stable_offset);
+            msgpack_pack_array(&pk, naborted);
+            for (size_t k = 0; k < naborted; k++) {
+                msgpack_pack_array(&pk, 3);
+                msgpack_pack_int64(&pk, aborted[k].producer_id);
+                msgpack_pack_int64(&pk, aborted[k].first_offset);
+                msgpack_pack_int64(&pk, aborted[k].last_offset);
+            }
+            free(aborted);
         }
     }
     return total;
@@ -236,12 +251,34 @@ static int handle_list_topics(sl_broker *b, sl_conn *conn, sl_native_req *req) {
     return finish(conn, out);
 }
 
-static int handle_init_producer_id(sl_broker *b, sl_conn *conn, sl_native_req *req) {
+static int handle_init_producer_id(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
     int64_t pid;
     int16_t epoch;
-    int rc = sl_broker_init_producer_id(b, &pid, &epoch);
-    if (rc)
+    char txn_id[SL_TXN_ID_MAX + 1];
+    int64_t timeout = 60000;
+    int rc;
+    if (req->nbody > 0 && req->body[0].type != MSGPACK_OBJECT_NIL) {
+        if (sl_mp_strcpy(&req->body[0], txn_id, sizeof(txn_id)) ||
+            (req->nbody > 1 && sl_mp_int(&req->body[1], &timeout)))
+            return reply_status(conn, req->id, SL_EPROTO, "malformed InitProducerId request");
+        rc = ctx->txn ? sl_txn_init_producer(ctx->txn, txn_id, (int32_t)(timeout > INT32_MAX
+                                                                          ? INT32_MAX
+                                                                          : timeout < 0 ? 0
+                                                                                        : timeout),
+                                             &pid, &epoch)
+                      : SL_EUNSUPPORTED;
+        if (rc) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "cannot start transactional producer \"%s\": %s%s", txn_id,
+                     sl_strerror(rc),
+                     rc == SL_EINVAL ? " (the id must be 1-255 bytes and transaction.timeout.ms "
+                                       "at most 900000)"
+                                     : "");
+            return reply_status(conn, req->id, rc, msg);
+        }
+    } else if ((rc = sl_broker_init_producer_id(ctx->broker, &pid, &epoch)) != 0) {
         return reply_status(conn, req->id, rc, "cannot record producer ids in the metadata log");
+    }
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     begin_ok(out, &pk, req->id, 4);
@@ -345,33 +382,46 @@ static int handle_sync(sl_coordinator *coord, sl_conn *conn, sl_native_req *req)
     return finish(conn, out);
 }
 
-static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
-    const msgpack_object *a = req->body, *topics;
+/* Offsets of a commit request, [[topic, [[partition, offset, md]...]]...], decoded; the
+ * strings live in 'names' and 'mds'. */
+typedef struct offset_list {
+    sl_offset_commit *o;
+    size_t n;
+    char (*names)[SL_TOPIC_NAME_MAX + 1];
+    char (*mds)[256];
+} offset_list;
+
+static void offset_list_free(offset_list *l) {
+    free(l->o);
+    free(l->names);
+    free(l->mds);
+}
+
+static int decode_offsets(const msgpack_object *obj, offset_list *l) {
+    const msgpack_object *topics;
     size_t nt, total = 0;
-    char member[300];
-    int64_t generation;
-    if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
-        str_field(&a[2], member, sizeof(member)) || sl_mp_array(&a[3], 0, &topics, &nt))
-        return reply_status(conn, req->id, SL_EPROTO, "malformed commit request");
+    memset(l, 0, sizeof(*l));
+    if (sl_mp_array(obj, 0, &topics, &nt))
+        return SL_EPROTO;
     for (size_t i = 0; i < nt; i++) {
         const msgpack_object *t, *parts;
         size_t tn, np;
         if (sl_mp_array(&topics[i], 2, &t, &tn) || sl_mp_array(&t[1], 0, &parts, &np))
-            return reply_status(conn, req->id, SL_EPROTO, "malformed commit request");
+            return SL_EPROTO;
         total += np;
     }
     if (total > 1000000)
-        return reply_status(conn, req->id, SL_EPROTO, "too many offsets in one commit");
-    sl_offset_commit *o = calloc(total ? total : 1, sizeof(*o));
-    char(*names)[SL_TOPIC_NAME_MAX + 1] = calloc(nt ? nt : 1, sizeof(*names));
-    char(*mds)[256] = calloc(total ? total : 1, sizeof(*mds));
-    int rc = o && names && mds ? 0 : SL_ENOMEM;
+        return SL_EPROTO;
+    l->o = calloc(total ? total : 1, sizeof(*l->o));
+    l->names = calloc(nt ? nt : 1, sizeof(*l->names));
+    l->mds = calloc(total ? total : 1, sizeof(*l->mds));
+    int rc = l->o && l->names && l->mds ? 0 : SL_ENOMEM;
     size_t k = 0;
     for (size_t i = 0; rc == 0 && i < nt; i++) {
         const msgpack_object *t = topics[i].via.array.ptr, *parts;
         size_t np;
         sl_mp_array(&t[1], 0, &parts, &np);
-        if (str_field(&t[0], names[i], sizeof(names[i])))
+        if (str_field(&t[0], l->names[i], sizeof(l->names[i])))
             rc = SL_EPROTO;
         for (size_t j = 0; rc == 0 && j < np; j++) {
             const msgpack_object *f;
@@ -381,23 +431,92 @@ static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *re
                 int_field(&f[0], 0, INT32_MAX, &partition) ||
                 int_field(&f[1], 0, INT64_MAX, &offset) ||
                 (fn > 2 && f[2].type == MSGPACK_OBJECT_STR &&
-                 str_field(&f[2], mds[k], sizeof(mds[k]))))
+                 str_field(&f[2], l->mds[k], sizeof(l->mds[k]))))
                 rc = SL_EPROTO;
             else
-                o[k] = (sl_offset_commit){names[i], (int32_t)partition, offset, mds[k]};
+                l->o[k] = (sl_offset_commit){l->names[i], (int32_t)partition, offset, l->mds[k]};
             k++;
         }
     }
+    l->n = k;
+    return rc;
+}
+
+static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body;
+    char member[300];
+    int64_t generation;
+    offset_list l;
+    if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
+        str_field(&a[2], member, sizeof(member)))
+        return reply_status(conn, req->id, SL_EPROTO, "malformed commit request");
+    int rc = decode_offsets(&a[3], &l);
     if (rc == 0)
-        rc = sl_coord_commit(coord, req->name, (int32_t)generation, member, o, k);
-    free(o);
-    free(names);
-    free(mds);
+        rc = sl_coord_commit(coord, req->name, (int32_t)generation, member, l.o, l.n);
+    offset_list_free(&l);
     char msg[300] = "";
+    if (rc == SL_EPROTO)
+        snprintf(msg, sizeof(msg), "malformed commit request");
     if (rc == SL_EGROUPNOTEMPTY)
         snprintf(msg, sizeof(msg), "group \"%s\" has active members; stop them first",
                  req->name);
     return reply_status(conn, req->id, rc, msg);
+}
+
+/* ---- transactions ---- */
+
+/* The producer fields shared by TXN_OFFSET_COMMIT and END_TXN: [id, pid, epoch, ...]. */
+static int txn_producer(const sl_native_req *req, int64_t *pid, int16_t *epoch) {
+    int64_t e;
+    if (int_field(&req->body[1], 0, INT64_MAX, pid) || int_field(&req->body[2], 0, INT16_MAX, &e))
+        return SL_EPROTO;
+    *epoch = (int16_t)e;
+    return 0;
+}
+
+static int txn_reply(sl_conn *conn, const sl_native_req *req, int rc, const char *what) {
+    char msg[400] = "";
+    if (rc == SL_EFENCED)
+        snprintf(msg, sizeof(msg), "%s for \"%s\" refused: a newer producer with this "
+                 "transactional id fenced this one", what, req->name);
+    else if (rc)
+        snprintf(msg, sizeof(msg), "%s for \"%s\" failed: %s", what, req->name, sl_strerror(rc));
+    return reply_status(conn, req->id, rc, msg);
+}
+
+static int handle_end_txn(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    int64_t pid;
+    int16_t epoch;
+    if (txn_producer(req, &pid, &epoch) || req->body[3].type != MSGPACK_OBJECT_BOOLEAN)
+        return reply_status(conn, req->id, SL_EPROTO, "malformed EndTxn request");
+    bool commit = req->body[3].via.boolean;
+    int rc = ctx->txn ? sl_txn_end(ctx->txn, req->name, pid, epoch, commit) : SL_EUNSUPPORTED;
+    return txn_reply(conn, req, rc, commit ? "commit" : "abort");
+}
+
+static int handle_txn_offset_commit(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    const msgpack_object *a = req->body;
+    int64_t pid, generation;
+    int16_t epoch;
+    char group[300], member[300];
+    offset_list l = {0};
+    int rc = txn_producer(req, &pid, &epoch);
+    if (rc == 0 && (str_field(&a[3], group, sizeof(group)) ||
+                    int_field(&a[4], INT32_MIN, INT32_MAX, &generation) ||
+                    str_field(&a[5], member, sizeof(member))))
+        rc = SL_EPROTO;
+    if (rc == 0)
+        rc = decode_offsets(&a[6], &l);
+    if (rc == SL_EPROTO) {
+        offset_list_free(&l);
+        return reply_status(conn, req->id, rc, "malformed TxnOffsetCommit request");
+    }
+    if (rc == 0)
+        rc = ctx->txn ? sl_txn_commit_offsets(ctx->txn, req->name, pid, epoch, group,
+                                              (int32_t)generation, member, l.o, l.n)
+                      : SL_EUNSUPPORTED;
+    offset_list_free(&l);
+    return txn_reply(conn, req, rc, "offset commit");
 }
 
 static int pack_fetch_topic(sl_broker *b, sl_coordinator *coord, msgpack_packer *pk,
@@ -616,7 +735,9 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_METADATA: rc = handle_metadata(b, conn, &req); break;
     case SL_API_DESCRIBE_TOPIC: rc = handle_describe(b, conn, &req); break;
     case SL_API_LIST_TOPICS: rc = handle_list_topics(b, conn, &req); break;
-    case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(b, conn, &req); break;
+    case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(ctx, conn, &req); break;
+    case SL_API_END_TXN: rc = handle_end_txn(ctx, conn, &req); break;
+    case SL_API_TXN_OFFSET_COMMIT: rc = handle_txn_offset_commit(ctx, conn, &req); break;
     default: rc = handle_group(ctx, conn, &req); break;
     case SL_API_CREATE_TOPIC:
         rc = sl_broker_create_topic(b, req.name, req.partitions, kv, req.nconfigs, err,

@@ -8,12 +8,14 @@
 
 #include "broker/broker.h"
 #include "group/coordinator.h"
+#include "group/txn.h"
 #include "net/server.h"
 
 /* What native requests are served from. */
 typedef struct sl_native_ctx {
     sl_broker *broker;
     sl_coordinator *coord;
+    sl_txn_coord *txn;
 } sl_native_ctx;
 
 /* An sl_frame_handler; 'ctx' is an sl_native_ctx. */

@@ -972,7 +972,8 @@ static void validate_refuses_what_it_must(void) {
     SL_FAIL(sl_partlog_validate(pl, req.data, req.len - 4, &records, err, sizeof(err)),
             SL_ECORRUPT);
     SL_FAIL(sl_partlog_validate(pl, req.data, 0, &records, err, sizeof(err)), SL_ECORRUPT);
-    /* Transactional and control batches wait for transactions. */
+    /* A transactional batch without a producer id, and any control batch: only the
+     * transaction coordinator writes markers. */
     static const uint16_t attrs[] = {SL_BATCH_ATTR_TRANSACTIONAL, SL_BATCH_ATTR_CONTROL};
     for (int i = 0; i < 2; i++) {
         req.len = 0;
@@ -980,7 +981,7 @@ static void validate_refuses_what_it_must(void) {
         sl_be16_put(req.data + SL_BATCH_OFF_ATTRIBUTES, attrs[i]);
         sl_be32_put(req.data + SL_BATCH_OFF_CRC, sl_batch_compute_crc(req.data, req.len));
         SL_FAIL(sl_partlog_validate(pl, req.data, req.len, &records, err, sizeof(err)),
-                SL_EUNSUPPORTED);
+                SL_EINVAL);
     }
     /* A raised limit takes effect. */
     conf.max_message_bytes = 2000;
@@ -1140,6 +1141,127 @@ static void reads_race_appends_rolls_and_retention(void) {
     drop_dir(dir);
 }
 
+/* ---- transactions ---- */
+
+/* Appends one transactional batch of 'n' records for (pid, epoch) with sequence 'seq'. */
+static int64_t append_txn(sl_partlog *pl, int64_t pid, int16_t epoch, int32_t seq, int n) {
+    sl_batch_builder b = {0};
+    sl_batch_builder_reset(&b);
+    for (int i = 0; i < n; i++)
+        SL_PASS(sl_batch_builder_add(&b, 1000 + i, "k", 1, "v", 1, NULL, 0));
+    b.producer_id = pid;
+    b.producer_epoch = epoch;
+    b.base_sequence = seq;
+    b.flags = SL_BATCH_ATTR_TRANSACTIONAL;
+    sl_batch_builder_finish(&b);
+    int64_t records;
+    char err[256];
+    SL_PASS(sl_partlog_validate(pl, b.buf.data, b.buf.len, &records, err, sizeof(err)));
+    sl_append_result res;
+    int rc = sl_partlog_append(pl, b.buf.data, b.buf.len, 0, 1000, &res);
+    sl_batch_builder_free(&b);
+    if (rc)
+        return rc;
+    SL_PASS(sl_partlog_set_high_watermark(pl, res.last_offset + 1));
+    return res.base_offset;
+}
+
+static int64_t marker(sl_partlog *pl, int64_t pid, int16_t epoch, int type) {
+    int64_t off;
+    int rc = sl_partlog_append_marker(pl, pid, epoch, type, 0, 1000, &off);
+    if (rc)
+        return rc;
+    SL_PASS(sl_partlog_set_high_watermark(pl, off + 1));
+    return off;
+}
+
+/* The base offsets of the batches a read_committed reader gets from 'from' on. */
+static size_t committed_batches(sl_partlog *pl, int64_t from, int64_t *bases, size_t cap) {
+    sl_buf out = SL_BUF_INIT;
+    sl_read_result res;
+    SL_PASS(sl_partlog_read_committed(pl, from, 1 << 20, &out, &res));
+    size_t n = 0;
+    for (size_t pos = 0; pos < out.len && n < cap;) {
+        sl_batch_header h;
+        size_t total = sl_batch_total_size(out.data + pos, out.len - pos);
+        SL_PASS(sl_batch_header_parse(out.data + pos, total, &h));
+        bases[n++] = h.base_offset;
+        pos += total;
+    }
+    sl_buf_free(&out);
+    return n;
+}
+
+static void transactions_bound_reads_and_survive_reopen(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    sl_read_result rr;
+    /* Producer 7 opens a transaction at 0; producer 8 one at 2; 7 commits, 8 aborts. */
+    SL_EQ(append_txn(pl, 7, 0, 0, 2), 0);
+    SL_EQ(append_txn(pl, 8, 0, 0, 1), 2);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, 0);
+    SL_EQ(rr.high_watermark, 3);
+    int64_t bases[16];
+    SL_EQ(committed_batches(pl, 0, bases, 16), 0); /* nothing is decided yet */
+    SL_EQ(marker(pl, 7, 0, SL_CONTROL_COMMIT), 3);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, 2); /* 8's transaction still holds readers back */
+    SL_EQ(committed_batches(pl, 0, bases, 16), 1);
+    SL_EQ(bases[0], 0);
+    SL_EQ(marker(pl, 8, 0, SL_CONTROL_ABORT), 4);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, 5);
+    SL_EQ(committed_batches(pl, 0, bases, 16), 4); /* data and markers: the reader filters */
+    sl_txn_range *ab;
+    size_t nab;
+    SL_PASS(sl_partlog_aborted_txns(pl, 0, 5, &ab, &nab));
+    SL_EQ(nab, 1);
+    SL_EQ(ab[0].producer_id, 8);
+    SL_EQ(ab[0].first_offset, 2);
+    SL_EQ(ab[0].last_offset, 4);
+    sl_batch_header h = {.attributes = SL_BATCH_ATTR_TRANSACTIONAL, .producer_id = 8,
+                         .base_offset = 2};
+    SL_TRUE(sl_txn_batch_aborted(ab, nab, &h));
+    h.producer_id = 7;
+    h.base_offset = 0;
+    SL_TRUE(!sl_txn_batch_aborted(ab, nab, &h));
+    free(ab);
+    SL_PASS(sl_partlog_aborted_txns(pl, 5, 6, &ab, &nab));
+    SL_EQ(nab, 0); /* the range ended before */
+
+    /* 7 opens another transaction; the coordinator aborts it with a newer epoch, fencing 7's
+     * epoch 0: its next batch is refused. */
+    SL_EQ(append_txn(pl, 7, 0, 2, 1), 5);
+    SL_EQ(marker(pl, 7, 1, SL_CONTROL_ABORT), 6);
+    SL_EQ(append_txn(pl, 7, 0, 3, 1), SL_EFENCED);
+    SL_EQ(marker(pl, 7, 0, SL_CONTROL_ABORT), SL_EFENCED);
+    /* And an open transaction across a reopen: the index comes back from the log. */
+    SL_EQ(append_txn(pl, 9, 0, 0, 3), 7);
+    sl_partlog_close(pl);
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, 7);
+    sl_txn_range *open;
+    size_t nopen;
+    SL_PASS(sl_partlog_open_txns(pl, &open, &nopen));
+    SL_EQ(nopen, 1);
+    SL_EQ(open[0].producer_id, 9);
+    SL_EQ(open[0].first_offset, 7);
+    free(open);
+    SL_PASS(sl_partlog_aborted_txns(pl, 0, 10, &ab, &nab));
+    SL_EQ(nab, 2);
+    free(ab);
+    SL_EQ(append_txn(pl, 7, 0, 4, 1), SL_EFENCED); /* the fence survived too */
+    SL_EQ(marker(pl, 9, 0, SL_CONTROL_COMMIT), 10);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, 11);
+    sl_partlog_close(pl);
+    drop_dir(dir);
+}
+
 SL_TESTS({"append assigns offsets and reads return stored batches",
           append_assigns_offsets_and_reads_back},
          {"high watermark bounds reads and only moves forward", high_watermark_bounds_reads},
@@ -1162,4 +1284,6 @@ SL_TESTS({"append assigns offsets and reads return stored batches",
          {"flushing as configured", flushing_as_configured},
          {"LogAppendTime restamps batches and keeps the CRC valid",
           log_append_time_restamps_batches},
-         {"reads race appends, rolls and retention", reads_race_appends_rolls_and_retention})
+         {"reads race appends, rolls and retention", reads_race_appends_rolls_and_retention},
+         {"transactions bound reads and survive a reopen",
+          transactions_bound_reads_and_survive_reopen})

@@ -63,6 +63,12 @@ typedef struct sl_conf sl_conf;
  *   partition.assignment.strategy  range, roundrobin or cooperative-sticky (range)
  *   enable.auto.commit  commit positions in the background while polling (true)
  *   auto.commit.interval.ms  how often auto commit runs (5000)
+ *   transactional.id    makes the producer transactional: see sl_producer_commit_transaction
+ *                       (none)
+ *   transaction.timeout.ms  an open transaction older than this is aborted by the broker (60000)
+ *   isolation.level     read_uncommitted or read_committed: a read_committed consumer sees only
+ *                       committed transactions' records, and nothing past an open one
+ *                       (read_uncommitted)
  * Unknown keys and bad values are refused with a sentence in errbuf. */
 SL_API sl_conf *sl_conf_new(void);
 SL_API int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
@@ -326,6 +332,31 @@ SL_API int sl_group_set_offsets(sl_client *cl, const char *group,
                                 size_t errlen);
 
 SL_API void sl_consumer_destroy(sl_consumer *c);
+
+/* ---- transactions ------------------------------------------------------------------------ */
+
+/* A producer with transactional.id writes in transactions: one begins with the first record
+ * sent after the producer is made or the last transaction ended, and read_committed consumers
+ * see all of it once it commits, none of it if it aborts. sl_producer_new fences any earlier
+ * producer with the same transactional.id and aborts what it left open. A fenced producer's
+ * sends and commits fail with SL_EFENCED: it must be destroyed.
+ *
+ * Adds a consumer group's offsets to the transaction, as the consumer's member in its current
+ * generation: they take effect only if the transaction commits, and a member that lost its
+ * partitions to a rebalance is refused (SL_EGENERATION, SL_EUNKNOWNMEMBER). */
+SL_API int sl_producer_send_offsets_to_transaction(sl_producer *p, sl_consumer *c,
+                                                   const sl_topic_partition *offsets, size_t n,
+                                                   char *errbuf, size_t errlen);
+
+/* Flushes, then commits the transaction: every record and offset of it becomes visible at once.
+ * SL_EIO when a record of it failed (abort instead). */
+SL_API int sl_producer_commit_transaction(sl_producer *p, int timeout_ms, char *errbuf,
+                                          size_t errlen);
+
+/* Waits for what is in flight, then aborts the transaction: none of it will ever be read by a
+ * read_committed consumer. */
+SL_API int sl_producer_abort_transaction(sl_producer *p, int timeout_ms, char *errbuf,
+                                         size_t errlen);
 
 /* ---- misc -------------------------------------------------------------------------------- */
 

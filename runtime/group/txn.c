@@ -1,0 +1,510 @@
+#include "group/txn.h"
+
+#include <inttypes.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/mp.h"
+#include "base/mpcheck.h"
+#include "log/batch.h"
+#include "sluice/err.h"
+
+#define STATE_EMPTY 0    /* no transaction being decided */
+#define STATE_PREPARED 1 /* committing: markers being written */
+#define EXPIRY_TICK_MS 200
+
+typedef struct tpart {
+    char *topic;
+    int32_t partition;
+} tpart;
+
+typedef struct txn {
+    char *id;
+    int64_t pid;
+    int16_t epoch;
+    int32_t timeout_ms;
+    bool ongoing;
+    int64_t started_ms; /* monotonic, when it opened */
+    tpart *parts;       /* partitions it wrote */
+    size_t nparts, cap;
+    bool prepared; /* loading only: the last record said prepared */
+    struct txn *next;
+} txn;
+
+struct sl_txn_coord {
+    sl_broker *b;
+    sl_coordinator *groups;
+    /* Recursive: a transactional offset commit writes to __consumer_offsets through the
+     * broker's produce path, whose hook takes it again. */
+    pthread_mutex_t lock;
+    txn *txns;
+    pthread_t expiry;
+    bool expiry_running;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stopping;
+};
+
+static txn *find_id(sl_txn_coord *t, const char *id) {
+    for (txn *x = t->txns; x; x = x->next)
+        if (strcmp(x->id, id) == 0)
+            return x;
+    return NULL;
+}
+
+static txn *find_pid(sl_txn_coord *t, int64_t pid) {
+    for (txn *x = t->txns; x; x = x->next)
+        if (x->pid == pid)
+            return x;
+    return NULL;
+}
+
+static txn *add_txn(sl_txn_coord *t, const char *id) {
+    txn *x = calloc(1, sizeof(*x));
+    if (x == NULL || (x->id = strdup(id)) == NULL) {
+        free(x);
+        return NULL;
+    }
+    x->pid = -1;
+    x->next = t->txns;
+    t->txns = x;
+    return x;
+}
+
+static void clear_parts(txn *x) {
+    for (size_t i = 0; i < x->nparts; i++)
+        free(x->parts[i].topic);
+    x->nparts = 0;
+}
+
+static int add_part(txn *x, const char *topic, int32_t partition) {
+    for (size_t i = 0; i < x->nparts; i++)
+        if (x->parts[i].partition == partition && strcmp(x->parts[i].topic, topic) == 0)
+            return 0;
+    if (x->nparts == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 8;
+        tpart *p = realloc(x->parts, cap * sizeof(*p));
+        if (p == NULL)
+            return SL_ENOMEM;
+        x->parts = p;
+        x->cap = cap;
+    }
+    char *name = strdup(topic);
+    if (name == NULL)
+        return SL_ENOMEM;
+    x->parts[x->nparts++] = (tpart){name, partition};
+    return 0;
+}
+
+/* Writes the id's durable record and waits until it is appended. */
+static int write_state(sl_txn_coord *t, const txn *x, int state) {
+    sl_batch_builder bb = {0};
+    sl_buf value = SL_BUF_INIT;
+    msgpack_packer pk;
+    sl_mp_packer_init(&pk, &value);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int64(&pk, x->pid);
+    msgpack_pack_int16(&pk, x->epoch);
+    msgpack_pack_int(&pk, state);
+    msgpack_pack_int32(&pk, x->timeout_ms);
+    int64_t now = sl_clock_wall_ms();
+    sl_batch_builder_reset(&bb);
+    int rc = sl_batch_builder_add(&bb, now, x->id, strlen(x->id), value.data, value.len, NULL, 0);
+    char err[256] = "";
+    if (rc == 0) {
+        sl_batch_builder_finish(&bb);
+        sl_append_result res;
+        rc = sl_broker_produce(t->b, SL_TXN_STATE_TOPIC, 0, bb.buf.data, bb.buf.len, &res, err,
+                               sizeof(err));
+    }
+    if (rc)
+        sl_error("txn", "cannot record the state of transactional id \"%s\": %s", x->id,
+                 err[0] ? err : sl_strerror(rc));
+    sl_batch_builder_free(&bb);
+    sl_buf_free(&value);
+    return rc;
+}
+
+/* Writes marker 'type' with 'epoch' to every partition the transaction wrote, tells the group
+ * coordinator, and records the id as settled. Lock held. */
+static int settle(sl_txn_coord *t, txn *x, int type, int16_t epoch) {
+    for (size_t i = 0; i < x->nparts; i++) {
+        int rc = sl_broker_write_marker(t->b, x->parts[i].topic, x->parts[i].partition, x->pid,
+                                        epoch, type);
+        if (rc == SL_ENOENT)
+            continue; /* the topic was deleted meanwhile: nothing left to decide there */
+        if (rc) {
+            sl_error("txn", "cannot write the %s marker of \"%s\" to %s-%d: %s",
+                     type == SL_CONTROL_COMMIT ? "commit" : "abort", x->id, x->parts[i].topic,
+                     x->parts[i].partition, sl_strerror(rc));
+            return rc;
+        }
+    }
+    if (t->groups)
+        sl_coord_txn_end(t->groups, x->pid, type == SL_CONTROL_COMMIT);
+    x->epoch = epoch;
+    int rc = write_state(t, x, STATE_EMPTY);
+    if (rc)
+        return rc;
+    clear_parts(x);
+    x->ongoing = false;
+    return 0;
+}
+
+/* Aborts the open transaction with the next epoch, so its producer can write no more. */
+static int abort_fenced(sl_txn_coord *t, txn *x, const char *why) {
+    size_t n = x->nparts;
+    int rc = settle(t, x, SL_CONTROL_ABORT, (int16_t)(x->epoch + 1));
+    if (rc == 0)
+        sl_info("txn", "aborted the transaction of \"%s\" (producer %" PRId64 ") over %zu "
+                "partition%s: %s", x->id, x->pid, n, n == 1 ? "" : "s", why);
+    return rc;
+}
+
+/* ---- the broker's produce hook ---- */
+
+static int hook_check(void *arg, const char *topic, int32_t partition, int64_t pid,
+                      int16_t epoch) {
+    sl_txn_coord *t = arg;
+    pthread_mutex_lock(&t->lock); /* held until hook_done */
+    txn *x = find_pid(t, pid);
+    if (x == NULL)
+        return SL_EINVAL; /* no InitProducerId with a transactional id gave it out */
+    if (epoch < x->epoch)
+        return SL_EFENCED;
+    if (epoch > x->epoch)
+        return SL_EINVAL;
+    int rc = add_part(x, topic, partition);
+    if (rc == 0 && !x->ongoing) {
+        x->ongoing = true;
+        x->started_ms = sl_clock_mono_ms();
+    }
+    return rc;
+}
+
+static void hook_done(void *arg) {
+    sl_txn_coord *t = arg;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- requests ---- */
+
+static int check_producer(txn *x, int64_t pid, int16_t epoch) {
+    if (x == NULL || x->pid != pid)
+        return SL_EINVAL;
+    if (epoch < x->epoch)
+        return SL_EFENCED;
+    return epoch == x->epoch ? 0 : SL_EINVAL;
+}
+
+int sl_txn_init_producer(sl_txn_coord *t, const char *txn_id, int32_t timeout_ms,
+                         int64_t *pid, int16_t *epoch) {
+    if (txn_id[0] == '\0' || strlen(txn_id) > SL_TXN_ID_MAX || timeout_ms <= 0 ||
+        timeout_ms > SL_TXN_MAX_TIMEOUT_MS)
+        return SL_EINVAL;
+    pthread_mutex_lock(&t->lock);
+    int rc = 0;
+    txn *x = find_id(t, txn_id);
+    if (x == NULL && (x = add_txn(t, txn_id)) == NULL)
+        rc = SL_ENOMEM;
+    if (rc == 0 && x->ongoing)
+        rc = abort_fenced(t, x, "its producer started again");
+    if (rc == 0) {
+        if (x->pid < 0 || x->epoch >= INT16_MAX - 1) {
+            /* A new id, or its epochs are used up: a fresh producer id. */
+            rc = sl_broker_init_producer_id(t->b, &x->pid, &x->epoch);
+        } else {
+            x->epoch++;
+        }
+    }
+    if (rc == 0) {
+        x->timeout_ms = timeout_ms;
+        rc = write_state(t, x, STATE_EMPTY);
+    }
+    if (rc == 0) {
+        *pid = x->pid;
+        *epoch = x->epoch;
+        sl_debug("txn", "transactional id \"%s\" is producer %" PRId64 " epoch %d", txn_id,
+                 x->pid, x->epoch);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+int sl_txn_commit_offsets(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch,
+                          const char *group, int32_t generation, const char *member_id,
+                          const sl_offset_commit *offsets, size_t n) {
+    if (t->groups == NULL)
+        return SL_EUNSUPPORTED;
+    pthread_mutex_lock(&t->lock);
+    int rc = check_producer(find_id(t, txn_id), pid, epoch);
+    if (rc == 0)
+        rc = sl_coord_txn_commit(t->groups, group, generation, member_id, pid, epoch, offsets, n);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+int sl_txn_end(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch, bool commit) {
+    pthread_mutex_lock(&t->lock);
+    txn *x = find_id(t, txn_id);
+    int rc = check_producer(x, pid, epoch);
+    if (rc == 0 && x->ongoing) {
+        /* Once the prepared record is down, the commit happens even if we crash now: the next
+         * start finds it and writes the remaining markers. */
+        if (commit)
+            rc = write_state(t, x, STATE_PREPARED);
+        if (rc == 0)
+            rc = settle(t, x, commit ? SL_CONTROL_COMMIT : SL_CONTROL_ABORT, x->epoch);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+/* ---- timeouts ---- */
+
+static void *expiry_main(void *arg) {
+    sl_txn_coord *t = arg;
+    pthread_mutex_lock(&t->stop_lock);
+    while (!t->stopping) {
+        struct timespec ts = sl_clock_deadline(EXPIRY_TICK_MS);
+        pthread_cond_timedwait(&t->stop_cond, &t->stop_lock, &ts);
+        if (t->stopping)
+            break;
+        pthread_mutex_unlock(&t->stop_lock);
+        pthread_mutex_lock(&t->lock);
+        int64_t now = sl_clock_mono_ms();
+        for (txn *x = t->txns; x; x = x->next) {
+            if (x->ongoing && now - x->started_ms > x->timeout_ms) {
+                char why[96];
+                snprintf(why, sizeof(why), "open longer than its timeout (%d ms)",
+                         x->timeout_ms);
+                abort_fenced(t, x, why);
+            }
+        }
+        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_lock(&t->stop_lock);
+    }
+    pthread_mutex_unlock(&t->stop_lock);
+    return NULL;
+}
+
+/* ---- loading and recovery ---- */
+
+static int load_record(sl_txn_coord *t, const sl_record_view *rv) {
+    char id[SL_TXN_ID_MAX + 1];
+    if (rv->key == NULL || rv->key_len == 0 || rv->key_len > SL_TXN_ID_MAX ||
+        memchr(rv->key, '\0', rv->key_len) || rv->value == NULL)
+        return SL_ECORRUPT;
+    memcpy(id, rv->key, rv->key_len);
+    id[rv->key_len] = '\0';
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int64_t f[4];
+    int rc = SL_ECORRUPT;
+    if (sl_mp_check(rv->value, rv->value_len) == 0 &&
+        msgpack_unpack_next(&up, (const char *)rv->value, rv->value_len, &off) ==
+            MSGPACK_UNPACK_SUCCESS &&
+        up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size >= 4) {
+        rc = 0;
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            const msgpack_object *o = &up.data.via.array.ptr[i];
+            if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+                f[i] = (int64_t)o->via.u64;
+            else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                f[i] = o->via.i64;
+            else
+                rc = SL_ECORRUPT;
+        }
+        if (rc == 0 && (f[0] < 0 || f[1] < 0 || f[1] > INT16_MAX))
+            rc = SL_ECORRUPT;
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc)
+        return rc;
+    txn *x = find_id(t, id);
+    if (x == NULL && (x = add_txn(t, id)) == NULL)
+        return SL_ENOMEM;
+    x->pid = f[0];
+    x->epoch = (int16_t)f[1];
+    x->prepared = f[2] == STATE_PREPARED;
+    x->timeout_ms = (int32_t)(f[3] > 0 && f[3] <= SL_TXN_MAX_TIMEOUT_MS ? f[3] : 60000);
+    return 0;
+}
+
+static int load_state(sl_txn_coord *t) {
+    int64_t offset, end;
+    int rc = sl_broker_list_offset(t->b, SL_TXN_STATE_TOPIC, 0, -2, &offset);
+    if (rc == 0)
+        rc = sl_broker_list_offset(t->b, SL_TXN_STATE_TOPIC, 0, -1, &end);
+    sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
+    while (rc == 0 && offset < end) {
+        sl_read_result res;
+        buf.len = 0;
+        rc = sl_broker_read(t->b, SL_TXN_STATE_TOPIC, 0, offset, 1 << 20, &buf, &res);
+        if (rc || buf.len == 0)
+            break;
+        for (size_t pos = 0; rc == 0 && pos < buf.len;) {
+            size_t total = sl_batch_total_size(buf.data + pos, buf.len - pos);
+            sl_batch_header h;
+            sl_record_iter it;
+            sl_record_view rv;
+            rc = sl_batch_header_parse(buf.data + pos, total, &h);
+            if (rc == 0)
+                rc = sl_record_iter_start_decompress(&it, buf.data + pos, total, &records,
+                                                     64 << 20);
+            while (rc == 0 && sl_record_iter_next(&it, &rv) == 1)
+                if (rv.offset >= offset && load_record(t, &rv) != 0)
+                    sl_warn("txn", "%s record %" PRId64 " is not understood; skipped",
+                            SL_TXN_STATE_TOPIC, rv.offset);
+            if (rc == 0)
+                offset = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+    }
+    sl_buf_free(&buf);
+    sl_buf_free(&records);
+    return rc;
+}
+
+typedef struct open_list {
+    sl_txn_coord *t;
+    int rc;
+} open_list;
+
+/* Recovery, first pass: every open transaction joins its id's partition list. */
+static int collect_open(void *arg, const char *topic, int32_t partition, const sl_txn_range *r) {
+    open_list *l = arg;
+    txn *x = find_pid(l->t, r->producer_id);
+    if (x == NULL) {
+        /* Written by a producer whose id we never recorded (its record was lost): abort it
+         * under a made-up id, with an epoch past its own. */
+        char id[64];
+        snprintf(id, sizeof(id), "__orphan-%" PRId64, r->producer_id);
+        if ((x = add_txn(l->t, id)) == NULL)
+            return SL_ENOMEM;
+        x->pid = r->producer_id;
+        x->epoch = r->epoch;
+        x->timeout_ms = 60000;
+    }
+    if (r->epoch > x->epoch)
+        x->epoch = r->epoch;
+    x->ongoing = true;
+    return add_part(x, topic, partition);
+}
+
+static int recover(sl_txn_coord *t) {
+    open_list l = {t, 0};
+    int rc = sl_broker_foreach_open_txn(t->b, collect_open, &l);
+    size_t committed = 0, aborted = 0;
+    for (txn *x = t->txns; rc == 0 && x; x = x->next) {
+        if (x->prepared) {
+            /* The commit was decided before the crash: finish writing its markers. */
+            x->ongoing = true;
+            rc = settle(t, x, SL_CONTROL_COMMIT, x->epoch);
+            committed++;
+        } else if (x->ongoing) {
+            rc = abort_fenced(t, x, "left open by a crash");
+            aborted++;
+        }
+        x->prepared = false;
+    }
+    /* Orphans were only needed to write their markers. */
+    for (txn **pp = &t->txns; *pp;) {
+        txn *x = *pp;
+        if (strncmp(x->id, "__orphan-", 9) == 0) {
+            *pp = x->next;
+            clear_parts(x);
+            free(x->parts);
+            free(x->id);
+            free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+    if (rc == 0 && (committed || aborted))
+        sl_info("txn", "recovery: %zu transaction%s committed, %zu aborted", committed,
+                committed == 1 ? "" : "s", aborted);
+    return rc;
+}
+
+static void free_all(sl_txn_coord *t) {
+    while (t->txns) {
+        txn *x = t->txns;
+        t->txns = x->next;
+        clear_parts(x);
+        free(x->parts);
+        free(x->id);
+        free(x);
+    }
+    pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->stop_lock);
+    pthread_cond_destroy(&t->stop_cond);
+    free(t);
+}
+
+int sl_txn_open(sl_broker *b, sl_txn_coord **out) {
+    sl_txn_coord *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return SL_ENOMEM;
+    t->b = b;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&t->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    pthread_mutex_init(&t->stop_lock, NULL);
+    pthread_cond_init(&t->stop_cond, NULL);
+    char err[256] = "";
+    int rc = sl_broker_ensure_internal_topic(b, SL_TXN_STATE_TOPIC, 1, true, err, sizeof(err));
+    if (rc)
+        sl_error("txn", "cannot create %s: %s", SL_TXN_STATE_TOPIC,
+                 err[0] ? err : sl_strerror(rc));
+    if (rc == 0)
+        rc = load_state(t);
+    if (rc == 0) {
+        /* Before anyone can produce: the hook must know every producer id recovery fences. */
+        sl_txn_hook hook = {hook_check, hook_done, t};
+        sl_broker_set_txn_hook(b, &hook);
+        pthread_mutex_lock(&t->lock);
+        rc = recover(t);
+        pthread_mutex_unlock(&t->lock);
+    }
+    if (rc == 0 && pthread_create(&t->expiry, NULL, expiry_main, t) == 0)
+        t->expiry_running = true;
+    else if (rc == 0)
+        rc = SL_ENOMEM;
+    if (rc) {
+        sl_txn_hook none = {0};
+        sl_broker_set_txn_hook(b, &none);
+        free_all(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void sl_txn_attach(sl_txn_coord *t, sl_coordinator *groups) {
+    pthread_mutex_lock(&t->lock);
+    t->groups = groups;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void sl_txn_close(sl_txn_coord *t) {
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->stop_lock);
+    t->stopping = true;
+    pthread_cond_broadcast(&t->stop_cond);
+    pthread_mutex_unlock(&t->stop_lock);
+    if (t->expiry_running)
+        pthread_join(t->expiry, NULL);
+    sl_txn_hook none = {0};
+    sl_broker_set_txn_hook(t->b, &none);
+    free_all(t);
+}

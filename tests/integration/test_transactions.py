@@ -1,0 +1,119 @@
+"""Transactions against a real broker: a read_committed consumer sees a committed transaction
+whole and an aborted one not at all, never reads past a transaction still open, and a crash, a
+dead producer or a second producer with the same transactional id all settle the open
+transaction by aborting it. Offsets committed inside a transaction move with it."""
+
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from harness import BrokerTestCase, wait_until
+
+
+def txn_client():
+    return os.path.join(os.environ.get("SLUICE_TEST_BIN_DIR",
+                                       os.path.join(os.path.dirname(__file__), "..", "..",
+                                                    "build", "tests")), "txn_client")
+
+
+COMMITTED = ("-X", "isolation.level=read_committed")
+
+
+class TransactionTest(BrokerTestCase):
+    def run_txn(self, txn_id, topic, count, mode, label):
+        p = subprocess.run([txn_client(), self.broker.url, txn_id, topic, str(count), mode, label],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, text=True)
+        self.assertEqual(p.returncode, 0, "txn_client %s %s: %s%s" % (txn_id, mode, p.stdout,
+                                                                      p.stderr))
+        return p.stdout
+
+    def spawn_hanging(self, txn_id, topic, count, label):
+        """A producer that leaves its transaction open; returns once its records are acked."""
+        p = subprocess.Popen([txn_client(), self.broker.url, txn_id, topic, str(count), "hang",
+                              label], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._procs.append(p)
+        self.assertEqual(p.stdout.readline().strip(), "sent", p.stderr.read() if p.poll() else "")
+        return p
+
+    def values(self, topic, *opts):
+        return sorted(self.consume(topic, *opts, fmt=r"%v\n"))
+
+    def test_commit_and_abort(self):
+        self.start_broker()
+        self.create_topic("t", partitions=3)
+        self.assertIn("committed", self.run_txn("tx-a", "t", 50, "commit", "A"))
+        self.assertIn("aborted", self.run_txn("tx-a", "t", 50, "abort", "B"))
+        self.assertIn("committed", self.run_txn("tx-a", "t", 20, "commit", "C"))
+        expect = sorted(["A-%d" % i for i in range(50)] + ["C-%d" % i for i in range(20)])
+        self.assertEqual(self.values("t", *COMMITTED), expect)
+        # read_uncommitted sees everything written, aborted records included; markers never.
+        self.assertEqual(len(self.values("t")), 120)
+        offsets = [int(line.split()[1]) for line in self.consume("t", fmt=r"%p %o\n")]
+        self.assertEqual(len(offsets), 120)
+        # Each partition's log holds its records plus one marker per transaction.
+        ends = sum(p["end_offset"] for p in self.describe("t")["partitions"])
+        self.assertEqual(ends, 120 + 3 * 3)
+
+    def test_open_transaction_holds_readers_and_a_crash_aborts_it(self):
+        b = self.start_broker()
+        self.create_topic("t", partitions=2)
+        self.run_txn("tx-before", "t", 10, "commit", "A")
+        hanging = self.spawn_hanging("tx-open", "t", 10, "H")
+        self.run_txn("tx-after", "t", 10, "commit", "D")
+        # Committed records behind the open transaction wait for it, as in Kafka.
+        seen = self.values("t", *COMMITTED)
+        self.assertTrue(all(v.startswith("A-") for v in seen), seen)
+        self.assertEqual(len(seen), 10)
+        hanging.kill()
+        b.kill9()
+        b.restart()
+        self.assertIn("left open by a crash", b.log_text(since_start=True))
+        expect = sorted(["A-%d" % i for i in range(10)] + ["D-%d" % i for i in range(10)])
+        self.assertEqual(self.values("t", *COMMITTED), expect)
+
+    def test_a_dead_producer_is_aborted_after_its_timeout(self):
+        b = self.start_broker()
+        self.create_topic("t", partitions=2)
+        hanging = self.spawn_hanging("tx-dead", "t", 5, "H")
+        self.run_txn("tx-live", "t", 5, "commit", "L")
+        hanging.send_signal(signal.SIGKILL)
+        hanging.wait()
+        began = time.monotonic()
+        wait_until(lambda: "open longer than its timeout" in b.log_text(), 30,
+                   "the broker to abort the dead producer's transaction")
+        took = time.monotonic() - began
+        self.assertLess(took, 15)  # transaction.timeout.ms is 10 s in txn_client
+        self.assertEqual(self.values("t", *COMMITTED), ["L-%d" % i for i in range(5)])
+
+    def test_a_new_producer_fences_the_old_one(self):
+        self.start_broker()
+        self.create_topic("t", partitions=2)
+        out = self.run_txn("tx-f", "t", 10, "fenced", "F")
+        self.assertEqual(out.split(), ["fenced", "committed"])
+        self.assertEqual(self.values("t", *COMMITTED), sorted("Fb-%d" % i for i in range(10)))
+        # A producer that starts again aborts what its previous incarnation left open.
+        self.spawn_hanging("tx-g", "t", 4, "G").kill()
+        self.run_txn("tx-g", "t", 4, "commit", "G2")
+        self.assertIn("its producer started again", self.broker.log_text())
+        self.assertEqual(self.values("t", *COMMITTED),
+                         sorted(["Fb-%d" % i for i in range(10)] + ["G2-%d" % i for i in range(4)]))
+
+    def test_offsets_commit_with_the_transaction(self):
+        b = self.start_broker()
+        self.create_topic("t", partitions=1)
+        out = self.run_txn("tx-o", "t", 10, "offsets", "O")
+        committed = int(out.split("offset ")[1].split()[0])
+        self.assertGreater(committed, 0)
+        desc = self.cli_ok("group", "describe", "txn-group", "--json")
+        self.assertIn('"committed_offset":%d' % committed, desc.replace(" ", ""))
+        # The offset lives in __consumer_offsets inside the transaction: it survives a restart.
+        b.stop()
+        b.restart()
+        desc = self.cli_ok("group", "describe", "txn-group", "--json")
+        self.assertIn('"committed_offset":%d' % committed, desc.replace(" ", ""))
+
+
+if __name__ == "__main__":
+    unittest.main()
