@@ -194,6 +194,7 @@ typedef struct fetch_topic {
 
 typedef struct fetch_req {
     int32_t max_wait_ms, min_bytes, max_bytes;
+    bool read_committed; /* isolation_level 1 */
     fetch_topic *topics;
     int32_t ntopics;
 } fetch_req;
@@ -212,7 +213,8 @@ static int parse_fetch(sl_kafka_req *req, fetch_req *f) {
     f->max_wait_ms = sl_kr_i32(r);
     f->min_bytes = sl_kr_i32(r);
     f->max_bytes = sl_kr_i32(r);
-    sl_kr_i8(r); /* isolation_level: no transactions yet, so both levels read the same */
+    if (v >= 4)
+        f->read_committed = sl_kr_i8(r) == 1;
     if (v >= 7) {
         sl_kr_i32(r); /* session_id: fetch sessions are not kept (0 answers "none") */
         sl_kr_i32(r); /* session_epoch */
@@ -260,6 +262,7 @@ static int parse_fetch(sl_kafka_req *req, fetch_req *f) {
 /* Writes one whole answer; returns the record bytes it carries. */
 static size_t write_fetch(sl_kafka_ctx *ctx, int16_t v, const fetch_req *f, sl_kwriter *w) {
     size_t total = 0;
+    sl_buf committed = SL_BUF_INIT; /* read_committed: the records, read before the aborted list */
     sl_kw_i32(w, 0); /* throttle_time_ms */
     if (v >= 7) {
         sl_kw_i16(w, KERR_NONE);
@@ -279,6 +282,16 @@ static size_t write_fetch(sl_kafka_ctx *ctx, int16_t v, const fetch_req *f, sl_k
             size_t want = fp->max_bytes > 0 && (size_t)fp->max_bytes < room
                               ? (size_t)fp->max_bytes
                               : room;
+            /* A read_committed reader gets the aborted transactions among the records, which
+             * come after them in the answer: those records are read first, aside. */
+            sl_txn_range *aborted = NULL;
+            size_t naborted = 0;
+            int rc = 0;
+            bool read = want > 0 || total == 0;
+            committed.len = 0;
+            if (read && f->read_committed)
+                rc = sl_broker_read_committed(ctx->broker, ft->name, fp->partition, fp->offset,
+                                              want, &committed, &res, &aborted, &naborted);
             /* Fixed fields first, then the record bytes read straight into the answer behind
              * a length patched afterwards; the error and offsets are patched in too. */
             sl_kw_i32(w, fp->partition);
@@ -286,17 +299,25 @@ static size_t write_fetch(sl_kafka_ctx *ctx, int16_t v, const fetch_req *f, sl_k
             sl_kw_i16(w, 0);
             size_t hw_at = w->b->len;
             sl_kw_i64(w, 0); /* high_watermark */
-            sl_kw_i64(w, 0); /* last_stable_offset: the HW while no transaction is open */
+            sl_kw_i64(w, 0); /* last_stable_offset */
             size_t start_at = w->b->len;
             if (v >= 5)
                 sl_kw_i64(w, 0); /* log_start_offset */
-            sl_kw_i32(w, 0);     /* aborted_transactions: none */
+            sl_kw_i32(w, (int32_t)naborted);
+            for (size_t k = 0; k < naborted; k++) {
+                sl_kw_i64(w, aborted[k].producer_id);
+                sl_kw_i64(w, aborted[k].first_offset);
+            }
+            free(aborted);
             if (v >= 11)
                 sl_kw_i32(w, -1); /* preferred_read_replica: read from the leader */
             size_t len_at = sl_kw_reserve_i32(w);
             size_t before = w->b->len;
-            int rc = w->oom ? SL_ENOMEM : 0;
-            if (rc == 0 && (want > 0 || total == 0))
+            if (rc == 0 && w->oom)
+                rc = SL_ENOMEM;
+            if (rc == 0 && read && f->read_committed)
+                sl_kw_raw(w, committed.data, committed.len);
+            else if (rc == 0 && read)
                 rc = sl_broker_read(ctx->broker, ft->name, fp->partition, fp->offset, want, w->b,
                                     &res);
             else if (rc == 0)
@@ -308,12 +329,14 @@ static size_t write_fetch(sl_kafka_ctx *ctx, int16_t v, const fetch_req *f, sl_k
                 continue;
             sl_be16_put(w->b->data + err_at, (uint16_t)sl_kafka_error(rc));
             sl_be64_put(w->b->data + hw_at, (uint64_t)res.high_watermark);
-            sl_be64_put(w->b->data + hw_at + 8, (uint64_t)res.high_watermark);
+            sl_be64_put(w->b->data + hw_at + 8, (uint64_t)(read ? res.last_stable_offset
+                                                                : res.high_watermark));
             if (v >= 5)
                 sl_be64_put(w->b->data + start_at, (uint64_t)res.log_start_offset);
             sl_kw_patch_i32(w, len_at, (int32_t)got);
         }
     }
+    sl_buf_free(&committed);
     return total;
 }
 
@@ -347,8 +370,7 @@ int sl_kafka_list_offsets(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     int16_t v = req->api_version;
     sl_kr_i32(r); /* replica_id */
-    if (v >= 2)
-        sl_kr_i8(r); /* isolation_level */
+    bool read_committed = v >= 2 && sl_kr_i8(r) == 1;
     int32_t nt = sl_kr_array(r, 2 + 4);
     if (r->error)
         return -1;
@@ -368,7 +390,11 @@ int sl_kafka_list_offsets(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
             int64_t when = sl_kr_i64(r), offset = -1;
             if (r->error)
                 return -1;
-            /* -1 latest (the HW, which is also the last stable offset), -2 earliest. */
+            /* -1 latest: the HW, or for read_committed the last stable offset; -2 earliest. */
+            if (when == -1 && read_committed)
+                when = -3;
+            else if (when < -2)
+                when = -4; /* not Kafka's: refused as such */
             int rc = sl_broker_list_offset(ctx->broker, topic, partition, when, &offset);
             sl_kw_i32(w, partition);
             sl_kw_i16(w, sl_kafka_error(rc));
@@ -391,7 +417,8 @@ int sl_kafka_init_producer_id(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
         return -1;
     int64_t pid = -1;
     int16_t epoch = -1;
-    /* Transactions are not served yet: only idempotent producers get an id. */
+    /* Kafka's transactional producers need AddPartitionsToTxn, EndTxn and the rest, which
+     * this protocol surface does not serve yet: only idempotent producers get an id here. */
     int rc = txn_null ? sl_broker_init_producer_id(ctx->broker, &pid, &epoch) : SL_EUNSUPPORTED;
     sl_kw_i32(w, 0); /* throttle_time_ms */
     sl_kw_i16(w, rc == SL_EUNSUPPORTED ? KERR_INVALID_REQUEST : sl_kafka_error(rc));

@@ -756,15 +756,14 @@ static int walk(lua_State *L) {
                                          "processing_guarantee", NULL};
     if ((ps->rc = only_fields(ps, 1, "the pipeline", fields)) != 0)
         return 0;
-    /* Said out loud rather than ignored: a user asking for exactly once must not believe they
-     * have it. */
     rawfield(L, "processing_guarantee");
-    if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING ||
-                              strcmp(lua_tostring(L, -1), "at_least_once") != 0)) {
+    if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "exactly_once") == 0) {
+        p->exactly_once = true;
+    } else if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING ||
+                                     strcmp(lua_tostring(L, -1), "at_least_once") != 0)) {
         ps->rc = fail(ps, line_of(ps, "processing_guarantee"),
-                      "processing_guarantee: only \"at_least_once\" is supported (\"exactly_once\" "
-                      "needs transactions, which the broker does not have yet); state and input "
-                      "positions are committed together either way");
+                      "processing_guarantee must be \"at_least_once\" (the default) or "
+                      "\"exactly_once\"");
         return 0;
     }
     lua_pop(L, 1);

@@ -68,6 +68,10 @@ typedef struct sl_pipeline {
     size_t ntopics;
     sl_pl_stage *stages; /* sources, then processors, then sinks */
     size_t nstages;
+    /* processing_guarantee = "exactly_once": each processor and sink instance commits its
+     * outputs, changelog writes and input offsets in one transaction and reads its inputs
+     * read_committed. Sources stay at least once. */
+    bool exactly_once;
 } sl_pipeline;
 
 /* Loads and checks the pipeline 'source' (the text of 'file'; NULL: read 'file'). Relative

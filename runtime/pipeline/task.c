@@ -96,8 +96,10 @@ struct sl_plugin_ctx {
     const sl_pl_stage *stage;
     char label[256];    /* pipeline/stage/instance, for log lines and status keys */
     char stage_id[256]; /* pipeline/stage: whose retry and replayed records are whose */
-    sl_producer *producer;
+    sl_producer *producer; /* transactional when 'eos' */
+    sl_producer *status_producer; /* eos: status records stay outside the transactions */
     sl_consumer *consumer;
+    bool eos;              /* exactly once: one transaction per commit point */
     sl_plugin_lib *lib;
     void *plugin_state;
     bool plugin_started; /* init succeeded: close is owed */
@@ -1011,7 +1013,11 @@ static int open_admin(task *t) {
         return 0;
     char err[256] = "out of memory";
     sl_conf *c = client_conf(t, NULL);
-    int rc = c ? sl_client_new(c, &t->admin, err, sizeof(err)) : SL_ENOMEM;
+    /* The end of a changelog is its high watermark even with exactly once: a restore reads up
+     * to it, so it waits for a transaction still open there (a previous owner's, which its
+     * producer or the broker's timeout settles) instead of restoring without it. */
+    int rc = c ? sl_conf_set(c, "isolation.level", "read_uncommitted", err, sizeof(err)) : 0;
+    rc = rc == 0 && c ? sl_client_new(c, &t->admin, err, sizeof(err)) : rc ? rc : SL_ENOMEM;
     if (rc) {
         sl_conf_destroy(c);
         sl_error("pipeline", "%s: cannot reach the broker for the changelog: %s", t->label,
@@ -1359,6 +1365,25 @@ static int store_position(task *t) {
     return 0;
 }
 
+/* Exactly once: the input offsets join the transaction that holds the outputs and changelog
+ * writes since the last commit, and it commits. Any failure (a rebalance that made us a zombie,
+ * a fence, a lost output) fails the instance: its restart aborts the transaction and resumes
+ * from the last one committed. */
+static int commit_transaction(task *t, const sl_topic_partition *tp, size_t n) {
+    char err[512] = "";
+    int rc = n ? sl_producer_send_offsets_to_transaction(t->producer, t->consumer, tp, n, err,
+                                                         sizeof(err))
+               : 0;
+    if (rc == 0)
+        rc = sl_producer_commit_transaction(t->producer, -1, err, sizeof(err));
+    if (rc) {
+        sl_error("pipeline", "%s: cannot commit the transaction: %s; restarting from the last "
+                 "one committed", t->label, err[0] ? err : sl_strerror(rc));
+        t->failed = true;
+    }
+    return rc;
+}
+
 static int commit_point(task *t) {
     if (t->failed)
         return SL_EIO; /* never commit past a record that was neither processed nor routed */
@@ -1395,6 +1420,11 @@ static int commit_point(task *t) {
     for (size_t i = 0; i < t->npos; i++)
         if (t->pos[i].next >= 0)
             tp[n++] = (sl_topic_partition){t->pos[i].topic, t->pos[i].partition, t->pos[i].next};
+    if (t->eos) {
+        rc = commit_transaction(t, tp, n);
+        free(tp);
+        return rc;
+    }
     rc = n ? sl_consumer_commit_offsets(t->consumer, tp, n, 0) : 0;
     free(tp);
     if (rc)
@@ -1428,6 +1458,13 @@ static void on_rebalance(void *opaque, sl_rebalance_event ev, const sl_topic_par
     }
     if (ev == SL_PARTITIONS_LOST)
         reset_batch(t); /* another member has them already: the new owner redoes it */
+    if (ev == SL_PARTITIONS_LOST && t->eos) {
+        /* The open transaction holds work on partitions that are someone else's now: it can
+         * only be aborted, and the rest of it redone from the last commit. */
+        sl_warn("pipeline", "%s: partitions lost to a rebalance; restarting from the last "
+                "committed transaction", t->label);
+        t->failed = true;
+    }
     if (ev == SL_PARTITIONS_ASSIGNED) {
         if (n)
             sl_info("pipeline", "%s: assigned %zu partition%s", t->label, n, n == 1 ? "" : "s");
@@ -1518,7 +1555,7 @@ static void publish_status(task *t, const char *state) {
     sl_produce_record r = {.topic = SL_PIPELINE_STATUS_TOPIC, .partition = 0,
                            .key = t->label, .key_len = strlen(t->label),
                            .value = b.data, .value_len = b.len};
-    if (sl_producer_send(t->producer, &r) != 0)
+    if (sl_producer_send(t->status_producer ? t->status_producer : t->producer, &r) != 0)
         sl_debug("pipeline", "%s: status not published", t->label);
     sl_buf_free(&b);
     t->last_status_ms = sl_clock_mono_ms();
@@ -1571,6 +1608,8 @@ static sl_conf *client_conf(task *t, const char *group) {
         rc = sl_conf_set(c, "bootstrap.servers", t->conf->broker, err, sizeof(err));
     if (rc == 0)
         rc = sl_conf_set(c, "client.id", t->label, err, sizeof(err));
+    if (rc == 0 && t->eos) /* consumers see only committed outputs and changelog writes */
+        rc = sl_conf_set(c, "isolation.level", "read_committed", err, sizeof(err));
     if (rc == 0 && group) {
         const char *kv[][2] = {{"group.id", group},
                                {"enable.auto.commit", "false"},
@@ -1787,6 +1826,8 @@ static void free_task(task *t) {
     }
     if (t->producer)
         sl_producer_destroy(t->producer);
+    if (t->status_producer)
+        sl_producer_destroy(t->status_producer);
     if (t->inflight)
         munmap(t->inflight, sizeof(sl_task_inflight));
     sl_buf_free(&t->arena);
@@ -1874,13 +1915,30 @@ int sl_task_run(const sl_task_conf *conf) {
              t->stage->name);
     char group[512];
     sl_pipeline_group(t->pipeline, t->stage, group, sizeof(group));
+    t->eos = t->pipeline->exactly_once && t->stage->kind != SL_PLUGIN_SOURCE;
     sl_conf *pc = client_conf(t, NULL);
-    if (pc && sl_conf_set(pc, "acks", "all", err, sizeof(err)) == 0 &&
-        (rc = sl_producer_new(pc, &t->producer, err, sizeof(err))) != 0) {
-        sl_error("pipeline", "%s: %s", t->label, err);
-        sl_conf_destroy(pc);
+    rc = pc ? sl_conf_set(pc, "acks", "all", err, sizeof(err)) : SL_ENOMEM;
+    if (rc == 0 && t->eos) {
+        /* One id per instance and version: a restarted instance fences its previous self and
+         * aborts what it left open; an old version draining beside a new one keeps its own.
+         * A short timeout bounds how long an instance that died holds readers back. */
+        char txn_id[600];
+        snprintf(txn_id, sizeof(txn_id), "%s.%s.%d.v%" PRId64, t->pipeline->name,
+                 t->stage->name, conf->instance, conf->version);
+        if ((rc = sl_conf_set(pc, "transactional.id", txn_id, err, sizeof(err))) == 0)
+            rc = sl_conf_set(pc, "transaction.timeout.ms", "10000", err, sizeof(err));
     }
-    if (t->producer == NULL || map_inflight(t) != 0) {
+    if (rc == 0 && (rc = sl_producer_new(pc, &t->producer, err, sizeof(err))) == 0)
+        pc = NULL; /* taken */
+    if (rc == 0 && t->eos) {
+        sl_conf *sc = client_conf(t, NULL);
+        if (sc == NULL || (rc = sl_producer_new(sc, &t->status_producer, err, sizeof(err))))
+            sl_conf_destroy(sc);
+    }
+    if (rc)
+        sl_error("pipeline", "%s: %s", t->label, err);
+    sl_conf_destroy(pc);
+    if (t->producer == NULL || (t->eos && t->status_producer == NULL) || map_inflight(t) != 0) {
         sl_error("pipeline", "%s: cannot start (producer or %s/pipelines unusable)", t->label,
                  conf->data_dir);
         free_task(t);
@@ -1921,6 +1979,8 @@ int sl_task_run(const sl_task_conf *conf) {
         sl_consumer_close(t->consumer);
     publish_status(t, t->failed ? "failed" : "stopped");
     sl_producer_flush(t->producer, 5000);
+    if (t->status_producer)
+        sl_producer_flush(t->status_producer, 5000);
     bool failed = t->failed, for_good = t->stop_for_good;
     sl_info("pipeline", "%s: %s after %" PRIu64 " records in, %" PRIu64 " out, %" PRIu64
             " errors", t->label, failed ? "failed" : "stopped", t->records_in, t->records_out,

@@ -97,10 +97,10 @@ class AdClickTestCase(BrokerTestCase):
             self.produce("clicks", ['zz\t{"ad_id":"zz","user_id":"u0","ts":%d}' % ts],
                          "--key-sep", "\t", "-p", str(p))
 
-    def results(self):
+    def results(self, *opts):
         """(ad, window_start) -> [counts, as emitted] from ad_clicks_per_minute."""
         out = {}
-        for line in self.consume("ad_clicks_per_minute", fmt=r"%v\n"):
+        for line in self.consume("ad_clicks_per_minute", *opts, fmt=r"%v\n"):
             r = json.loads(line)
             self.assertEqual(r["window_end"] - r["window_start"], MINUTE, line)
             self.assertEqual(r["window_start"] % MINUTE, 0, line)
@@ -164,6 +164,60 @@ class PartitionMoveTest(AdClickTestCase):
         log = self.broker.log_text()
         self.assertIn("adclick/per_minute/0 killed by signal 9", log)
         self.assertIn("restored partition", log)
+
+
+class ExactlyOnceTest(AdClickTestCase):
+    """The aggregator with processing_guarantee = "exactly_once", killed with -9 again and again
+    (the node three times, one instance once): read_committed, the output holds every window
+    exactly once with the reference count, and every late click exactly once."""
+
+    def test_repeated_kill9_gives_exactly_the_reference_output(self):
+        here = self.temp_dir()
+        with open(os.path.join(os.path.dirname(ADCLICK), "aggregate.lua")) as f:
+            aggregate = f.read()
+        with open(ADCLICK) as f:
+            text = f.read().replace('name = "adclick",',
+                                    'name = "adclick", processing_guarantee = "exactly_once",')
+        self.assertIn("exactly_once", text)
+        pipeline = write_files(here, {"aggregate.lua": aggregate, "pipeline.lua": text})
+        self.start_broker(extra_args=["--pipeline", pipeline])
+        wait_for_owners(self, "adclick", 2)
+        rng = random.Random(13)
+        chunks, late, lines = [], [], []
+        for k in range(4):
+            c, l = make_clicks(k * 60000, 60000, rng)
+            chunks.append(c)
+            late += l
+            lines += c
+        committed = ("-X", "isolation.level=read_committed")
+        for k, chunk in enumerate(chunks):
+            self.produce_clicks(chunk)
+            if k == 0:
+                # Mid-stream: as soon as a first window is out.
+                wait_until(lambda: self.consume("ad_clicks_per_minute", fmt=r"%v\n"), 60,
+                           "a first result", interval=0.05)
+            else:
+                time.sleep(0.3 * k)
+            if k < 3:
+                self.broker.kill9()
+                self.broker.restart()
+            else:
+                wait_for_owners(self, "adclick", 2)
+                victim = [i for i in self.instances() if i["instance"] == 1][0]
+                os.kill(victim["pid"], signal.SIGKILL)
+        self.close_everything(240000)
+        want = reference(lines, late)
+        got = wait_until(lambda: (lambda r: set(want) <= set(r) and r)(self.results(*committed)),
+                         120, "every closed window, committed", interval=1)
+        twice = {k: v for k, v in got.items() if len(v) != 1}
+        self.assertEqual(twice, {}, "windows emitted more than once")
+        wrong = {k: (v[0], want.get(k)) for k, v in got.items() if v[0] != want.get(k)}
+        self.assertEqual(wrong, {}, "(ad, window): (count emitted, count expected)")
+        self.assertEqual(sorted(self.consume("clicks_late", *committed, fmt=r"%v\n")),
+                         sorted(late))
+        log = self.broker.log_text()
+        self.assertIn("restored partition", log)
+        self.assertIn("adclick/per_minute/1 killed by signal 9", log)
 
 
 class StreamTableJoinTest(BrokerTestCase):

@@ -100,6 +100,26 @@ class TransactionTest(BrokerTestCase):
         self.assertEqual(self.values("t", *COMMITTED),
                          sorted(["Fb-%d" % i for i in range(10)] + ["G2-%d" % i for i in range(4)]))
 
+    def test_kafka_clients_read_committed(self):
+        """kcat (librdkafka) with isolation.level=read_committed skips the aborted transaction
+        and the markers, through the Kafka protocol's last stable offset and aborted list."""
+        self.start_broker()
+        self.create_topic("t", partitions=2)
+        self.run_txn("tx-k", "t", 20, "commit", "A")
+        self.run_txn("tx-k", "t", 20, "abort", "B")
+        self.run_txn("tx-k", "t", 10, "commit", "C")
+
+        def kcat(*isolation):
+            p = subprocess.run(["kcat", "-b", self.broker.kafka, "-C", "-t", "t", "-e", "-q",
+                                "-o", "beginning", "-f", "%s\n"] + list(isolation),
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return sorted(p.stdout.split())
+
+        self.assertEqual(kcat("-X", "isolation.level=read_committed"),
+                         sorted(["A-%d" % i for i in range(20)] + ["C-%d" % i for i in range(10)]))
+        self.assertEqual(len(kcat("-X", "isolation.level=read_uncommitted")), 50)
+
     def test_offsets_commit_with_the_transaction(self):
         b = self.start_broker()
         self.create_topic("t", partitions=1)

@@ -106,9 +106,9 @@ static void bad_files_are_refused_with_line_and_reason(void) {
             "      plugin = 'no_such_plugin' } } }\n", 3, "no plugin named \"no_such_plugin\"");
     refused("return { sinks = { { name = 's', input = 'i', plugin = 'upper' } } }\n", 1,
             "is a processor, not a sink");
-    refused("return {\n  processing_guarantee = 'exactly_once',\n"
+    refused("return {\n  processing_guarantee = 'exactly_twice',\n"
             "  processors = { { name = 'a', input = 'i', output = 'o', plugin = 'upper' } } }\n",
-            2, "only \"at_least_once\" is supported");
+            2, "must be \"at_least_once\" (the default) or \"exactly_once\"");
     refused("return { processors = { { name = 'a', input = 'i', output = 'o', plugin = 'upper',\n"
             "  retry = { delays = { 'soon' } } } } }\n", 1, "\"soon\" is not a duration");
     refused("return { processors = { { name = 'a', input = 'i', output = 'o', plugin = 'upper',"
