@@ -1205,6 +1205,135 @@ static void retention_leaves_compact_only_logs_alone(void) {
     drop_dir(dir);
 }
 
+/* ---- transactions ---- */
+
+/* Appends one batch of a single record key=value; transactional for pid >= 0 (sequence
+ * 'seq'). Returns its offset. */
+static int64_t txn_put(sl_partlog *pl, int64_t pid, int32_t seq, const char *key,
+                       const char *value) {
+    sl_batch_builder b = {0};
+    sl_batch_builder_reset(&b);
+    SL_PASS(sl_batch_builder_add(&b, 1000, key, strlen(key), value, strlen(value), NULL, 0));
+    if (pid >= 0) {
+        b.producer_id = pid;
+        b.producer_epoch = 0;
+        b.base_sequence = seq;
+        b.flags = SL_BATCH_ATTR_TRANSACTIONAL;
+    }
+    sl_batch_builder_finish(&b);
+    sl_append_result res;
+    SL_PASS(sl_partlog_append(pl, b.buf.data, b.buf.len, 0, 1000, &res));
+    SL_PASS(sl_partlog_set_high_watermark(pl, res.last_offset + 1));
+    sl_batch_builder_free(&b);
+    return res.base_offset;
+}
+
+static void txn_end(sl_partlog *pl, int64_t pid, int type) {
+    int64_t off;
+    SL_PASS(sl_partlog_append_marker(pl, pid, 0, type, 0, 1000, &off));
+    SL_PASS(sl_partlog_set_high_watermark(pl, off + 1));
+}
+
+/* What the log holds now: each value found into 'values' ("key=value" lines), and how many
+ * control batches. */
+static int txn_scan(sl_partlog *pl, sl_buf *values) {
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    int64_t at = rr.log_start_offset;
+    int markers = 0;
+    sl_buf out = SL_BUF_INIT;
+    values->len = 0;
+    while (at < rr.high_watermark) {
+        out.len = 0;
+        SL_PASS(sl_partlog_read(pl, at, 1 << 20, &out, &rr));
+        SL_TRUE(out.len > 0);
+        for (size_t pos = 0; pos < out.len;) {
+            sl_batch_header h;
+            size_t total = sl_batch_total_size(out.data + pos, out.len - pos);
+            SL_PASS(sl_batch_header_parse(out.data + pos, total, &h));
+            markers += (h.attributes & SL_BATCH_ATTR_CONTROL) != 0;
+            sl_record_iter it;
+            sl_record_view rv;
+            SL_PASS(sl_record_iter_start(&it, out.data + pos, total));
+            while (!(h.attributes & SL_BATCH_ATTR_CONTROL) && sl_record_iter_next(&it, &rv) == 1) {
+                SL_PASS(sl_buf_append(values, rv.key, rv.key_len));
+                SL_PASS(sl_buf_append(values, "=", 1));
+                SL_PASS(sl_buf_append(values, rv.value, rv.value_len));
+                SL_PASS(sl_buf_append(values, "\n", 1));
+            }
+            at = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+    }
+    SL_PASS(sl_buf_append(values, "", 1));
+    sl_buf_free(&out);
+    return markers;
+}
+
+static void compaction_respects_transactions(void) {
+    char *dir = make_dir();
+    sl_logconf conf = compact_conf();
+    conf.segment_bytes = 600;
+    conf.min_cleanable_dirty_ratio = 0;
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "users-0", &conf, &pl));
+    txn_put(pl, -1, 0, "k1", "plain");
+    txn_put(pl, 5, 0, "k1", "aborted"); /* must not count as k1's latest value */
+    txn_end(pl, 5, SL_CONTROL_ABORT);
+    txn_put(pl, 6, 0, "k2", "committed");
+    txn_end(pl, 6, SL_CONTROL_COMMIT);
+    char key[16], value[64];
+    for (int i = 0; i < 30; i++) { /* other keys: segments roll */
+        snprintf(key, sizeof(key), "f%d", i);
+        snprintf(value, sizeof(value), "filler-%d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+        txn_put(pl, -1, 0, key, value);
+    }
+    txn_put(pl, 7, 0, "k2", "open"); /* undecided: the cleaner stops before it */
+    for (int i = 0; i < 30; i++) {
+        snprintf(key, sizeof(key), "g%d", i);
+        snprintf(value, sizeof(value), "filler-%d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+        txn_put(pl, -1, 0, key, value);
+    }
+    SL_TRUE(sl_partlog_segment_count(pl) > 4);
+    sl_compact_stats st;
+    compact(pl, 2000, &st);
+    SL_TRUE(st.ran);
+    sl_buf v = SL_BUF_INIT;
+    SL_EQ(txn_scan(pl, &v), 2); /* markers stay: they end their transactions at the next open */
+    const char *text = (const char *)v.data;
+    SL_TRUE(strstr(text, "k1=plain\n") != NULL);
+    SL_TRUE(strstr(text, "k1=aborted") == NULL); /* dropped */
+    SL_TRUE(strstr(text, "k2=committed\n") != NULL);
+    SL_TRUE(strstr(text, "k2=open\n") != NULL);
+    /* Once it commits, the open transaction's value is k2's latest. */
+    txn_end(pl, 7, SL_CONTROL_COMMIT);
+    for (int i = 0; i < 30; i++) {
+        snprintf(key, sizeof(key), "h%d", i);
+        snprintf(value, sizeof(value), "filler-%d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+        txn_put(pl, -1, 0, key, value);
+    }
+    compact(pl, 3000, &st);
+    txn_scan(pl, &v);
+    text = (const char *)v.data;
+    SL_TRUE(strstr(text, "k2=committed") == NULL);
+    SL_TRUE(strstr(text, "k2=open\n") != NULL);
+    SL_TRUE(strstr(text, "k1=plain\n") != NULL);
+    /* And the index comes back the same from the cleaned log. */
+    sl_partlog_close(pl);
+    SL_PASS(sl_partlog_open(dir, "users-0", &conf, &pl));
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.last_stable_offset, rr.high_watermark);
+    sl_txn_range *ab;
+    size_t nab;
+    SL_PASS(sl_partlog_aborted_txns(pl, 0, rr.high_watermark, &ab, &nab));
+    free(ab);
+    SL_TRUE(nab <= 1); /* pid 5's range, if its (emptied) batch was kept */
+    sl_buf_free(&v);
+    sl_partlog_close(pl);
+    drop_dir(dir);
+}
+
 SL_TESTS({"random workloads: the latest value per key survives, nothing older",
           random_workload_matches_the_model},
          {"a small key map cleans the log in several passes",
@@ -1224,4 +1353,5 @@ SL_TESTS({"random workloads: the latest value per key survives, nothing older",
          {"records without a key are refused on compacted logs", records_without_a_key_are_refused},
          {"records with wrong offsets are refused and stop the cleaner",
           records_with_wrong_offsets_stop_the_cleaner},
-         {"retention leaves compact-only logs alone", retention_leaves_compact_only_logs_alone})
+         {"retention leaves compact-only logs alone", retention_leaves_compact_only_logs_alone},
+         {"compaction respects transactions", compaction_respects_transactions})
