@@ -4,7 +4,10 @@
 # committed the whole input, which is after the results of the closed windows and the state
 # changelog are acknowledged. Broker included, on this machine.
 #
-#   scripts/bench-adclick.sh [--clicks N] [--instances I] [--runs K]
+#   scripts/bench-adclick.sh [--clicks N] [--instances I] [--runs K] [--exactly-once]
+#
+# --exactly-once deploys it with processing_guarantee = "exactly_once" (one transaction per
+# commit; the whole input is then committed when the last transaction is).
 #
 # A private sluiced (from build/, or SL_BUILD_DIR) in a temporary directory; per run a new
 # 6-partition topic of N clicks ({"ad_id":"a17","user_id":"u3","ts":...}, keyed by ad id, 100
@@ -19,14 +22,16 @@ CLICKS=2000000
 INSTANCES=2
 RUNS=3
 TIMEOUT_S=600
+GUARANTEE=at_least_once
 
 while [ $# -gt 0 ]; do
     case $1 in
     --clicks) CLICKS=$2; shift 2 ;;
     --instances) INSTANCES=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
+    --exactly-once) GUARANTEE=exactly_once; shift ;;
     -h | --help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -48,7 +53,7 @@ run_one() { # RUN -> clicks/s on stdout
     "$SLUICE" topic create "clicks$run" --partitions 6 >/dev/null
     "$SLUICE" produce "clicks$run" --key-sep '\t' --linger-ms 20 <"$WORK/clicks.txt" >/dev/null
     cat >"$WORK/$name.lua" <<PIPE
-return { name = "$name",
+return { name = "$name", processing_guarantee = "$GUARANTEE",
   topics = { { name = "per_minute$run", partitions = 6 }, { name = "clicks_late", partitions = 1 } },
   processors = { { name = "agg", input = "clicks$run", output = "per_minute$run",
                    instances = $INSTANCES, script = "$ROOT/examples/adclick/aggregate.lua" } } }

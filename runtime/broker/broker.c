@@ -514,8 +514,14 @@ static int hook_check(sl_broker *b, const char *topic_name, int32_t p, const uin
         b->txn_hook.done(b->txn_hook.arg);
         snprintf(errbuf, errlen, "transactional producer %" PRId64 " (epoch %d) may not write "
                  "to %s-%d: %s", pid, epoch, topic_name, p,
-                 rc == SL_EFENCED ? "a newer producer with its transactional id fenced it"
-                                  : sl_strerror(rc));
+                 rc == SL_EFENCED  ? "a newer producer with its transactional id fenced it"
+                 : rc == SL_ENOENT ? "no transactional id has this producer id (InitProducerId "
+                                     "with a transactional id gives one)"
+                 : rc == SL_EINVAL ? "its epoch is not the current one, or its transaction is "
+                                     "committing"
+                                   : sl_strerror(rc));
+        if (rc == SL_ENOENT)
+            rc = SL_EINVAL;
         return rc;
     }
     return 1;
@@ -590,21 +596,9 @@ static int read_partition(sl_broker *b, const char *topic_name, int32_t p, int64
     partition *part = find_partition(b, topic_name, p, &rc);
     if (part) {
         size_t before = out->len;
-        rc = aborted ? sl_partlog_read_committed(part->log, offset, max_bytes, out, res)
+        rc = aborted ? sl_partlog_read_committed(part->log, offset, max_bytes, out, res, aborted,
+                                                 naborted)
                      : sl_partlog_read(part->log, offset, max_bytes, out, res);
-        if (rc == 0 && out->len > before && aborted) {
-            int64_t first = (int64_t)sl_be64_get(out->data + before + SL_BATCH_OFF_BASE_OFFSET);
-            int64_t end = first;
-            for (size_t pos = before; pos < out->len;) {
-                sl_batch_header h;
-                size_t total = sl_batch_total_size(out->data + pos, out->len - pos);
-                if (total == 0 || sl_batch_header_parse(out->data + pos, total, &h))
-                    break;
-                end = h.base_offset + h.last_offset_delta + 1;
-                pos += total;
-            }
-            rc = sl_partlog_aborted_txns(part->log, first, end, aborted, naborted);
-        }
         if (rc == 0 && out->len > before) {
             atomic_fetch_add(&part->bytes_out, out->len - before);
             atomic_fetch_add(&part->records_out,

@@ -96,14 +96,14 @@ int sl_broker_read(sl_broker *b, const char *topic, int32_t partition, int64_t o
 /* ---- transactions (the coordinator is group/txn.h; these are its hands on the logs) ---- */
 
 /* sl_broker_read for a read_committed reader: up to the last stable offset, and into '*aborted'
- * (malloc'd, NULL when none) the aborted transactions overlapping what was read, which the
- * reader skips. */
+ * (malloc'd, NULL when none) the aborted transactions from 'offset' to it, which the reader
+ * skips. */
 int sl_broker_read_committed(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
                              size_t max_bytes, sl_buf *out, sl_read_result *res,
                              sl_txn_range **aborted, size_t *naborted);
 
 /* Appends a transaction marker (SL_CONTROL_COMMIT or SL_CONTROL_ABORT) for 'pid' and moves the
- * high watermark past it. SL_ENOENT when the partition is gone, SL_EFENCED. */
+ * high watermark past it. SL_ENOENT when the partition is gone. */
 int sl_broker_write_marker(sl_broker *b, const char *topic, int32_t partition, int64_t pid,
                            int16_t epoch, int type);
 

@@ -71,6 +71,8 @@ typedef struct group {
 typedef struct pending_offset {
     int64_t pid;
     char *group, *topic, *metadata;
+    char *member;       /* who committed it, in which generation (-1: a tool) */
+    int32_t generation;
     int32_t partition;
     int64_t offset;
     struct pending_offset *next;
@@ -684,6 +686,7 @@ int sl_coord_commit(sl_coordinator *c, const char *group_id, int32_t generation,
 }
 
 static void pending_free(pending_offset *po) {
+    free(po->member);
     free(po->group);
     free(po->topic);
     free(po->metadata);
@@ -719,13 +722,37 @@ int sl_coord_txn_commit(sl_coordinator *c, const char *group_id, int32_t generat
             c->pending = po;
         }
         char *md = strdup(offsets[i].metadata ? offsets[i].metadata : "");
-        if (md == NULL) {
+        char *who = strdup(member_id);
+        if (md == NULL || who == NULL) {
+            free(md);
+            free(who);
             rc = SL_ENOMEM;
             break;
         }
         free(po->metadata);
+        free(po->member);
         po->metadata = md;
+        po->member = who;
+        po->generation = generation;
         po->offset = offsets[i].offset;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int sl_coord_txn_check(sl_coordinator *c, int64_t pid) {
+    int rc = 0;
+    pthread_mutex_lock(&c->lock);
+    for (pending_offset *po = c->pending; po && rc == 0; po = po->next) {
+        if (po->pid != pid || po->generation < 0)
+            continue;
+        group *g;
+        member *m;
+        rc = check_member(c, po->group, po->generation, po->member, &g, &m);
+        if (rc)
+            sl_warn("group", "group %s: member %s of generation %d may no longer commit "
+                    "(a rebalance gave its partitions away); its transaction cannot commit",
+                    po->group, po->member, po->generation);
     }
     pthread_mutex_unlock(&c->lock);
     return rc;

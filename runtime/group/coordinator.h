@@ -110,6 +110,10 @@ int sl_coord_txn_commit(sl_coordinator *c, const char *group, int32_t generation
                         const char *member_id, int64_t pid, int16_t epoch,
                         const sl_offset_commit *offsets, size_t n);
 
+/* Before a commit: SL_EGENERATION or SL_EUNKNOWNMEMBER when a member whose offsets are in
+ * 'pid's transaction has since lost its place in its group (a zombie), 0 otherwise. */
+int sl_coord_txn_check(sl_coordinator *c, int64_t pid);
+
 /* Producer 'pid's transaction ended: its offsets apply (commit) or are forgotten. */
 void sl_coord_txn_end(sl_coordinator *c, int64_t pid, bool commit);
 

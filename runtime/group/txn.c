@@ -32,7 +32,8 @@ typedef struct txn {
     int64_t started_ms; /* monotonic, when it opened */
     tpart *parts;       /* partitions it wrote */
     size_t nparts, cap;
-    bool prepared; /* loading only: the last record said prepared */
+    bool committing; /* the prepared record is down: only a commit may end it now */
+    bool orphan;     /* recovery only: open in a partition under a producer id we never gave */
     struct txn *next;
 } txn;
 
@@ -153,16 +154,27 @@ static int settle(sl_txn_coord *t, txn *x, int type, int16_t epoch) {
         return rc;
     clear_parts(x);
     x->ongoing = false;
+    x->committing = false;
     return 0;
 }
 
-/* Aborts the open transaction with the next epoch, so its producer can write no more. */
-static int abort_fenced(sl_txn_coord *t, txn *x, const char *why) {
+/* Ends the open transaction for good under the next epoch, so its producer can write no more:
+ * aborted, or committed when its commit was prepared already (that decision stands). The new
+ * epoch is recorded before any marker, so a crash half-way never brings the old one back. */
+static int end_fenced(sl_txn_coord *t, txn *x, const char *why) {
     size_t n = x->nparts;
-    int rc = settle(t, x, SL_CONTROL_ABORT, (int16_t)(x->epoch + 1));
+    int16_t epoch = x->epoch;
+    x->epoch = (int16_t)(epoch + 1);
+    int rc = write_state(t, x, x->committing ? STATE_PREPARED : STATE_EMPTY);
+    if (rc) {
+        x->epoch = epoch;
+        return rc;
+    }
+    rc = settle(t, x, x->committing ? SL_CONTROL_COMMIT : SL_CONTROL_ABORT, x->epoch);
     if (rc == 0)
-        sl_info("txn", "aborted the transaction of \"%s\" (producer %" PRId64 ") over %zu "
-                "partition%s: %s", x->id, x->pid, n, n == 1 ? "" : "s", why);
+        sl_info("txn", "%s the transaction of \"%s\" (producer %" PRId64 ") over %zu "
+                "partition%s: %s", x->committing ? "committed" : "aborted", x->id, x->pid, n,
+                n == 1 ? "" : "s", why);
     return rc;
 }
 
@@ -174,11 +186,11 @@ static int hook_check(void *arg, const char *topic, int32_t partition, int64_t p
     pthread_mutex_lock(&t->lock); /* held until hook_done */
     txn *x = find_pid(t, pid);
     if (x == NULL)
-        return SL_EINVAL; /* no InitProducerId with a transactional id gave it out */
+        return SL_ENOENT; /* no InitProducerId with a transactional id gave it out */
     if (epoch < x->epoch)
         return SL_EFENCED;
-    if (epoch > x->epoch)
-        return SL_EINVAL;
+    if (epoch > x->epoch || x->committing)
+        return SL_EINVAL; /* an epoch never given out; or writing while it commits */
     int rc = add_part(x, topic, partition);
     if (rc == 0 && !x->ongoing) {
         x->ongoing = true;
@@ -213,7 +225,7 @@ int sl_txn_init_producer(sl_txn_coord *t, const char *txn_id, int32_t timeout_ms
     if (x == NULL && (x = add_txn(t, txn_id)) == NULL)
         rc = SL_ENOMEM;
     if (rc == 0 && x->ongoing)
-        rc = abort_fenced(t, x, "its producer started again");
+        rc = end_fenced(t, x, "its producer started again");
     if (rc == 0) {
         if (x->pid < 0 || x->epoch >= INT16_MAX - 1) {
             /* A new id, or its epochs are used up: a fresh producer id. */
@@ -253,13 +265,17 @@ int sl_txn_end(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch, 
     pthread_mutex_lock(&t->lock);
     txn *x = find_id(t, txn_id);
     int rc = check_producer(x, pid, epoch);
+    if (rc == 0 && x->committing && !commit)
+        rc = SL_EINVAL; /* a commit was begun: it is finished, never undone */
+    if (rc == 0 && commit && !x->committing && x->ongoing && t->groups)
+        rc = sl_coord_txn_check(t->groups, x->pid); /* a zombie's offsets must not commit */
     if (rc == 0 && x->ongoing) {
-        /* Once the prepared record is down, the commit happens even if we crash now: the next
-         * start finds it and writes the remaining markers. */
-        if (commit)
-            rc = write_state(t, x, STATE_PREPARED);
+        /* Once the prepared record is down, the commit happens even if we crash now or a
+         * marker fails: the next start, a retry or the timeout writes the remaining ones. */
+        if (commit && !x->committing && (rc = write_state(t, x, STATE_PREPARED)) == 0)
+            x->committing = true;
         if (rc == 0)
-            rc = settle(t, x, commit ? SL_CONTROL_COMMIT : SL_CONTROL_ABORT, x->epoch);
+            rc = settle(t, x, x->committing ? SL_CONTROL_COMMIT : SL_CONTROL_ABORT, x->epoch);
     }
     pthread_mutex_unlock(&t->lock);
     return rc;
@@ -283,7 +299,8 @@ static void *expiry_main(void *arg) {
                 char why[96];
                 snprintf(why, sizeof(why), "open longer than its timeout (%d ms)",
                          x->timeout_ms);
-                abort_fenced(t, x, why);
+                if (end_fenced(t, x, why) != 0)
+                    x->started_ms = now; /* logged; tried again a timeout later */
             }
         }
         pthread_mutex_unlock(&t->lock);
@@ -332,7 +349,7 @@ static int load_record(sl_txn_coord *t, const sl_record_view *rv) {
         return SL_ENOMEM;
     x->pid = f[0];
     x->epoch = (int16_t)f[1];
-    x->prepared = f[2] == STATE_PREPARED;
+    x->committing = f[2] == STATE_PREPARED;
     x->timeout_ms = (int32_t)(f[3] > 0 && f[3] <= SL_TXN_MAX_TIMEOUT_MS ? f[3] : 60000);
     return 0;
 }
@@ -388,6 +405,7 @@ static int collect_open(void *arg, const char *topic, int32_t partition, const s
         snprintf(id, sizeof(id), "__orphan-%" PRId64, r->producer_id);
         if ((x = add_txn(l->t, id)) == NULL)
             return SL_ENOMEM;
+        x->orphan = true;
         x->pid = r->producer_id;
         x->epoch = r->epoch;
         x->timeout_ms = 60000;
@@ -402,22 +420,33 @@ static int recover(sl_txn_coord *t) {
     open_list l = {t, 0};
     int rc = sl_broker_foreach_open_txn(t->b, collect_open, &l);
     size_t committed = 0, aborted = 0;
+    /* A transaction that cannot be settled now (a disk error) is left to the expiry thread,
+     * which tries again: the broker still starts and serves everything else. */
     for (txn *x = t->txns; rc == 0 && x; x = x->next) {
-        if (x->prepared) {
+        int src = 0;
+        if (x->committing) {
             /* The commit was decided before the crash: finish writing its markers. */
             x->ongoing = true;
-            rc = settle(t, x, SL_CONTROL_COMMIT, x->epoch);
+            src = settle(t, x, SL_CONTROL_COMMIT, x->epoch);
             committed++;
         } else if (x->ongoing) {
-            rc = abort_fenced(t, x, "left open by a crash");
+            src = end_fenced(t, x, "left open by a crash");
             aborted++;
         }
-        x->prepared = false;
+        if (src == SL_ENOMEM)
+            rc = src;
+        else if (src)
+            sl_error("txn", "the transaction of \"%s\" could not be settled at start (%s); "
+                     "trying again at its timeout", x->id, sl_strerror(src));
+        if (src && x->orphan)
+            x->orphan = false; /* keep it, so the expiry thread can settle it */
+        if (src)
+            x->started_ms = sl_clock_mono_ms();
     }
     /* Orphans were only needed to write their markers. */
     for (txn **pp = &t->txns; *pp;) {
         txn *x = *pp;
-        if (strncmp(x->id, "__orphan-", 9) == 0) {
+        if (x->orphan) {
             *pp = x->next;
             clear_parts(x);
             free(x->parts);

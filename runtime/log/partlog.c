@@ -503,12 +503,10 @@ int sl_partlog_append_marker(sl_partlog *pl, int64_t pid, int16_t epoch, int typ
     sl_batch_header h;
     sl_batch_header_parse(bb.buf.data, bb.buf.len, &h);
     pthread_mutex_lock(&pl->lock);
-    /* A marker has no sequence (-1): only its epoch is checked. */
-    int64_t f, l;
-    rc = sl_producer_state_check(pl->producers, &h, &f, &l);
+    /* Not checked against the producer's epoch: the coordinator's word is final, and a batch
+     * that slipped in with some newer epoch must not leave a transaction undecidable. */
     sl_append_result res;
-    if (rc == 0)
-        rc = append_locked(pl, bb.buf.data, bb.buf.len, leader_epoch, now_ms, type, &res);
+    rc = append_locked(pl, bb.buf.data, bb.buf.len, leader_epoch, now_ms, type, &res);
     pthread_mutex_unlock(&pl->lock);
     if (rc == 0)
         *offset = res.base_offset;
@@ -610,14 +608,24 @@ static void trim_partial(sl_buf *out, size_t start, int64_t stop) {
     out->len = pos;
 }
 
-static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, bool committed,
-                     sl_buf *out, sl_read_result *res) {
+/* A read up to the HW, or ('aborted' not NULL) up to the last stable offset with the aborted
+ * transactions of [offset, LSO), taken under the same lock as the read so that retention
+ * cannot prune them in between. */
+static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                     sl_read_result *res, sl_txn_range **aborted, size_t *naborted) {
     pthread_mutex_lock(&pl->lock);
     offsets_locked(pl, res);
-    int64_t stop = committed ? res->last_stable_offset : pl->hw;
+    int64_t stop = aborted ? res->last_stable_offset : pl->hw;
     if (offset < res->log_start_offset || offset > pl->hw) {
         pthread_mutex_unlock(&pl->lock);
         return SL_ERANGE;
+    }
+    if (aborted && offset < stop) {
+        int rc = sl_txn_index_aborted(&pl->txns, offset, stop, aborted, naborted);
+        if (rc) {
+            pthread_mutex_unlock(&pl->lock);
+            return rc;
+        }
     }
     if (offset >= stop) {
         pthread_mutex_unlock(&pl->lock);
@@ -657,12 +665,20 @@ static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, bool comm
 
 int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                     sl_read_result *res) {
-    return read_upto(pl, offset, max_bytes, false, out, res);
+    return read_upto(pl, offset, max_bytes, out, res, NULL, NULL);
 }
 
 int sl_partlog_read_committed(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
-                              sl_read_result *res) {
-    return read_upto(pl, offset, max_bytes, true, out, res);
+                              sl_read_result *res, sl_txn_range **aborted, size_t *naborted) {
+    *aborted = NULL;
+    *naborted = 0;
+    int rc = read_upto(pl, offset, max_bytes, out, res, aborted, naborted);
+    if (rc) {
+        free(*aborted);
+        *aborted = NULL;
+        *naborted = 0;
+    }
+    return rc;
 }
 
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset) {

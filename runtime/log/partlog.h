@@ -93,9 +93,8 @@ int sl_partlog_append(sl_partlog *pl, uint8_t *data, size_t len, int32_t leader_
 
 /* Transactions (Kafka's): a producer's transactional batches stay undecided until the control
  * batch (marker) its coordinator appends here commits or aborts them. Validate refuses control
- * batches from producers; this is the only way in. SL_EFENCED when 'epoch' is older than one the
- * partition has seen from 'pid'. A marker with a newer epoch fences the producer's older one.
- * '*offset' gets the marker's offset. */
+ * batches from producers; this is the only way in. A marker with a newer epoch fences the
+ * producer's older one. '*offset' gets the marker's offset. */
 int sl_partlog_append_marker(sl_partlog *pl, int64_t pid, int16_t epoch, int type,
                              int32_t leader_epoch, int64_t now_ms, int64_t *offset);
 
@@ -117,9 +116,11 @@ int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
 int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                     sl_read_result *res);
 
-/* sl_partlog_read for a read_committed reader: nothing at or past the last stable offset. */
+/* sl_partlog_read for a read_committed reader: nothing at or past the last stable offset, and
+ * into a malloc'd '*aborted' (NULL when none) the aborted transactions from 'offset' to it,
+ * which the reader skips. */
 int sl_partlog_read_committed(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
-                              sl_read_result *res);
+                              sl_read_result *res, sl_txn_range **aborted, size_t *naborted);
 
 /* The first offset whose record timestamp is >= ts, or the HW if none. */
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset);

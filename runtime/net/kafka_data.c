@@ -320,17 +320,18 @@ static size_t write_fetch(sl_kafka_ctx *ctx, int16_t v, const fetch_req *f, sl_k
             else if (rc == 0 && read)
                 rc = sl_broker_read(ctx->broker, ft->name, fp->partition, fp->offset, want, w->b,
                                     &res);
-            else if (rc == 0)
-                rc = sl_broker_list_offset(ctx->broker, ft->name, fp->partition, -1,
-                                           &res.high_watermark);
+            else if (rc == 0 && (rc = sl_broker_list_offset(ctx->broker, ft->name,
+                                                            fp->partition, -1,
+                                                            &res.high_watermark)) == 0)
+                rc = sl_broker_list_offset(ctx->broker, ft->name, fp->partition, -3,
+                                           &res.last_stable_offset);
             size_t got = w->b->len - before;
             total += got;
             if (w->oom || w->b->len < before)
                 continue;
             sl_be16_put(w->b->data + err_at, (uint16_t)sl_kafka_error(rc));
             sl_be64_put(w->b->data + hw_at, (uint64_t)res.high_watermark);
-            sl_be64_put(w->b->data + hw_at + 8, (uint64_t)(read ? res.last_stable_offset
-                                                                : res.high_watermark));
+            sl_be64_put(w->b->data + hw_at + 8, (uint64_t)res.last_stable_offset);
             if (v >= 5)
                 sl_be64_put(w->b->data + start_at, (uint64_t)res.log_start_offset);
             sl_kw_patch_i32(w, len_at, (int32_t)got);

@@ -113,8 +113,10 @@ static size_t fetch_pass(sl_broker *b, sl_native_req *req, sl_buf *out, uint32_t
                                               &res, &aborted, &naborted);
             else if (want > 0 || total == 0)
                 rc = sl_broker_read(b, t->name, p->partition, p->offset, want, out, &res);
-            else
-                rc = sl_broker_list_offset(b, t->name, p->partition, -1, &res.high_watermark);
+            else if ((rc = sl_broker_list_offset(b, t->name, p->partition, -1,
+                                                 &res.high_watermark)) == 0)
+                rc = sl_broker_list_offset(b, t->name, p->partition, -3,
+                                           &res.last_stable_offset);
             sl_mp_bin_end(out, bin_at);
             total += out->len - before;
             msgpack_pack_int(&pk, rc);
@@ -479,6 +481,14 @@ static int txn_reply(sl_conn *conn, const sl_native_req *req, int rc, const char
     if (rc == SL_EFENCED)
         snprintf(msg, sizeof(msg), "%s for \"%s\" refused: a newer producer with this "
                  "transactional id fenced this one", what, req->name);
+    else if (rc == SL_EINVAL)
+        snprintf(msg, sizeof(msg), "%s for \"%s\" refused: unknown transactional id, a producer "
+                 "id or epoch that is not its current one, or an abort of a transaction whose "
+                 "commit has begun", what, req->name);
+    else if (rc == SL_EGENERATION || rc == SL_EUNKNOWNMEMBER)
+        snprintf(msg, sizeof(msg), "%s for \"%s\" refused: the consumer is no longer a member "
+                 "of its group's current generation (its partitions went to another member)",
+                 what, req->name);
     else if (rc)
         snprintf(msg, sizeof(msg), "%s for \"%s\" failed: %s", what, req->name, sl_strerror(rc));
     return reply_status(conn, req->id, rc, msg);

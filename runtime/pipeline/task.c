@@ -100,6 +100,7 @@ struct sl_plugin_ctx {
     sl_producer *status_producer; /* eos: status records stay outside the transactions */
     sl_consumer *consumer;
     bool eos;              /* exactly once: one transaction per commit point */
+    uint64_t out_at_commit; /* eos: records_out when the last transaction committed */
     sl_plugin_lib *lib;
     void *plugin_state;
     bool plugin_started; /* init succeeded: close is owed */
@@ -1376,6 +1377,8 @@ static int commit_transaction(task *t, const sl_topic_partition *tp, size_t n) {
                : 0;
     if (rc == 0)
         rc = sl_producer_commit_transaction(t->producer, -1, err, sizeof(err));
+    if (rc == 0)
+        t->out_at_commit = t->records_out;
     if (rc) {
         sl_error("pipeline", "%s: cannot commit the transaction: %s; restarting from the last "
                  "one committed", t->label, err[0] ? err : sl_strerror(rc));
@@ -1752,7 +1755,10 @@ static void run_processor(task *t) {
         run_batch(t);
         if (t->lua && !t->failed)
             tick(t);
-        if ((n || sl_state_dirty(t->store)) && !t->failed)
+        /* With exactly once, what tick or a resumed retry emitted is in the open transaction
+         * even when no record came in: it commits now, not at the broker's timeout. */
+        bool emitted = t->eos && t->records_out != t->out_at_commit;
+        if ((n || emitted || sl_state_dirty(t->store)) && !t->failed)
             commit_point(t);
         if (sl_clock_mono_ms() - t->last_status_ms >= STATUS_EVERY_MS)
             publish_status(t, "running");
@@ -1975,6 +1981,14 @@ int sl_task_run(const sl_task_conf *conf) {
         run_processor(t);
     if (!t->failed)
         commit_point(t);
+    if (t->eos && t->failed) {
+        /* Readers need not wait for the broker's timeout: what this instance wrote since its
+         * last commit is aborted now (a fenced or unreachable producer cannot, and then the
+         * next incarnation or the timeout does it). */
+        char err[512];
+        if (sl_producer_abort_transaction(t->producer, 5000, err, sizeof(err)) == 0)
+            sl_info("pipeline", "%s: aborted the open transaction", t->label);
+    }
     if (t->consumer && !t->failed)
         sl_consumer_close(t->consumer);
     publish_status(t, t->failed ? "failed" : "stopped");

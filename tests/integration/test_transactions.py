@@ -128,6 +128,13 @@ class TransactionTest(BrokerTestCase):
         self.assertGreater(committed, 0)
         desc = self.cli_ok("group", "describe", "txn-group", "--json")
         self.assertIn('"committed_offset":%d' % committed, desc.replace(" ", ""))
+        # A member that left its group (a zombie, for the group) may not commit offsets.
+        out = self.run_txn("tx-z", "t", 5, "zombie", "Z")
+        self.assertIn("no longer a member of its group's current generation", out)
+        self.assertIn("aborted", out)
+        self.assertNotIn("Z-0", self.values("t", *COMMITTED))
+        desc = self.cli_ok("group", "describe", "txn-group", "--json")
+        self.assertIn('"committed_offset":%d' % committed, desc.replace(" ", ""))
         # The offset lives in __consumer_offsets inside the transaction: it survives a restart.
         b.stop()
         b.restart()

@@ -11,6 +11,8 @@
  *            commit must fail with SL_EFENCED, and the second commits records "<LABEL>b-<i>"
  *   offsets  also consumes TOPIC's partition 0 as group "txn-group" and commits its position
  *            inside the transaction, then commits
+ *   zombie   as offsets, but the consumer leaves its group before the commit: the commit must
+ *            be refused (prints "refused: <why>"), and the transaction is aborted
  * Prints "committed", "aborted" or "fenced" and exits 0 when the step did what it should. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -53,7 +55,11 @@ static int send_all(sl_producer *p, const char *topic, long count, const char *l
     return sl_producer_flush(p, 30000);
 }
 
-static int commit_consumed_offsets(sl_producer *p, const char *broker, const char *topic) {
+/* Joins group "txn-group", reads one record of partition 0 and puts the offset after it in the
+ * transaction. The consumer stays a member until the transaction commits ('*out'): a member
+ * that left may no longer commit. */
+static int commit_consumed_offsets(sl_producer *p, const char *broker, const char *topic,
+                                   sl_consumer **out) {
     char err[512];
     sl_conf *conf = sl_conf_new();
     if (sl_conf_set(conf, "bootstrap.servers", broker, err, sizeof(err)) ||
@@ -83,8 +89,7 @@ static int commit_consumed_offsets(sl_producer *p, const char *broker, const cha
         else
             printf("offset %" PRId64 "\n", last + 1);
     }
-    sl_consumer_close(c);
-    sl_consumer_destroy(c);
+    *out = c;
     return rc ? rc : last < 0 ? 3 : 0;
 }
 
@@ -102,10 +107,28 @@ int main(int argc, char **argv) {
         return 1;
     int rc = 0;
     if (strcmp(mode, "commit") == 0 || strcmp(mode, "offsets") == 0) {
-        if (strcmp(mode, "offsets") == 0 && (rc = commit_consumed_offsets(p, broker, topic)))
+        sl_consumer *c = NULL;
+        if (strcmp(mode, "offsets") == 0 && commit_consumed_offsets(p, broker, topic, &c))
             return 1;
         rc = sl_producer_commit_transaction(p, 30000, err, sizeof(err));
         puts(rc ? err : "committed");
+        if (c) {
+            sl_consumer_close(c);
+            sl_consumer_destroy(c);
+        }
+    } else if (strcmp(mode, "zombie") == 0) {
+        sl_consumer *c = NULL;
+        if (commit_consumed_offsets(p, broker, topic, &c))
+            return 1;
+        sl_consumer_close(c);
+        sl_consumer_destroy(c);
+        if (sl_producer_commit_transaction(p, 30000, err, sizeof(err)) == 0) {
+            fprintf(stderr, "txn_client: a commit with a departed member's offsets went through\n");
+            return 1;
+        }
+        printf("refused: %s\n", err);
+        rc = sl_producer_abort_transaction(p, 30000, err, sizeof(err));
+        puts(rc ? err : "aborted");
     } else if (strcmp(mode, "abort") == 0) {
         rc = sl_producer_abort_transaction(p, 30000, err, sizeof(err));
         puts(rc ? err : "aborted");
