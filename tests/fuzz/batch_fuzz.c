@@ -1,6 +1,7 @@
 /* libFuzzer target for the RecordBatch v2 codec: whatever the bytes, sl_batch_validate,
- * sl_batch_header_parse, sl_batch_total_size, the record iterator and the header walker must
- * answer with one of their documented results and never read outside the input.
+ * sl_batch_header_parse, sl_batch_total_size, the record iterator, the header walker and the
+ * control-record reader must answer with one of their documented results and never read
+ * outside the input; the transaction index takes any header it is given.
  *
  * The iterator is also run on batches that fail the CRC (straight after the header parse),
  * since a CRC check in front would keep the fuzzer from ever reaching the record decoder.
@@ -14,6 +15,7 @@
 
 #include "base/buf.h"
 #include "log/batch.h"
+#include "log/txn_index.h"
 #include "sluice/err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -83,6 +85,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         walk_records(p, size);
         if (total < size)
             walk_records(p, total);
+        /* As recovery reads a marker from disk, then notes it. */
+        int type = sl_batch_control_type(p, total < size ? total : size);
+        CHECK(type == SL_CONTROL_ABORT || type == SL_CONTROL_COMMIT || type == SL_ECORRUPT);
+        sl_txn_index x;
+        sl_txn_index_init(&x);
+        CHECK(sl_txn_index_note(&x, &h, type) == 0);
+        h.attributes &= ~SL_BATCH_ATTR_CONTROL; /* and as the data batch that opened it */
+        CHECK(sl_txn_index_note(&x, &h, 0) == 0);
+        CHECK(sl_txn_index_first_unstable(&x, INT64_MAX) <= INT64_MAX);
+        sl_txn_index_free(&x);
     }
 
     /* A stream of batches, as a produce request or a fetch answer holds them. */
@@ -151,6 +163,10 @@ int main(int argc, char **argv) {
         sl_batch_builder_add(&b, 1000 + i, "key", 3, big, sizeof(big) / (size_t)(i + 1), NULL, 0);
     sl_batch_builder_finish(&b);
     put_seed(argv[1], "long_records", b.buf.data, b.buf.len);
+
+    /* A transaction's commit marker, as the coordinator writes it. */
+    sl_batch_build_control(&b, 42, 3, SL_CONTROL_COMMIT, 1700000000000);
+    put_seed(argv[1], "commit_marker", b.buf.data, b.buf.len);
 
     sl_buf_free(&two);
     sl_batch_builder_free(&b);
