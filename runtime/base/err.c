@@ -34,6 +34,7 @@ static const struct err_desc err_table[] = {
     {"SL_EREBALANCE", "the group is rebalancing: join again"},
     {"SL_EGROUPPROTOCOL", "no assignment strategy in common with the group's other members"},
     {"SL_EGROUPNOTEMPTY", "the group has active members"},
+    {"SL_EUNSTABLE", "an undecided transaction holds offsets of the group: ask again"},
 };
 
 const char *sl_strerror(int status) {

@@ -453,6 +453,14 @@ static int take_over(sl_consumer *c, const sl_partition_set *added) {
     if (committed == NULL)
         return SL_ENOMEM;
     int rc = fetch_committed(c, added, committed);
+    /* A transaction of the partitions' previous owner is not decided yet: starting now could
+     * redo what it is about to commit. Its producer or the broker's timeout settles it. */
+    int64_t deadline = sl_clock_mono_ms() + 120000;
+    while (rc == SL_EUNSTABLE && sl_clock_mono_ms() < deadline && !c->closing) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        rc = fetch_committed(c, added, committed);
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         int64_t start = committed[i].offset >= 0 ? committed[i].offset : c->v.auto_offset_reset;
         rc = sl_consumer_add_partition(c, committed[i].topic, committed[i].partition, start);

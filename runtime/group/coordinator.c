@@ -783,8 +783,13 @@ int sl_coord_committed(sl_coordinator *c, const char *group_id, const char *topi
     group *g = find_group(c, group_id);
     offset_entry *e = g ? find_offset(g, topic, partition) : NULL;
     *offset = e ? e->offset : -1;
+    int rc = 0;
+    for (pending_offset *po = c->pending; po && rc == 0; po = po->next)
+        if (po->partition == partition && strcmp(po->topic, topic) == 0 &&
+            strcmp(po->group, group_id) == 0)
+            rc = SL_EUNSTABLE;
     pthread_mutex_unlock(&c->lock);
-    return 0;
+    return rc;
 }
 
 /* ---- loading __consumer_offsets ---- */

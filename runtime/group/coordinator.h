@@ -117,7 +117,9 @@ int sl_coord_txn_check(sl_coordinator *c, int64_t pid);
 /* Producer 'pid's transaction ended: its offsets apply (commit) or are forgotten. */
 void sl_coord_txn_end(sl_coordinator *c, int64_t pid, bool commit);
 
-/* The committed offset, or -1 when there is none. */
+/* The committed offset, or -1 when there is none. SL_EUNSTABLE (with the offset filled all the
+ * same) while a transaction not yet decided holds an offset for it: a new owner of the
+ * partition asks again rather than start before what that transaction may commit (KIP-447). */
 int sl_coord_committed(sl_coordinator *c, const char *group, const char *topic, int32_t partition,
                        int64_t *offset);
 

@@ -536,6 +536,7 @@ static int pack_fetch_topic(sl_broker *b, sl_coordinator *coord, msgpack_packer 
     if (all && sl_broker_partition_count(b, topic, &count) != 0)
         count = 0;
     size_t n = all ? (size_t)count : np;
+    int unstable = 0;
     msgpack_pack_array(pk, 2);
     sl_mp_pack_str(pk, topic);
     msgpack_pack_array(pk, n);
@@ -543,12 +544,14 @@ static int pack_fetch_topic(sl_broker *b, sl_coordinator *coord, msgpack_packer 
         int64_t partition = (int64_t)j, offset = -1;
         if (!all && int_field(&parts[j], 0, INT32_MAX, &partition))
             return SL_EPROTO;
-        sl_coord_committed(coord, group, topic, (int32_t)partition, &offset);
+        if (sl_coord_committed(coord, group, topic, (int32_t)partition, &offset) ==
+            SL_EUNSTABLE)
+            unstable = SL_EUNSTABLE;
         msgpack_pack_array(pk, 2);
         msgpack_pack_int32(pk, (int32_t)partition);
         msgpack_pack_int64(pk, offset);
     }
-    return 0;
+    return unstable;
 }
 
 static int handle_offset_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
@@ -594,6 +597,12 @@ static int handle_offset_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req 
                 rc = pack_fetch_topic(ctx->broker, ctx->coord, &pk, req->name, topic, parts, np,
                                       every);
         }
+    }
+    if (rc == SL_EUNSTABLE) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "offsets of group \"%s\" are part of a transaction not "
+                 "decided yet: ask again", req->name);
+        return reply_status(conn, req->id, rc, msg);
     }
     if (rc)
         return reply_status(conn, req->id, rc, "malformed offset fetch");

@@ -32,7 +32,8 @@
 #define SL_EREBALANCE -24     /* consumer group: a rebalance is under way; join again */
 #define SL_EGROUPPROTOCOL -25 /* consumer group: the member's protocols match no other member's */
 #define SL_EGROUPNOTEMPTY -26 /* consumer group: it has live members */
-#define SL_E_LAST -26
+#define SL_EUNSTABLE -27      /* consumer group: an undecided transaction holds offsets for it */
+#define SL_E_LAST -27
 
 #ifdef __cplusplus
 extern "C" {
