@@ -9,7 +9,7 @@
 set -euo pipefail
 
 BUILD_PACKAGES=(build-essential cmake pkg-config git libnng-dev libmsgpack-dev liblua5.4-dev lua-cjson-dev
-    libcurl4-openssl-dev libpq-dev
+    libcurl4-openssl-dev libpq-dev libraft-dev libuv1-dev
     zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev)
 TEST_PACKAGES=(clang libclang-rt-14-dev python3 curl procps kcat python3-confluent-kafka postgresql
     librdkafka-dev lua5.4 lua-cjson)

@@ -16,7 +16,7 @@ JOBS=2
 FUZZ_SECONDS=${SL_FUZZ_SECONDS:-20}
 # The fuzz targets the tree must have; any other *_fuzz target found is run as well.
 EXPECTED_FUZZERS=(batch_fuzz native_request_fuzz decompress_fuzz kafka_request_fuzz lua_msgpack_fuzz
-    pipeline_fuzz changelog_fuzz json_field_fuzz)
+    pipeline_fuzz changelog_fuzz json_field_fuzz cluster_record_fuzz)
 
 usage() {
     sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"

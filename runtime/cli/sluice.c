@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "cli/cluster_cmd.h"
 #include "cli/group_cmd.h"
 #include "cli/pipeline_cmd.h"
 #include "cli/format.h"
@@ -1149,6 +1150,7 @@ static const struct cli_command top_commands[] = {
     {"dlq", sl_cli_dlq, "replay dead-lettered records"},
     {"plugin", sl_cli_plugin, "list the plugins found on the plugin path"},
     {"bench", sl_cli_bench, "measure produce and consume throughput and latency"},
+    {"cluster", sl_cli_cluster, "the brokers of a cluster and its metadata quorum"},
     {"version", cmd_version, "print the version of sluice"},
 };
 

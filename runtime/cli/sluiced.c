@@ -2,16 +2,22 @@
  * endpoint, and stops cleanly on SIGTERM or SIGINT (stop accepting, flush, exit 0). */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/mp.h"
 #include "broker/broker.h"
+#include "client/internal.h"
+#include "cluster/cluster.h"
 #include "net/http.h"
 #include "net/kafka.h"
 #include "net/native_handler.h"
@@ -43,6 +49,8 @@ struct options {
     int npipelines;
     const char *plugin_path;
     const char *log_level;
+    const char *controllers;       /* --controllers: run as one node of a cluster */
+    const char *controller_listen; /* --controller-listen */
 };
 
 static void usage(FILE *out) {
@@ -75,6 +83,12 @@ static void usage(FILE *out) {
             "  --plugin-path DIRS     ':'-separated folders searched for plugins before the\n"
             "                         installed and built ones (plugin.path)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "  --controllers LIST     run as a node of a cluster whose metadata quorum (Raft) is\n"
+            "                         these controllers: ID@HOST:PORT,... with numeric IPv4\n"
+            "                         hosts, this node (--node-id) among them; every node\n"
+            "                         registers its --listen address there and learns the others'\n"
+            "  --controller-listen HOST:PORT\n"
+            "                         this node's quorum address (default: its --controllers entry)\n"
             "  -h, --help             show this help\n"
             "  -V, --version          show the version\n"
             "\n"
@@ -93,7 +107,8 @@ static int parse_long(const char *s, long min, long max, long *out) {
 }
 
 static int parse_options(int argc, char **argv, struct options *o) {
-    enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART, OPT_PIPELINE, OPT_PLUGIN_PATH };
+    enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART, OPT_PIPELINE, OPT_PLUGIN_PATH, OPT_CONTROLLERS,
+           OPT_CONTROLLER_LISTEN };
     enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_CLEAN,
            OPT_LOG };
     static const struct option longopts[] = {
@@ -110,12 +125,14 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"pipeline", required_argument, NULL, OPT_PIPELINE},
         {"plugin-path", required_argument, NULL, OPT_PLUGIN_PATH},
         {"log-level", required_argument, NULL, OPT_LOG},
+        {"controllers", required_argument, NULL, OPT_CONTROLLERS},
+        {"controller-listen", required_argument, NULL, OPT_CONTROLLER_LISTEN},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000,
-                          DEFAULT_KAFKA, true, 1, {NULL}, 0, NULL, "info"};
+                          DEFAULT_KAFKA, true, 1, {NULL}, 0, NULL, "info", NULL, NULL};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -163,6 +180,8 @@ static int parse_options(int argc, char **argv, struct options *o) {
             o->pipelines[o->npipelines++] = optarg;
             break;
         case OPT_PLUGIN_PATH: o->plugin_path = optarg; break;
+        case OPT_CONTROLLERS: o->controllers = optarg; break;
+        case OPT_CONTROLLER_LISTEN: o->controller_listen = optarg; break;
         case OPT_KAFKA: o->kafka = optarg; break;
         case OPT_AUTO:
             if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
@@ -187,6 +206,10 @@ static int parse_options(int argc, char **argv, struct options *o) {
         fprintf(stderr, "sluiced: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
+    if (o->controller_listen && o->controllers == NULL) {
+        fprintf(stderr, "sluiced: --controller-listen needs --controllers\n");
+        return 2;
+    }
     return 0;
 }
 
@@ -198,6 +221,108 @@ static int write_ready_file(const char *path, const char *listen, const char *ht
                      "\"pid\":%ld}\n",
                      listen, http, kafka, node, (long)getpid());
     return sl_fs_write_atomic(path, text, (size_t)n);
+}
+
+/* ---- cluster membership ---- */
+
+/* Registers this broker's address in the metadata quorum until it is there: directly on the
+ * leader, or through the leader's broker (which registered itself first). */
+typedef struct registrar {
+    sl_cluster *cluster;
+    int32_t id;
+    const char *url;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+} registrar;
+
+static int forward_registration(const registrar *r, const char *leader_url) {
+    sl_conf_values v = {0};
+    v.servers = leader_url;
+    v.request_timeout_ms = 2000;
+    char err[256];
+    sl_rpc *rpc;
+    int rc = sl_cl_connect(&v, &rpc, err, sizeof(err));
+    if (rc)
+        return rc;
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    uint32_t id = sl_rpc_next_id(rpc);
+    sl_cl_begin(&req, id, SL_API_CLUSTER_REGISTER, &pk);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int32(&pk, r->id);
+    sl_mp_pack_str(&pk, r->url);
+    msgpack_unpacked_init(&up);
+    rc = sl_cl_call(rpc, &req, id, 10000, &resp, &up, 2, &items, &n, err, sizeof(err));
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    sl_rpc_close(rpc);
+    return rc;
+}
+
+static bool registered(const registrar *r, int32_t *leader, char *leader_url, size_t len) {
+    sl_cluster_member *m;
+    size_t n, voters;
+    bool done = false;
+    leader_url[0] = '\0';
+    if (sl_cluster_members(r->cluster, &m, &n, leader, &voters) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].id == r->id && strcmp(m[i].url, r->url) == 0)
+            done = true;
+        if (m[i].id == *leader)
+            snprintf(leader_url, len, "%s", m[i].url);
+    }
+    free(m);
+    return done;
+}
+
+static void *register_main(void *arg) {
+    registrar *r = arg;
+    int64_t last_warn = sl_clock_mono_ms();
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop) {
+        pthread_mutex_unlock(&r->lock);
+        int32_t leader = 0;
+        char leader_url[256];
+        int rc = SL_ENOTLEADER;
+        if (registered(r, &leader, leader_url, sizeof(leader_url))) {
+            sl_info("sluiced", "registered in the cluster as broker %" PRId32 " at %s", r->id,
+                    r->url);
+            return NULL;
+        }
+        if (leader == r->id)
+            rc = sl_cluster_register(r->cluster, r->id, r->url);
+        else if (leader != 0 && leader_url[0])
+            rc = forward_registration(r, leader_url);
+        if (rc && sl_clock_mono_ms() - last_warn > 10000) {
+            sl_warn("sluiced", "not registered in the cluster yet (%s); still trying",
+                    leader ? sl_strerror(rc) : "the metadata quorum has no leader");
+            last_warn = sl_clock_mono_ms();
+        }
+        pthread_mutex_lock(&r->lock);
+        if (!r->stop) {
+            struct timespec ts = sl_clock_deadline(200);
+            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static void registrar_stop(registrar *r) {
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
 }
 
 /* ---- --run-task: one pipeline stage instance, started by the supervisor ---- */
@@ -347,7 +472,7 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    sl_native_ctx ctx = {broker, NULL, NULL};
+    sl_native_ctx ctx = {broker, NULL, NULL, NULL, ""};
     /* Transactions first: it settles what a crash left open, so the group coordinator then
      * loads only decided offsets. */
     if ((rc = sl_txn_open(broker, &ctx.txn)) != 0)
@@ -359,6 +484,24 @@ int main(int argc, char **argv) {
     if (rc == 0)
         rc = sl_server_start(o.listen, "native", sl_native_handle_frame, &ctx, NULL, &native,
                              listen_bound, sizeof(listen_bound));
+    snprintf(ctx.url, sizeof(ctx.url), "%.*s", (int)sizeof(ctx.url) - 1, rc == 0 ? listen_bound : "");
+    registrar reg = {0};
+    bool registering = false;
+    if (rc == 0 && o.controllers) {
+        char err[512] = "";
+        sl_cluster_conf cc = {o.node_id, listen_bound, o.controllers, o.controller_listen,
+                              o.data_dir};
+        if ((rc = sl_cluster_start(&cc, &ctx.cluster, err, sizeof(err))) != 0) {
+            sl_error("sluiced", "%s", err);
+        } else {
+            reg.cluster = ctx.cluster;
+            reg.id = o.node_id;
+            reg.url = ctx.url;
+            pthread_mutex_init(&reg.lock, NULL);
+            pthread_cond_init(&reg.cond, NULL);
+            registering = pthread_create(&reg.thread, NULL, register_main, &reg) == 0;
+        }
+    }
     if (rc == 0 && strcmp(o.http, "none") != 0)
         rc = sl_http_start(&ctx, o.http, &http, http_bound, sizeof(http_bound));
     char kafka_bound[320] = "none";
@@ -422,6 +565,9 @@ int main(int argc, char **argv) {
         sl_server_stop(kafka);
     if (native)
         sl_server_stop(native);
+    if (registering)
+        registrar_stop(&reg);
+    sl_cluster_stop(ctx.cluster);
     sl_txn_close(ctx.txn);
     if (ctx.coord)
         sl_coord_close(ctx.coord);

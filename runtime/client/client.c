@@ -380,6 +380,55 @@ int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t 
     return sl_cl_list_offset(cl->rpc, cl->v.request_timeout_ms, topic, partition, when, offset);
 }
 
+/* ---- cluster ---- */
+
+void sl_cluster_info_free(sl_cluster_info *info) {
+    for (size_t i = 0; info->nodes && i < info->nnodes; i++)
+        free(info->nodes[i].url);
+    free(info->nodes);
+    memset(info, 0, sizeof(*info));
+}
+
+int sl_cluster_describe(sl_client *cl, sl_cluster_info *out) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items, *list;
+    size_t n, nn = 0;
+    int64_t self, leader, voters;
+    memset(out, 0, sizeof(*out));
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_CLUSTER_STATUS, &pk);
+    msgpack_pack_array(&pk, 0);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 6, &items, &n, NULL, 0);
+    if (rc == 0 && (sl_mp_int(&items[2], &self) || sl_mp_int(&items[3], &leader) ||
+                    sl_mp_int(&items[4], &voters) || sl_mp_array(&items[5], 0, &list, &nn)))
+        rc = SL_EPROTO;
+    if (rc == 0 && (out->nodes = calloc(nn ? nn : 1, sizeof(*out->nodes))) == NULL)
+        rc = SL_ENOMEM;
+    for (size_t k = 0; rc == 0 && k < nn; k++) {
+        const msgpack_object *f;
+        size_t fn;
+        int64_t node;
+        if (sl_mp_array(&list[k], 2, &f, &fn) || sl_mp_int(&f[0], &node))
+            rc = SL_EPROTO;
+        else if ((out->nodes[k].url = obj_strdup(&f[1])) == NULL)
+            rc = SL_ENOMEM;
+        else
+            out->nodes[k].node_id = (int32_t)node;
+        out->nnodes = k + 1;
+    }
+    msgpack_unpacked_destroy(&up);
+    if (rc) {
+        sl_cluster_info_free(out);
+        return rc;
+    }
+    out->node_id = (int32_t)self;
+    out->controller = (int32_t)leader;
+    out->voters = (size_t)voters;
+    return 0;
+}
+
 /* ---- group admin ---- */
 
 int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count) {

@@ -213,6 +213,13 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
     case SL_API_LIST_TOPICS:
         return 0;
     case SL_API_INIT_PRODUCER_ID:
+    case SL_API_CLUSTER_STATUS:
+        req->body = a;
+        req->nbody = n;
+        return 0;
+    case SL_API_CLUSTER_REGISTER:
+        if (n < 2)
+            return SL_EPROTO;
         req->body = a;
         req->nbody = n;
         return 0;

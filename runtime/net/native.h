@@ -35,6 +35,11 @@
  *                      [[topic, [[partition, offset, md]...]]...]]     -> [status, msg]
  *   END_TXN         [transactional_id, producer_id, epoch, commit]     -> [status, msg]
  *
+ * Cluster membership (cluster/cluster.h):
+ *   CLUSTER_REGISTER [node_id, url]  -> [status, msg]   (the quorum's leader only)
+ *   CLUSTER_STATUS   []  -> [0, nil, node_id, leader_id, voters, [[node_id, url]...]]
+ *                    (a node without --controllers: itself only, leader 0, voters 0)
+ *
  * Consumer groups (Kafka's classic protocol; metadata and assignments are Kafka's consumer
  * protocol bytes):
  *   JOIN_GROUP      [group, member_id, client_id, session_ms, rebalance_ms, protocol_type,
@@ -90,6 +95,8 @@ enum sl_native_api {
     SL_API_DELETE_GROUP = 19,
     SL_API_END_TXN = 20,
     SL_API_TXN_OFFSET_COMMIT = 21,
+    SL_API_CLUSTER_REGISTER = 22,
+    SL_API_CLUSTER_STATUS = 23,
 };
 
 /* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */

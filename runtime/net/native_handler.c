@@ -465,6 +465,46 @@ static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *re
     return reply_status(conn, req->id, rc, msg);
 }
 
+/* ---- cluster ---- */
+
+static int handle_cluster_register(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    int64_t id;
+    char url[256];
+    if (int_field(&req->body[0], 1, INT32_MAX, &id) || str_field(&req->body[1], url, sizeof(url)))
+        return reply_status(conn, req->id, SL_EPROTO, "malformed cluster registration");
+    int rc = ctx->cluster ? sl_cluster_register(ctx->cluster, (int32_t)id, url) : SL_EUNSUPPORTED;
+    char msg[300] = "";
+    if (rc == SL_EUNSUPPORTED)
+        snprintf(msg, sizeof(msg), "this node runs without --controllers");
+    else if (rc == SL_ENOTLEADER)
+        snprintf(msg, sizeof(msg), "this node does not lead the metadata quorum");
+    return reply_status(conn, req->id, rc, msg);
+}
+
+static int handle_cluster_status(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    sl_cluster_member self = {sl_broker_node_id(ctx->broker), ""}, *members = &self;
+    size_t n = 1, voters = 0;
+    int32_t leader = 0;
+    snprintf(self.url, sizeof(self.url), "%s", ctx->url);
+    if (ctx->cluster && sl_cluster_members(ctx->cluster, &members, &n, &leader, &voters) != 0)
+        return reply_status(conn, req->id, SL_ENOMEM, NULL);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 6);
+    msgpack_pack_int32(&pk, sl_broker_node_id(ctx->broker));
+    msgpack_pack_int32(&pk, leader);
+    msgpack_pack_uint64(&pk, voters);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_int32(&pk, members[i].id);
+        sl_mp_pack_str(&pk, members[i].url);
+    }
+    if (members != &self)
+        free(members);
+    return finish(conn, out);
+}
+
 /* ---- transactions ---- */
 
 /* The producer fields shared by TXN_OFFSET_COMMIT and END_TXN: [id, pid, epoch, ...]. */
@@ -757,6 +797,8 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(ctx, conn, &req); break;
     case SL_API_END_TXN: rc = handle_end_txn(ctx, conn, &req); break;
     case SL_API_TXN_OFFSET_COMMIT: rc = handle_txn_offset_commit(ctx, conn, &req); break;
+    case SL_API_CLUSTER_REGISTER: rc = handle_cluster_register(ctx, conn, &req); break;
+    case SL_API_CLUSTER_STATUS: rc = handle_cluster_status(ctx, conn, &req); break;
     default: rc = handle_group(ctx, conn, &req); break;
     case SL_API_CREATE_TOPIC:
         rc = sl_broker_create_topic(b, req.name, req.partitions, kv, req.nconfigs, err,

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "cluster/cluster.h"
 #include "group/coordinator.h"
 #include "group/txn.h"
 #include "net/server.h"
@@ -16,6 +17,8 @@ typedef struct sl_native_ctx {
     sl_broker *broker;
     sl_coordinator *coord;
     sl_txn_coord *txn;
+    sl_cluster *cluster; /* NULL on a node without --controllers */
+    char url[256];       /* this broker's native address, as bound */
 } sl_native_ctx;
 
 /* An sl_frame_handler; 'ctx' is an sl_native_ctx. */

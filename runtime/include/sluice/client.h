@@ -320,9 +320,31 @@ typedef struct sl_group_info {
 /* Names of the groups (with members or committed offsets), sorted, with their states. Free both
  * arrays with sl_topic_list_free. */
 SL_API int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count);
+
 SL_API int sl_group_describe(sl_client *cl, const char *group, sl_group_info **out, char *errbuf,
                              size_t errlen);
 SL_API void sl_group_info_free(sl_group_info *info);
+
+/* ---- cluster ----------------------------------------------------------------------------- */
+
+typedef struct sl_cluster_node {
+    int32_t node_id;
+    char *url; /* its native protocol address */
+} sl_cluster_node;
+
+/* Owned by the caller: free with sl_cluster_info_free. */
+typedef struct sl_cluster_info {
+    int32_t node_id;         /* of the broker that answered */
+    int32_t controller;      /* the node leading the metadata quorum; 0: none known, or no
+                              * quorum (a single node without --controllers) */
+    size_t voters;           /* controllers in the quorum; 0 without one */
+    sl_cluster_node *nodes;  /* registered brokers by id (a single node: itself) */
+    size_t nnodes;
+} sl_cluster_info;
+
+/* The cluster as the connected broker knows it. */
+SL_API int sl_cluster_describe(sl_client *cl, sl_cluster_info *out);
+SL_API void sl_cluster_info_free(sl_cluster_info *info);
 SL_API int sl_group_delete(sl_client *cl, const char *group, char *errbuf, size_t errlen);
 
 /* Sets a group's committed offsets as a tool does (group reset): refused with

@@ -1,0 +1,90 @@
+"""Cluster membership on three real sluiced processes: the controllers elect a leader of the
+metadata quorum (Raft), every broker registers its address there and every node learns every
+other's; a kill -9 of the leader gives the quorum a new one within seconds, and the node comes
+back, registers its new address and is up again. Bad --controllers values are refused with a
+sentence, and a node without them is a cluster of one."""
+
+import json
+import subprocess
+import time
+import unittest
+
+from harness import BrokerTestCase, binary, free_port, wait_until
+
+
+class ClusterTest(BrokerTestCase):
+
+    def start_cluster(self, n=3):
+        ports = [free_port() for _ in range(n)]
+        self.controllers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
+        self.nodes = [self.start_broker(extra_args=["--node-id", str(i + 1),
+                                                    "--controllers", self.controllers])
+                      for i in range(n)]
+        return self.nodes
+
+    def status(self, node):
+        rc, out, err = self.cli("cluster", "status", "--json", broker=node)
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
+    def settled(self, node, expect_up):
+        """The status seen from 'node' once a leader is known and 'expect_up' brokers answer
+        at the addresses they run on now."""
+        s = self.status(node)
+        urls = {b.node_id: b.url for b in self.nodes if b.running()}
+        up = [m for m in s["nodes"] if m["status"] == "up" and urls.get(m["node_id"]) == m["url"]]
+        return s if s["controller"] and len(up) == expect_up else None
+
+    def test_members_register_and_survive_the_leaders_death(self):
+        nodes = self.start_cluster()
+        s = wait_until(lambda: self.settled(nodes[2], 3), 20, "3 brokers up with a leader",
+                       interval=0.2)
+        self.assertEqual(s["voters"], 3)
+        self.assertEqual(sorted(m["node_id"] for m in s["nodes"]), [1, 2, 3])
+        # Every node knows every other's address, and the same leader.
+        for b in nodes:
+            other = self.status(b)
+            self.assertEqual({m["node_id"]: m["url"] for m in other["nodes"]},
+                             {m["node_id"]: m["url"] for m in s["nodes"]})
+        leader = nodes[s["controller"] - 1]
+        survivor = nodes[s["controller"] % 3]
+        leader.kill9()
+        began = time.monotonic()
+        s2 = wait_until(lambda: (lambda x: x if x["controller"] not in (0, leader.node_id)
+                                 else None)(self.status(survivor)), 10,
+                        "a new leader of the metadata quorum", interval=0.1)
+        took = time.monotonic() - began
+        self.assertLess(took, 5, "failover took %.1f s" % took)
+        down = [m for m in s2["nodes"] if m["status"] == "down"]
+        self.assertEqual([m["node_id"] for m in down], [leader.node_id])
+        text = self.cli_ok("cluster", "status", broker=survivor)
+        self.assertIn("2 of 3 brokers up", text)
+        self.assertIn("node %d leads" % s2["controller"], text)
+        # It comes back on a new address, registers it through the new leader, and is up.
+        leader.restart()
+        s3 = wait_until(lambda: self.settled(survivor, 3), 20, "the old leader back, up",
+                        interval=0.2)
+        self.assertIn(leader.url, [m["url"] for m in s3["nodes"]])
+        line = "registered in the cluster as broker %d at %s" % (leader.node_id, leader.url)
+        wait_until(lambda: line in leader.log_text(since_start=True), 5, line, interval=0.1)
+
+    def test_bad_controllers_are_refused_and_one_node_is_a_cluster_of_one(self):
+        single = self.start_broker()
+        text = self.cli_ok("cluster", "status", broker=single)
+        self.assertIn("a single node", text)
+        self.assertIn("1 of 1 brokers up", text)
+        data = self.temp_dir()
+        for controllers, why in [("1@localhost:9500", "numeric IPv4"),
+                                 ("2@127.0.0.1:9500", "does not name this node"),
+                                 ("1@127.0.0.1:9500,1@127.0.0.1:9501", "appears twice"),
+                                 ("1@127.0.0.1", "not ID@HOST:PORT")]:
+            p = subprocess.run([binary("sluiced"), "--data-dir", data, "--node-id", "1",
+                                "--listen", "tcp://127.0.0.1:0", "--http-listen", "none",
+                                "--kafka-listen", "none", "--controllers", controllers],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0, controllers)
+            self.assertIn(why, p.stderr + p.stdout, controllers)
+
+
+if __name__ == "__main__":
+    unittest.main()
