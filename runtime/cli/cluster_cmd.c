@@ -3,6 +3,7 @@
 #include "cli/cluster_cmd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -41,7 +42,7 @@ static bool tcp_reachable(const char *url) {
     if (fd < 0)
         return true;
     bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (!ok) {
+    if (!ok && errno == EINPROGRESS) {
         struct pollfd pfd = {fd, POLLOUT, 0};
         int err = 0;
         socklen_t len = sizeof(err);

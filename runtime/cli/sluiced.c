@@ -240,7 +240,7 @@ typedef struct registrar {
 static int forward_registration(const registrar *r, const char *leader_url) {
     sl_conf_values v = {0};
     v.servers = leader_url;
-    v.request_timeout_ms = 2000;
+    v.request_timeout_ms = 1000;
     char err[256];
     sl_rpc *rpc;
     int rc = sl_cl_connect(&v, &rpc, err, sizeof(err));
@@ -257,7 +257,7 @@ static int forward_registration(const registrar *r, const char *leader_url) {
     msgpack_pack_int32(&pk, r->id);
     sl_mp_pack_str(&pk, r->url);
     msgpack_unpacked_init(&up);
-    rc = sl_cl_call(rpc, &req, id, 10000, &resp, &up, 2, &items, &n, err, sizeof(err));
+    rc = sl_cl_call(rpc, &req, id, 3000, &resp, &up, 2, &items, &n, err, sizeof(err));
     msgpack_unpacked_destroy(&up);
     sl_buf_free(&req);
     sl_buf_free(&resp);
@@ -472,7 +472,7 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    sl_native_ctx ctx = {broker, NULL, NULL, NULL, ""};
+    sl_native_ctx ctx = {broker, NULL, NULL, NULL, "", false};
     /* Transactions first: it settles what a crash left open, so the group coordinator then
      * loads only decided offsets. */
     if ((rc = sl_txn_open(broker, &ctx.txn)) != 0)
@@ -487,6 +487,13 @@ int main(int argc, char **argv) {
     snprintf(ctx.url, sizeof(ctx.url), "%.*s", (int)sizeof(ctx.url) - 1, rc == 0 ? listen_bound : "");
     registrar reg = {0};
     bool registering = false;
+    if (rc == 0 && o.controllers &&
+        (strstr(listen_bound, "://0.0.0.0:") || strstr(listen_bound, "://[::]:"))) {
+        sl_error("sluiced", "--listen %s: a node of a cluster registers its address for the "
+                 "others to reach it, so it must name this host's address, not a wildcard",
+                 listen_bound);
+        rc = SL_EINVAL;
+    }
     if (rc == 0 && o.controllers) {
         char err[512] = "";
         sl_cluster_conf cc = {o.node_id, listen_bound, o.controllers, o.controller_listen,
@@ -502,6 +509,7 @@ int main(int argc, char **argv) {
             registering = pthread_create(&reg.thread, NULL, register_main, &reg) == 0;
         }
     }
+    atomic_store(&ctx.cluster_ready, true); /* url and cluster are set: handlers may read them */
     if (rc == 0 && strcmp(o.http, "none") != 0)
         rc = sl_http_start(&ctx, o.http, &http, http_bound, sizeof(http_bound));
     char kafka_bound[320] = "none";

@@ -98,6 +98,7 @@ struct sl_producer {
     int64_t producer_id; /* -1 without idempotence */
     int16_t epoch;
     bool transactional;    /* transactional.id is set: batches carry the transactional flag */
+    atomic_bool in_txn;    /* something was sent (records or offsets) since the last end */
     uint64_t failed_at_txn; /* 'failed' when the current transaction began */
     enum sl_codec codec;
     sl_buf scratch; /* the sender thread's, for compression */
@@ -689,6 +690,8 @@ static int wait_for_room(sl_producer *p, int64_t need) {
 int sl_producer_send(sl_producer *p, const sl_produce_record *rec) {
     if (rec->topic == NULL || rec->nheaders > 10000)
         return SL_EINVAL;
+    if (p->transactional)
+        atomic_store(&p->in_txn, true); /* erring on the side of ending it */
     ptopic *t;
     int rc = topic_for(p, rec->topic, &t);
     if (rc)
@@ -771,6 +774,8 @@ int sl_producer_send_batch(sl_producer *p, const sl_produce_record *recs, size_t
     int32_t part = recs[0].partition;
     if (topic == NULL || part < 0)
         return SL_EINVAL;
+    if (p->transactional)
+        atomic_store(&p->in_txn, true);
     int64_t mem = 0;
     for (size_t i = 0; i < n; i++) {
         if (recs[i].topic == NULL || strcmp(recs[i].topic, topic) != 0 ||
@@ -897,6 +902,8 @@ int sl_producer_send_offsets_to_transaction(sl_producer *p, sl_consumer *c,
     int rc = txn_call(p, SL_API_TXN_OFFSET_COMMIT, &req, id, p->v.request_timeout_ms, errbuf,
                       errlen);
     sl_buf_free(&req);
+    if (rc == 0)
+        atomic_store(&p->in_txn, true);
     return rc;
 }
 
@@ -913,6 +920,8 @@ static int end_txn(sl_producer *p, bool commit, int timeout_ms, char *errbuf, si
         return rc;
     }
     uint64_t failed = atomic_load(&p->failed);
+    if (!atomic_load(&p->in_txn) && failed == p->failed_at_txn)
+        return 0; /* nothing was written in it: no transaction to end */
     if (commit && failed != p->failed_at_txn) {
         snprintf(errbuf, errlen, "%" PRIu64 " record%s of the transaction failed: abort it",
                  failed - p->failed_at_txn, failed - p->failed_at_txn == 1 ? "" : "s");
@@ -930,8 +939,10 @@ static int end_txn(sl_producer *p, bool commit, int timeout_ms, char *errbuf, si
                                                                : timeout_ms,
                   errbuf, errlen);
     sl_buf_free(&req);
-    if (rc == 0)
+    if (rc == 0) {
         p->failed_at_txn = failed;
+        atomic_store(&p->in_txn, false);
+    }
     return rc;
 }
 

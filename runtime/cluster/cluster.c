@@ -15,12 +15,13 @@
 #include "sluice/err.h"
 
 #define MAX_CONTROLLERS 16
-#define PROPOSE_TIMEOUT_MS 5000
+#define PROPOSE_TIMEOUT_MS 3000
 
 struct sl_cluster {
     int32_t node_id;
     sl_quorum *quorum;
     size_t voters;
+    int32_t voter_ids[MAX_CONTROLLERS];
     pthread_mutex_t lock; /* the registry */
     sl_cluster_member *members;
     size_t nmembers, cap;
@@ -127,6 +128,8 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
         return SL_ENOMEM;
     c->node_id = conf->node_id;
     c->voters = n;
+    for (size_t i = 0; i < n; i++)
+        c->voter_ids[i] = peers[i].id;
     pthread_mutex_init(&c->lock, NULL);
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/quorum", conf->data_dir);
@@ -150,8 +153,19 @@ void sl_cluster_stop(sl_cluster *c) {
     free(c);
 }
 
+static bool is_voter(const sl_cluster *c, int32_t id) {
+    for (size_t i = 0; i < c->voters; i++)
+        if (c->voter_ids[i] == id)
+            return true;
+    return false;
+}
+
 int sl_cluster_register(sl_cluster *c, int32_t id, const char *url) {
-    if (id <= 0 || url == NULL || url[0] == '\0' || strlen(url) >= sizeof(((sl_cluster_member *)0)->url))
+    /* Every node is a controller: an id outside the quorum is nobody's, and a registration that
+     * is not an address would break forwarding for every follower. */
+    if (!is_voter(c, id) || url == NULL || strlen(url) >= sizeof(((sl_cluster_member *)0)->url) ||
+        (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "ipc://", 6) != 0) ||
+        strpbrk(url, "\"\\ \t\r\n") != NULL)
         return SL_EINVAL;
     if (sl_quorum_leader(c->quorum) != c->node_id)
         return SL_ENOTLEADER;

@@ -27,7 +27,9 @@ typedef struct sl_cluster_conf {
 int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf, size_t errlen);
 void sl_cluster_stop(sl_cluster *c);
 
-/* Registers broker 'id' at 'url' through the quorum. SL_ENOTLEADER on a follower. */
+/* Registers broker 'id' at 'url' through the quorum. SL_ENOTLEADER on a follower, SL_EINVAL
+ * for an id that is not a controller's or a url that is not tcp:// or ipc:// (nor holds quotes,
+ * backslashes or white space). */
 int sl_cluster_register(sl_cluster *c, int32_t id, const char *url);
 
 typedef struct sl_cluster_member {

@@ -52,8 +52,9 @@ struct sl_quorum {
     pthread_t thread;
     pthread_mutex_t lock; /* queue, stopping, and each proposal's done/status */
     pthread_cond_t cond;
-    proposal *queue;
+    proposal *queue, *queue_tail; /* in proposal order */
     bool stopping;
+    bool closing; /* loop thread only: raft_close was called */
     atomic_int_fast32_t leader;
     int32_t logged_leader; /* loop thread only */
 };
@@ -72,12 +73,13 @@ int sl_quorum_parse_peers(const char *text, sl_quorum_peer *peers, size_t max, s
         }
         memcpy(item, p, len);
         item[len] = '\0';
-        char *at = strchr(item, '@'), *colon = at ? strrchr(at, ':') : NULL, *stop;
-        long id = at ? strtol(item, &stop, 10) : 0;
-        long port = colon ? strtol(colon + 1, &stop, 10) : 0;
+        char *at = strchr(item, '@'), *colon = at ? strrchr(at, ':') : NULL, *id_end = NULL,
+             *port_end = NULL;
+        long id = at ? strtol(item, &id_end, 10) : 0;
+        long port = colon ? strtol(colon + 1, &port_end, 10) : 0;
         struct in_addr addr;
-        if (at == NULL || colon == NULL || id <= 0 || id > INT32_MAX || port <= 0 ||
-            port > 65535 || *stop != '\0') {
+        if (at == NULL || colon == NULL || id_end != at || id <= 0 || id > INT32_MAX ||
+            port <= 0 || port > 65535 || *port_end != '\0') {
             snprintf(errbuf, errlen, "controllers: \"%s\" is not ID@HOST:PORT (ID a positive "
                      "node id)", item);
             return SL_EINVAL;
@@ -180,8 +182,16 @@ static void submit(sl_quorum *q, proposal *p) {
     p->req.data = p;
     p->q = q;
     int rv = raft_apply(&q->raft, &p->req, &p->buf, 1, applied);
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE) {
+        sl_error("quorum", "the metadata log cannot be written (%s): stopping this node",
+                 raft_strerror(rv));
+        _exit(1);
+    }
     if (rv) {
-        raft_free(p->buf.base);
+        /* Refused as not leader before the entry was taken: the buffer is still ours. Any
+         * later failure inside raft_apply has freed it already. */
+        if (rv == RAFT_NOTLEADER)
+            raft_free(p->buf.base);
         finish(q, p, rv == RAFT_NOTLEADER ? SL_ENOTLEADER : SL_EIO);
     }
 }
@@ -198,7 +208,7 @@ static void on_wake(uv_async_t *h) {
     sl_quorum *q = h->data;
     pthread_mutex_lock(&q->lock);
     proposal *list = q->queue;
-    q->queue = NULL;
+    q->queue = q->queue_tail = NULL;
     bool stopping = q->stopping;
     pthread_mutex_unlock(&q->lock);
     while (list) {
@@ -211,7 +221,8 @@ static void on_wake(uv_async_t *h) {
             submit(q, p);
         }
     }
-    if (stopping && !uv_is_closing((uv_handle_t *)&q->tick)) {
+    if (stopping && !q->closing) {
+        q->closing = true;
         uv_timer_stop(&q->tick);
         raft_close(&q->raft, closed);
     }
@@ -339,8 +350,11 @@ int sl_quorum_propose(sl_quorum *q, const void *data, size_t len, int timeout_ms
         free(p);
         return SL_ESTOPPED;
     }
-    p->next = q->queue;
-    q->queue = p;
+    if (q->queue_tail)
+        q->queue_tail->next = p;
+    else
+        q->queue = p;
+    q->queue_tail = p;
     uv_async_send(&q->wake);
     int64_t deadline = sl_clock_mono_ms() + timeout_ms;
     while (!p->done) {

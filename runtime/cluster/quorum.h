@@ -4,7 +4,7 @@
  * the proposer's included; a restarted controller gets every entry again from the start.
  *
  * libraft runs on one libuv loop thread of its own; every other thread talks to it through a
- * queue, so the functions here may be called from any thread. Traps of libraft 0.15 this
+ * queue, so the functions here may be called from any thread (sl_quorum_stop excepted). Traps of libraft 0.15 this
  * module handles: entries are padded to a multiple of 8 bytes (otherwise a restart drops
  * committed ones), addresses are numeric IPv4, and a disk error stops the node (crash-stop)
  * rather than let it run on with a log it cannot write. */
@@ -50,7 +50,7 @@ int sl_quorum_propose(sl_quorum *q, const void *data, size_t len, int timeout_ms
 /* The current leader's id (0 when none is known) and whether it is this controller. */
 int32_t sl_quorum_leader(sl_quorum *q);
 
-/* Leaves the quorum and frees it. */
+/* Leaves the quorum and frees it. Call once nothing else uses it (no propose under way). */
 void sl_quorum_stop(sl_quorum *q);
 
 #endif

@@ -472,10 +472,14 @@ static int handle_cluster_register(sl_native_ctx *ctx, sl_conn *conn, sl_native_
     char url[256];
     if (int_field(&req->body[0], 1, INT32_MAX, &id) || str_field(&req->body[1], url, sizeof(url)))
         return reply_status(conn, req->id, SL_EPROTO, "malformed cluster registration");
-    int rc = ctx->cluster ? sl_cluster_register(ctx->cluster, (int32_t)id, url) : SL_EUNSUPPORTED;
-    char msg[300] = "";
+    sl_cluster *cluster = atomic_load(&ctx->cluster_ready) ? ctx->cluster : NULL;
+    int rc = cluster ? sl_cluster_register(cluster, (int32_t)id, url) : SL_EUNSUPPORTED;
+    char msg[400] = "";
     if (rc == SL_EUNSUPPORTED)
         snprintf(msg, sizeof(msg), "this node runs without --controllers");
+    else if (rc == SL_EINVAL)
+        snprintf(msg, sizeof(msg), "node %" PRId64 " is not one of the controllers, or \"%s\" is "
+                 "not a tcp:// or ipc:// address", id, url);
     else if (rc == SL_ENOTLEADER)
         snprintf(msg, sizeof(msg), "this node does not lead the metadata quorum");
     return reply_status(conn, req->id, rc, msg);
@@ -485,8 +489,10 @@ static int handle_cluster_status(sl_native_ctx *ctx, sl_conn *conn, sl_native_re
     sl_cluster_member self = {sl_broker_node_id(ctx->broker), ""}, *members = &self;
     size_t n = 1, voters = 0;
     int32_t leader = 0;
-    snprintf(self.url, sizeof(self.url), "%s", ctx->url);
-    if (ctx->cluster && sl_cluster_members(ctx->cluster, &members, &n, &leader, &voters) != 0)
+    bool ready = atomic_load(&ctx->cluster_ready);
+    snprintf(self.url, sizeof(self.url), "%s", ready ? ctx->url : "");
+    if (ready && ctx->cluster &&
+        sl_cluster_members(ctx->cluster, &members, &n, &leader, &voters) != 0)
         return reply_status(conn, req->id, SL_ENOMEM, NULL);
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;

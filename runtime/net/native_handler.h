@@ -3,6 +3,8 @@
 #ifndef SL_NET_NATIVE_HANDLER_H
 #define SL_NET_NATIVE_HANDLER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,8 +19,11 @@ typedef struct sl_native_ctx {
     sl_broker *broker;
     sl_coordinator *coord;
     sl_txn_coord *txn;
+    /* Set once the listener is bound, then 'cluster_ready' (release): the cluster requests read
+     * them only after seeing it (acquire), since the server is serving by then. */
     sl_cluster *cluster; /* NULL on a node without --controllers */
     char url[256];       /* this broker's native address, as bound */
+    atomic_bool cluster_ready;
 } sl_native_ctx;
 
 /* An sl_frame_handler; 'ctx' is an sl_native_ctx. */

@@ -41,6 +41,8 @@
 #endif
 #define LUA_BATCH 1024 /* records per process_batch call */
 #define LUA_BATCH_SHARE 8 /* a batch's bytes stay under 1/8 of the script's memory limit */
+#define EOS_TXN_TIMEOUT_MS 10000 /* transaction.timeout.ms of an exactly-once instance */
+#define EOS_RETRY_MS (EOS_TXN_TIMEOUT_MS / 2)
 
 /* A record emitted during the current call: offsets into the task's arena. */
 typedef struct pending {
@@ -60,6 +62,7 @@ typedef struct position {
     int32_t partition;
     int64_t next;   /* the offset to commit: the next record to process */
     int64_t logged; /* 'next' as last written to the changelog (-1: never) */
+    int64_t committed; /* eos: 'next' as last committed in a transaction (-1: never) */
 } position;
 
 /* A record waiting for the next process_batch call: key and value copied into the batch arena
@@ -405,6 +408,13 @@ static int flush_pending(task *t) {
                      sl_strerror(rc));
         else
             t->records_out++;
+        if (rc && t->eos && i > 0) {
+            /* Part of the call's outputs is in the transaction: routing the record now would
+             * commit that part with it. Abort instead, and redo it from the last commit. */
+            sl_error("pipeline", "%s: %s after %zu of the call's outputs; restarting from the "
+                     "last committed transaction", t->label, t->error, i);
+            t->failed = true;
+        }
     }
     return rc;
 }
@@ -426,7 +436,7 @@ static position *position_of(task *t, const char *topic, int32_t partition, bool
     if (np == NULL)
         return NULL;
     t->pos = np;
-    np[t->npos] = (position){strdup(topic), partition, -1, -1};
+    np[t->npos] = (position){strdup(topic), partition, -1, -1, -1};
     if (np[t->npos].topic == NULL)
         return NULL;
     return &np[t->npos++];
@@ -785,8 +795,13 @@ static void handle(task *t, const sl_message *m) {
     sl_state_begin_call(t->store); /* a failed call's puts are taken back */
     int rc = invoke(t, &r);
     int64_t backoff = 100, deadline = 0;
+    /* With exactly once, a transaction stays open while we wait: keep within half of its
+     * 10 s timeout, or the broker aborts it under us. */
+    int64_t retry_ms = t->eos && t->stage->transient_retry_ms > EOS_RETRY_MS
+                           ? EOS_RETRY_MS
+                           : t->stage->transient_retry_ms;
     if (rc == SL_ERETRY)
-        deadline = sl_clock_mono_ms() + t->stage->transient_retry_ms;
+        deadline = sl_clock_mono_ms() + retry_ms;
     while (rc == SL_ERETRY && !*t->conf->stop && sl_clock_mono_ms() < deadline) {
         t->retried++;
         /* Waiting between attempts is not a call: the watchdog must not take a long outage of
@@ -826,7 +841,7 @@ static void handle(task *t, const sl_message *m) {
              * last commit (with the supervisor's backoff) rather than dead-letter it. */
             sl_error("pipeline", "%s: gave up retrying record %s-%d@%" PRId64 " after %.0f s "
                      "(%s): restarting from the last commit", t->label, m->topic,
-                     m->partition, m->offset, (double)t->stage->transient_retry_ms / 1000,
+                     m->partition, m->offset, (double)retry_ms / 1000,
                      t->error[0] ? t->error : "the target is unavailable");
             t->records_in--;
             t->failed = true;
@@ -1424,7 +1439,20 @@ static int commit_point(task *t) {
         if (t->pos[i].next >= 0)
             tp[n++] = (sl_topic_partition){t->pos[i].topic, t->pos[i].partition, t->pos[i].next};
     if (t->eos) {
-        rc = commit_transaction(t, tp, n);
+        /* Only positions that moved: an instance that has done nothing since its last commit
+         * (a rebalance right after one, a close) opens no transaction. */
+        size_t moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            position *pos = position_of(t, tp[i].topic, tp[i].partition, false);
+            if (pos == NULL || pos->committed != tp[i].offset)
+                tp[moved++] = tp[i];
+        }
+        rc = commit_transaction(t, tp, moved);
+        for (size_t i = 0; rc == 0 && i < moved; i++) {
+            position *pos = position_of(t, tp[i].topic, tp[i].partition, false);
+            if (pos)
+                pos->committed = tp[i].offset;
+        }
         free(tp);
         return rc;
     }
@@ -1932,7 +1960,8 @@ int sl_task_run(const sl_task_conf *conf) {
         snprintf(txn_id, sizeof(txn_id), "%s.%s.%d.v%" PRId64, t->pipeline->name,
                  t->stage->name, conf->instance, conf->version);
         if ((rc = sl_conf_set(pc, "transactional.id", txn_id, err, sizeof(err))) == 0)
-            rc = sl_conf_set(pc, "transaction.timeout.ms", "10000", err, sizeof(err));
+            rc = sl_conf_set(pc, "transaction.timeout.ms", "10000", /* EOS_TXN_TIMEOUT_MS */
+                             err, sizeof(err));
     }
     if (rc == 0 && (rc = sl_producer_new(pc, &t->producer, err, sizeof(err))) == 0)
         pc = NULL; /* taken */

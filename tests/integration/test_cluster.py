@@ -57,7 +57,9 @@ class ClusterTest(BrokerTestCase):
         self.assertLess(took, 5, "failover took %.1f s" % took)
         down = [m for m in s2["nodes"] if m["status"] == "down"]
         self.assertEqual([m["node_id"] for m in down], [leader.node_id])
-        text = self.cli_ok("cluster", "status", broker=survivor)
+        # A client bootstraps from a list, passing over the dead node.
+        rc, text, err = self.cli("cluster", "status", url="%s,%s" % (leader.url, survivor.url))
+        self.assertEqual(rc, 0, err)
         self.assertIn("2 of 3 brokers up", text)
         self.assertIn("node %d leads" % s2["controller"], text)
         # It comes back on a new address, registers it through the new leader, and is up.
@@ -74,12 +76,16 @@ class ClusterTest(BrokerTestCase):
         self.assertIn("a single node", text)
         self.assertIn("1 of 1 brokers up", text)
         data = self.temp_dir()
-        for controllers, why in [("1@localhost:9500", "numeric IPv4"),
-                                 ("2@127.0.0.1:9500", "does not name this node"),
-                                 ("1@127.0.0.1:9500,1@127.0.0.1:9501", "appears twice"),
-                                 ("1@127.0.0.1", "not ID@HOST:PORT")]:
+        port = free_port()
+        for listen, controllers, why in [
+                ("127.0.0.1", "1@localhost:9500", "numeric IPv4"),
+                ("127.0.0.1", "2@127.0.0.1:9500", "does not name this node"),
+                ("127.0.0.1", "1@127.0.0.1:9500,1@127.0.0.1:9501", "appears twice"),
+                ("127.0.0.1", "1@127.0.0.1", "not ID@HOST:PORT"),
+                ("127.0.0.1", "1x@127.0.0.1:9500", "not ID@HOST:PORT"),
+                ("0.0.0.0", "1@127.0.0.1:%d" % port, "not a wildcard")]:
             p = subprocess.run([binary("sluiced"), "--data-dir", data, "--node-id", "1",
-                                "--listen", "tcp://127.0.0.1:0", "--http-listen", "none",
+                                "--listen", "tcp://%s:0" % listen, "--http-listen", "none",
                                 "--kafka-listen", "none", "--controllers", controllers],
                                capture_output=True, text=True, timeout=30)
             self.assertNotEqual(p.returncode, 0, controllers)
