@@ -23,9 +23,12 @@ static const char status_help[] =
     "each whether it is up, and names the node that leads the metadata quorum. A broker started\n"
     "without --controllers is a cluster of one.\n"
     "\n"
+    "LEADS is how many partitions of user topics each broker leads.\n"
+    "\n"
     "Options:\n"
     "      --json             print a JSON object: controller, voters, and nodes with node_id,\n"
-    "                         url, status (up or down) and the controller each one sees\n" COMMON_OPTIONS_HELP;
+    "                         url, status (up or down), the controller each one sees and\n"
+    "                         partitions_led (-1 when down)\n" COMMON_OPTIONS_HELP;
 
 /* For a tcp://IPv4:PORT address: whether anything accepts a connection there within a second.
  * A plain socket first, so that a broker that is down costs no client set-up. Other
@@ -53,8 +56,29 @@ static bool tcp_reachable(const char *url) {
     return ok;
 }
 
-/* Asks the broker at 'url' for its view; false when it does not answer within a second. */
-static bool probe(const struct cli *cli, const char *url, int32_t *controller) {
+/* The partitions of user topics that broker 'node' leads, as 'cl' (connected to it) says. */
+static int64_t partitions_led(sl_client *cl, int32_t node) {
+    char **names;
+    size_t n;
+    int64_t led = 0;
+    if (sl_topic_list(cl, &names, &n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        sl_topic_info *t;
+        char err[256];
+        if (sl_topic_describe(cl, names[i], &t, err, sizeof(err)) != 0)
+            continue;
+        for (int32_t p = 0; p < t->npartitions; p++)
+            led += t->partitions[p].leader == node;
+        sl_topic_info_free(t);
+    }
+    sl_topic_list_free(names, n);
+    return led;
+}
+
+/* Asks the broker at 'url' for its view and how many partitions it leads; false when it does
+ * not answer within a second. */
+static bool probe(const struct cli *cli, const char *url, int32_t *controller, int64_t *led) {
     if (!tcp_reachable(url))
         return false;
     struct cli one = *cli;
@@ -72,6 +96,7 @@ static bool probe(const struct cli *cli, const char *url, int32_t *controller) {
     bool up = sl_cluster_describe(cl, &info) == 0;
     if (up) {
         *controller = info.controller;
+        *led = partitions_led(cl, info.node_id);
         sl_cluster_info_free(&info);
     }
     sl_client_destroy(cl);
@@ -104,23 +129,25 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
         return cli_report_failure(cli, status, NULL, NULL, "cannot read the cluster's members");
     bool *up = calloc(info.nnodes ? info.nnodes : 1, sizeof(*up));
     int32_t *sees = calloc(info.nnodes ? info.nnodes : 1, sizeof(*sees));
-    if (up == NULL || sees == NULL) {
+    int64_t *led = calloc(info.nnodes ? info.nnodes : 1, sizeof(*led));
+    if (up == NULL || sees == NULL || led == NULL) {
         free(up);
         free(sees);
+        free(led);
         sl_cluster_info_free(&info);
         return cli_fail("%s", sl_strerror(SL_ENOMEM));
     }
     size_t nup = 0;
     for (size_t i = 0; i < info.nnodes; i++)
-        nup += up[i] = probe(cli, info.nodes[i].url, &sees[i]);
+        nup += up[i] = probe(cli, info.nodes[i].url, &sees[i], &led[i]);
     if (json) {
         printf("{\"node_id\":%" PRId32 ",\"controller\":%" PRId32 ",\"voters\":%zu,\"nodes\":[",
                info.node_id, info.controller, info.voters);
         for (size_t i = 0; i < info.nnodes; i++)
             printf("%s{\"node_id\":%" PRId32 ",\"url\":\"%s\",\"status\":\"%s\","
-                   "\"controller\":%" PRId32 "}",
+                   "\"controller\":%" PRId32 ",\"partitions_led\":%" PRId64 "}",
                    i ? "," : "", info.nodes[i].node_id, info.nodes[i].url,
-                   up[i] ? "up" : "down", up[i] ? sees[i] : 0);
+                   up[i] ? "up" : "down", up[i] ? sees[i] : 0, up[i] ? led[i] : -1);
         printf("]}\n");
     } else {
         if (info.voters == 0)
@@ -132,16 +159,21 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
             printf("metadata quorum: %zu controllers, no leader (fewer than a majority up?)\n",
                    info.voters);
         printf("%zu of %zu brokers up\n\n", nup, info.nnodes);
-        printf("%-6s %-32s %-6s %s\n", "NODE", "ADDRESS", "STATUS", "ROLE");
-        for (size_t i = 0; i < info.nnodes; i++)
-            printf("%-6" PRId32 " %-32s %-6s %s\n", info.nodes[i].node_id, info.nodes[i].url,
-                   up[i] ? "up" : "down",
+        printf("%-6s %-32s %-6s %-6s %s\n", "NODE", "ADDRESS", "STATUS", "LEADS", "ROLE");
+        for (size_t i = 0; i < info.nnodes; i++) {
+            char leads[24] = "-";
+            if (up[i] && led[i] >= 0)
+                snprintf(leads, sizeof(leads), "%" PRId64, led[i]);
+            printf("%-6" PRId32 " %-32s %-6s %-6s %s\n", info.nodes[i].node_id, info.nodes[i].url,
+                   up[i] ? "up" : "down", leads,
                    info.voters == 0 ? "broker"
                    : info.nodes[i].node_id == info.controller ? "controller (leader), broker"
                                                              : "controller, broker");
+        }
     }
     free(up);
     free(sees);
+    free(led);
     sl_cluster_info_free(&info);
     return CLI_OK;
 }

@@ -156,8 +156,9 @@ static int cmd_topic_list(struct cli *cli, int argc, char **argv) {
 static const char topic_describe_help[] =
     "Usage: sluice topic describe NAME [--json]\n"
     "\n"
-    "Shows each partition of topic NAME (leader, start and end offsets, size on disk) and the\n"
-    "topic's effective configs.\n"
+    "Shows each partition of topic NAME (leader, replicas, in-sync replicas, start and end\n"
+    "offsets, size on disk) and the topic's effective configs. Partitions have one replica,\n"
+    "their leader, until they are replicated across a cluster.\n"
     "\n"
     "Options:\n"
     "      --json             print one JSON object instead of tables; sizes are exact bytes\n"
@@ -169,10 +170,12 @@ static void print_topic_json(const sl_topic_info *info) {
     fputs(",\"partitions\":[", stdout);
     for (int32_t i = 0; i < info->npartitions; i++) {
         const sl_partition_info *p = &info->partitions[i];
-        printf("%s{\"partition\":%" PRId32 ",\"leader\":%" PRId32 ",\"start_offset\":%" PRId64
-               ",\"end_offset\":%" PRId64 ",\"size_bytes\":%" PRId64 "}",
-               i > 0 ? "," : "", p->partition, p->leader, p->start_offset, p->end_offset,
-               p->size_bytes);
+        /* One replica, its leader, until partitions are replicated across a cluster. */
+        printf("%s{\"partition\":%" PRId32 ",\"leader\":%" PRId32 ",\"replicas\":[%" PRId32
+               "],\"isr\":[%" PRId32 "],\"start_offset\":%" PRId64 ",\"end_offset\":%" PRId64
+               ",\"size_bytes\":%" PRId64 "}",
+               i > 0 ? "," : "", p->partition, p->leader, p->leader, p->leader, p->start_offset,
+               p->end_offset, p->size_bytes);
     }
     fputs("],\"config\":{", stdout);
     for (size_t i = 0; i < info->nconfigs; i++) {
@@ -190,13 +193,15 @@ static void print_topic_table(const sl_topic_info *info) {
     int key_width = (int)strlen("CONFIG");
     printf("topic \"%s\": %" PRId32 " %s\n\n", info->name, info->npartitions,
            cli_plural((uint64_t)info->npartitions, "partition", "partitions"));
-    printf("%-9s  %-6s  %-12s  %-12s  %s\n", "PARTITION", "LEADER", "START OFFSET", "END OFFSET",
-           "SIZE");
+    printf("%-9s  %-6s  %-8s  %-8s  %-12s  %-12s  %s\n", "PARTITION", "LEADER", "REPLICAS", "ISR",
+           "START OFFSET", "END OFFSET", "SIZE");
     for (int32_t i = 0; i < info->npartitions; i++) {
         const sl_partition_info *p = &info->partitions[i];
         cli_format_size(p->size_bytes, size, sizeof(size));
-        printf("%-9" PRId32 "  %-6" PRId32 "  %-12" PRId64 "  %-12" PRId64 "  %s\n", p->partition,
-               p->leader, p->start_offset, p->end_offset, size);
+        printf("%-9" PRId32 "  %-6" PRId32 "  %-8" PRId32 "  %-8" PRId32 "  %-12" PRId64
+               "  %-12" PRId64 "  %s\n",
+               p->partition, p->leader, p->leader, p->leader, p->start_offset, p->end_offset,
+               size);
     }
     if (info->nconfigs == 0)
         return;

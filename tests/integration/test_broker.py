@@ -286,9 +286,11 @@ class AdminTest(BrokerTestCase):
         self.assertEqual(d["name"], "cfg")
         self.assertEqual([p["partition"] for p in d["partitions"]], [0, 1, 2])
         for p in d["partitions"]:
-            # 'leader' is not in the list but is part of the documented output
-            self.assertEqual(set(p), {"partition", "leader", "start_offset", "end_offset",
-                                      "size_bytes"})
+            # 'leader', 'replicas' and 'isr' (the cluster issue's keys) with node ids: one
+            # replica, the leader, on a single node
+            self.assertEqual(set(p), {"partition", "leader", "replicas", "isr", "start_offset",
+                                      "end_offset", "size_bytes"})
+            self.assertEqual((p["replicas"], p["isr"]), ([p["leader"]], [p["leader"]]))
             for key in ("start_offset", "end_offset", "size_bytes"):
                 self.assertIsInstance(p[key], int)
             self.assertEqual(p["start_offset"], 0)

@@ -41,6 +41,10 @@ class ClusterTest(BrokerTestCase):
                        interval=0.2)
         self.assertEqual(s["voters"], 3)
         self.assertEqual(sorted(m["node_id"] for m in s["nodes"]), [1, 2, 3])
+        # The leaders each broker holds (topics are still each node's own).
+        self.create_topic("orders", partitions=3, broker=nodes[0])
+        led = {m["node_id"]: m["partitions_led"] for m in self.status(nodes[1])["nodes"]}
+        self.assertEqual(led, {1: 3, 2: 0, 3: 0})
         # Every node knows every other's address, and the same leader.
         for b in nodes:
             other = self.status(b)
