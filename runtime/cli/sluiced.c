@@ -89,6 +89,9 @@ static void usage(FILE *out) {
             "                         registers its --listen address there and learns the others'\n"
             "  --controller-listen HOST:PORT\n"
             "                         this node's quorum address (default: its --controllers entry)\n"
+            "  --config FILE          read options from FILE first: one per line, 'name = value'\n"
+            "                         or 'name value' (the long option's name without '--'; '#'\n"
+            "                         starts a comment); the command line overrides them\n"
             "  -h, --help             show this help\n"
             "  -V, --version          show the version\n"
             "\n"
@@ -441,11 +444,127 @@ static int deploy_pipelines(const struct options *o, char **sources, const char 
     return 0;
 }
 
+/* ---- --config FILE ---- */
+
+/* The options a config file may set: every long option that takes a value. */
+static const char *const config_names[] = {
+    "data-dir", "listen", "http-listen", "ready-file", "node-id", "retention-check-interval-ms",
+    "cleaner-interval-ms", "kafka-listen", "auto-create-topics", "num-partitions", "pipeline",
+    "plugin-path", "log-level", "controllers", "controller-listen", NULL};
+
+/* The arguments built from the config file; kept for the process's life (options point in). */
+static char **config_args;
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        *--end = '\0';
+    return s;
+}
+
+/* Rewrites argv as argv[0], the config file's options, then the rest of the command line
+ * (which thus wins). 0, or 2 with the reason on stderr. */
+static int expand_config(int *argc, char ***argv) {
+    const char *path = NULL;
+    int skip = -1, nskip = 0;
+    for (int i = 1; i < *argc && path == NULL; i++) {
+        if (strcmp((*argv)[i], "--config") == 0 && i + 1 < *argc) {
+            path = (*argv)[i + 1];
+            skip = i;
+            nskip = 2;
+        } else if (strncmp((*argv)[i], "--config=", 9) == 0) {
+            path = (*argv)[i] + 9;
+            skip = i;
+            nskip = 1;
+        } else if (strcmp((*argv)[i], "--config") == 0) {
+            fprintf(stderr, "sluiced: --config needs a file\n");
+            return 2;
+        }
+    }
+    if (path == NULL)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "sluiced: cannot read config file %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    size_t cap = (size_t)*argc + 16, n = 0;
+    char **args = calloc(cap, sizeof(*args));
+    char line[4096];
+    int lineno = 0, rc = args ? 0 : 2;
+    if (args)
+        args[n++] = (*argv)[0];
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *key = trim(line), *value;
+        if (*key == '\0')
+            continue;
+        size_t klen = strcspn(key, "= \t");
+        value = key + klen;
+        if (*value)
+            *value++ = '\0';
+        value = trim(value);
+        if (*value == '=')
+            value = trim(value + 1);
+        bool known = false;
+        for (int i = 0; config_names[i] && !known; i++)
+            known = strcmp(config_names[i], key) == 0;
+        if (!known || *value == '\0') {
+            fprintf(stderr, "sluiced: %s:%d: %s \"%s\"\n", path, lineno,
+                    known ? "no value for" : "unknown option", key);
+            rc = 2;
+            break;
+        }
+        if (n + 2 >= cap) {
+            cap *= 2;
+            char **p = realloc(args, cap * sizeof(*p));
+            if (p == NULL) {
+                rc = 2;
+                break;
+            }
+            args = p;
+        }
+        char opt[128];
+        snprintf(opt, sizeof(opt), "--%s", key);
+        if ((args[n] = strdup(opt)) == NULL || (args[n + 1] = strdup(value)) == NULL)
+            rc = 2;
+        n += 2;
+    }
+    fclose(f);
+    if (rc) {
+        for (size_t i = 1; args && i < n; i++)
+            free(args[i]);
+        free(args);
+        return 2;
+    }
+    if (n + (size_t)*argc + 1 > cap) {
+        char **p = realloc(args, (n + (size_t)*argc + 1) * sizeof(*p));
+        if (p == NULL)
+            return 2;
+        args = p;
+    }
+    for (int i = 1; i < *argc; i++)
+        if (i < skip || i >= skip + nskip)
+            args[n++] = (*argv)[i];
+    args[n] = NULL;
+    config_args = args;
+    *argc = (int)n;
+    *argv = args;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--run-task") == 0)
         return run_task(argc, argv);
     struct options o;
-    int rc = parse_options(argc, argv, &o);
+    int rc = expand_config(&argc, &argv);
+    if (rc == 0)
+        rc = parse_options(argc, argv, &o);
     if (rc)
         return rc;
     char *sources[16] = {NULL};

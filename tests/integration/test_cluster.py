@@ -5,6 +5,7 @@ back, registers its new address and is up again. Bad --controllers values are re
 sentence, and a node without them is a cluster of one."""
 
 import json
+import os
 import subprocess
 import time
 import unittest
@@ -19,7 +20,12 @@ class ClusterTest(BrokerTestCase):
         self.controllers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
         self.nodes = [self.start_broker(extra_args=["--node-id", str(i + 1),
                                                     "--controllers", self.controllers])
-                      for i in range(n)]
+                      for i in range(n - 1)]
+        # The last one takes the same from a config file.
+        config = os.path.join(self.temp_dir(), "node.conf")
+        with open(config, "w") as f:
+            f.write("# node %d\nnode-id = %d\ncontrollers %s\n" % (n, n, self.controllers))
+        self.nodes.append(self.start_broker(extra_args=["--config", config]))
         return self.nodes
 
     def status(self, node):
@@ -94,6 +100,13 @@ class ClusterTest(BrokerTestCase):
                                capture_output=True, text=True, timeout=30)
             self.assertNotEqual(p.returncode, 0, controllers)
             self.assertIn(why, p.stderr + p.stdout, controllers)
+        bad = os.path.join(data, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("node-id = 1\n\ncontrolers = 1@127.0.0.1:9500\n")
+        p = subprocess.run([binary("sluiced"), "--config", bad], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("bad.conf:3: unknown option \"controlers\"", p.stderr)
 
 
 if __name__ == "__main__":
