@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/log.h"
 #include "base/mp.h"
 #include "base/mpcheck.h"
@@ -131,10 +133,25 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
     for (size_t i = 0; i < n; i++)
         c->voter_ids[i] = peers[i].id;
     pthread_mutex_init(&c->lock, NULL);
-    char dir[4096];
+    char dir[4096], marker[4200];
     snprintf(dir, sizeof(dir), "%s/quorum", conf->data_dir);
+    snprintf(marker, sizeof(marker), "%s/quorum.joined", conf->data_dir);
+    /* A node that was a voter and lost its quorum files would bootstrap as a fresh voter with
+     * no log and no vote, and could help elect a leader that lacks committed entries. */
+    struct stat st;
+    if (stat(marker, &st) == 0 && stat(dir, &st) != 0) {
+        snprintf(errbuf, errlen, "%s is gone although this node has been a voter (%s): restore "
+                 "it, or remove %s to join as a new voter knowing that risk", dir, marker,
+                 marker);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return SL_EINVAL;
+    }
     sl_quorum_conf qc = {conf->node_id, peers, n, dir, apply, c};
     rc = sl_quorum_start(&qc, &c->quorum, errbuf, errlen);
+    if (rc == 0 && stat(marker, &st) != 0 &&
+        sl_fs_write_atomic(marker, conf->controllers, strlen(conf->controllers)) != 0)
+        sl_warn("cluster", "cannot write %s", marker);
     if (rc) {
         pthread_mutex_destroy(&c->lock);
         free(c);

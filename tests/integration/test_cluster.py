@@ -6,6 +6,7 @@ sentence, and a node without them is a cluster of one."""
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import unittest
@@ -107,6 +108,17 @@ class ClusterTest(BrokerTestCase):
                            timeout=30)
         self.assertEqual(p.returncode, 2)
         self.assertIn("bad.conf:3: unknown option \"controlers\"", p.stderr)
+
+    def test_a_voter_that_lost_its_quorum_files_does_not_rejoin_blindly(self):
+        controllers = "1@127.0.0.1:%d" % free_port()
+        b = self.start_broker(extra_args=["--node-id", "1", "--controllers", controllers])
+        self.nodes = [b]
+        wait_until(lambda: self.settled(b, 1), 20, "a one-node quorum", interval=0.2)
+        b.stop()
+        shutil.rmtree(os.path.join(b.data_dir, "quorum"))
+        p = subprocess.run(b.argv(), capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("is gone although this node has been a voter", p.stderr + p.stdout)
 
 
 if __name__ == "__main__":
