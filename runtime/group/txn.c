@@ -17,6 +17,7 @@
 #define STATE_EMPTY 0    /* no transaction being decided */
 #define STATE_PREPARED 1 /* committing: markers being written */
 #define EXPIRY_TICK_MS 200
+#define ID_EXPIRATION_MS 604800000 /* Kafka's transactional.id.expiration.ms: 7 days */
 
 typedef struct tpart {
     char *topic;
@@ -30,6 +31,7 @@ typedef struct txn {
     int32_t timeout_ms;
     bool ongoing;
     int64_t started_ms; /* monotonic, when it opened */
+    int64_t used_ms;    /* monotonic, when its producer last did anything */
     tpart *parts;       /* partitions it wrote */
     size_t nparts, cap;
     bool committing; /* the prepared record is down: only a commit may end it now */
@@ -49,6 +51,7 @@ struct sl_txn_coord {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     bool stopping;
+    int64_t id_expiration_ms; /* under 'lock' */
 };
 
 static txn *find_id(sl_txn_coord *t, const char *id) {
@@ -72,9 +75,18 @@ static txn *add_txn(sl_txn_coord *t, const char *id) {
         return NULL;
     }
     x->pid = -1;
+    x->used_ms = sl_clock_mono_ms();
     x->next = t->txns;
     t->txns = x;
     return x;
+}
+
+static void free_txn(txn *x) {
+    for (size_t i = 0; i < x->nparts; i++)
+        free(x->parts[i].topic);
+    free(x->parts);
+    free(x->id);
+    free(x);
 }
 
 static void clear_parts(txn *x) {
@@ -191,6 +203,7 @@ static int hook_check(void *arg, const char *topic, int32_t partition, int64_t p
         return SL_EFENCED;
     if (epoch > x->epoch || x->committing)
         return SL_EINVAL; /* an epoch never given out; or writing while it commits */
+    x->used_ms = sl_clock_mono_ms();
     int rc = add_part(x, topic, partition);
     if (rc == 0 && !x->ongoing) {
         x->ongoing = true;
@@ -236,6 +249,7 @@ int sl_txn_init_producer(sl_txn_coord *t, const char *txn_id, int32_t timeout_ms
     }
     if (rc == 0) {
         x->timeout_ms = timeout_ms;
+        x->used_ms = sl_clock_mono_ms();
         rc = write_state(t, x, STATE_EMPTY);
     }
     if (rc == 0) {
@@ -265,6 +279,8 @@ int sl_txn_end(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch, 
     pthread_mutex_lock(&t->lock);
     txn *x = find_id(t, txn_id);
     int rc = check_producer(x, pid, epoch);
+    if (rc == 0)
+        x->used_ms = sl_clock_mono_ms();
     if (rc == 0 && x->committing && !commit)
         rc = SL_EINVAL; /* a commit was begun: it is finished, never undone */
     if (rc == 0 && commit && !x->committing && x->ongoing && t->groups)
@@ -283,6 +299,45 @@ int sl_txn_end(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch, 
 
 /* ---- timeouts ---- */
 
+/* Forgets ids whose producers have done nothing for the expiration (with nothing open): a
+ * tombstone in __transaction_state, so a restart forgets them too. Lock held. */
+static void expire_ids(sl_txn_coord *t, int64_t now) {
+    for (txn **pp = &t->txns; *pp;) {
+        txn *x = *pp;
+        if (x->ongoing || x->committing || now - x->used_ms <= t->id_expiration_ms) {
+            pp = &x->next;
+            continue;
+        }
+        sl_batch_builder bb = {0};
+        sl_batch_builder_reset(&bb);
+        sl_append_result res;
+        char err[256] = "";
+        int rc = sl_batch_builder_add(&bb, sl_clock_wall_ms(), x->id, strlen(x->id), NULL, 0,
+                                      NULL, 0);
+        if (rc == 0) {
+            sl_batch_builder_finish(&bb);
+            rc = sl_broker_produce(t->b, SL_TXN_STATE_TOPIC, 0, bb.buf.data, bb.buf.len, &res,
+                                   err, sizeof(err));
+        }
+        sl_batch_builder_free(&bb);
+        if (rc) {
+            x->used_ms = now; /* tried again an expiration later */
+            pp = &x->next;
+            continue;
+        }
+        sl_info("txn", "forgot transactional id \"%s\" (producer %" PRId64 "): unused for %"
+                PRId64 " ms", x->id, x->pid, now - x->used_ms);
+        *pp = x->next;
+        free_txn(x);
+    }
+}
+
+void sl_txn_set_id_expiration(sl_txn_coord *t, int64_t ms) {
+    pthread_mutex_lock(&t->lock);
+    t->id_expiration_ms = ms;
+    pthread_mutex_unlock(&t->lock);
+}
+
 static void *expiry_main(void *arg) {
     sl_txn_coord *t = arg;
     pthread_mutex_lock(&t->stop_lock);
@@ -294,6 +349,7 @@ static void *expiry_main(void *arg) {
         pthread_mutex_unlock(&t->stop_lock);
         pthread_mutex_lock(&t->lock);
         int64_t now = sl_clock_mono_ms();
+        expire_ids(t, now);
         for (txn *x = t->txns; x; x = x->next) {
             if (x->ongoing && now - x->started_ms > x->timeout_ms) {
                 char why[96];
@@ -315,10 +371,20 @@ static void *expiry_main(void *arg) {
 static int load_record(sl_txn_coord *t, const sl_record_view *rv) {
     char id[SL_TXN_ID_MAX + 1];
     if (rv->key == NULL || rv->key_len == 0 || rv->key_len > SL_TXN_ID_MAX ||
-        memchr(rv->key, '\0', rv->key_len) || rv->value == NULL)
+        memchr(rv->key, '\0', rv->key_len))
         return SL_ECORRUPT;
     memcpy(id, rv->key, rv->key_len);
     id[rv->key_len] = '\0';
+    if (rv->value == NULL) { /* a tombstone: the id expired */
+        for (txn **pp = &t->txns; *pp; pp = &(*pp)->next)
+            if (strcmp((*pp)->id, id) == 0) {
+                txn *x = *pp;
+                *pp = x->next;
+                free_txn(x);
+                break;
+            }
+        return 0;
+    }
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
@@ -448,10 +514,7 @@ static int recover(sl_txn_coord *t) {
         txn *x = *pp;
         if (x->orphan) {
             *pp = x->next;
-            clear_parts(x);
-            free(x->parts);
-            free(x->id);
-            free(x);
+            free_txn(x);
         } else {
             pp = &x->next;
         }
@@ -466,10 +529,7 @@ static void free_all(sl_txn_coord *t) {
     while (t->txns) {
         txn *x = t->txns;
         t->txns = x->next;
-        clear_parts(x);
-        free(x->parts);
-        free(x->id);
-        free(x);
+        free_txn(x);
     }
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->stop_lock);
@@ -482,6 +542,7 @@ int sl_txn_open(sl_broker *b, sl_txn_coord **out) {
     if (t == NULL)
         return SL_ENOMEM;
     t->b = b;
+    t->id_expiration_ms = ID_EXPIRATION_MS;
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);

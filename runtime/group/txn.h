@@ -4,7 +4,8 @@
  *
  * Durable state: the internal compacted topic __transaction_state holds, per transactional id,
  * msgpack [producer_id, epoch, state, timeout_ms] with state 0 (no transaction being decided)
- * or 1 (prepared to commit: the markers are being written). A transaction's partitions are not
+ * or 1 (prepared to commit: the markers are being written); a tombstone forgets an id unused
+ * for its expiration. A transaction's partitions are not
  * stored: the partitions themselves know which transactions are open in them (log/txn_index.h).
  * At open every transaction a crash left undecided is settled: committed if it was prepared,
  * aborted (with a new epoch, fencing its producer) otherwise.
@@ -38,6 +39,10 @@ int sl_txn_open(sl_broker *b, sl_txn_coord **out);
 void sl_txn_attach(sl_txn_coord *t, sl_coordinator *groups);
 
 void sl_txn_close(sl_txn_coord *t);
+
+/* How long an id whose producer does nothing (and has nothing open) is kept: Kafka's
+ * transactional.id.expiration.ms, 7 days unless set (tests set less). */
+void sl_txn_set_id_expiration(sl_txn_coord *t, int64_t ms);
 
 /* InitProducerId with a transactional id: the id's producer id and a new epoch, after aborting
  * whatever the id's earlier producer left open. SL_EINVAL for an empty or too long id or a
