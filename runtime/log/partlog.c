@@ -514,6 +514,121 @@ int sl_partlog_append_marker(sl_partlog *pl, int64_t pid, int16_t epoch, int typ
     return rc;
 }
 
+int sl_partlog_append_replica(sl_partlog *pl, const uint8_t *data, size_t len, int64_t now_ms) {
+    int64_t expected = -1, records = 0;
+    for (size_t pos = 0; pos < len;) {
+        sl_batch_header h;
+        size_t total = sl_batch_total_size(data + pos, len - pos);
+        if (total == 0 || total > len - pos ||
+            sl_batch_validate_stored(data + pos, total, &h) != 0)
+            return SL_ECORRUPT;
+        if (h.base_offset < expected)
+            return SL_ERANGE;
+        expected = h.base_offset + h.last_offset_delta + 1;
+        records += h.records_count;
+        pos += total;
+    }
+    if (len == 0)
+        return 0;
+    pthread_mutex_lock(&pl->lock);
+    sl_segment *seg = active(pl);
+    int rc = (int64_t)sl_be64_get(data + SL_BATCH_OFF_BASE_OFFSET) < seg->next_offset ? SL_ERANGE
+                                                                                      : 0;
+    int64_t limit = pl->conf.segment_bytes < SL_SEGMENT_MAX_BYTES ? pl->conf.segment_bytes
+                                                                  : SL_SEGMENT_MAX_BYTES;
+    if (rc == 0 && seg->size > 0 &&
+        (seg->size + (int64_t)len > limit || segment_too_old(pl, seg, now_ms))) {
+        rc = roll(pl);
+        seg = active(pl);
+    }
+    if (rc == 0)
+        rc = sl_segment_append(seg, data, len, pl->conf.index_interval_bytes);
+    for (size_t pos = 0; rc == 0 && pos < len;) {
+        sl_batch_header h;
+        size_t total = sl_batch_total_size(data + pos, len - pos);
+        sl_batch_header_parse(data + pos, total, &h);
+        if (h.producer_id >= 0 && (h.attributes & SL_BATCH_ATTR_CONTROL)) {
+            int type = sl_batch_control_type(data + pos, total);
+            rc = type < 0 ? type : note_marker(pl, &h, type);
+        } else if (h.producer_id >= 0) {
+            rc = sl_producer_state_update(pl->producers, &h);
+            if (rc == 0)
+                rc = sl_txn_index_note(&pl->txns, &h, 0);
+        }
+        pos += total;
+    }
+    if (rc == 0) {
+        if (pl->oldest_unflushed_ms < 0)
+            pl->oldest_unflushed_ms = now_ms;
+        pl->unflushed_records += records;
+        if (pl->conf.flush_messages > 0 && pl->unflushed_records >= pl->conf.flush_messages)
+            rc = flush_locked(pl);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return rc;
+}
+
+static size_t segment_for(sl_partlog *pl, int64_t offset);
+
+/* Producer and transaction state from the whole log again (after a truncation). Lock held. */
+static int rebuild_state(sl_partlog *pl) {
+    sl_producer_state *fresh;
+    int rc = sl_producer_state_new(&fresh);
+    if (rc)
+        return rc;
+    sl_producer_state_free(pl->producers);
+    pl->producers = fresh;
+    sl_txn_index_free(&pl->txns);
+    sl_txn_index_init(&pl->txns);
+    for (size_t i = 0; rc == 0 && i < pl->nsegs; i++) {
+        recovery_walk w = {pl, pl->segs[i]};
+        rc = sl_segment_walk(pl->segs[i], pl->segs[i]->size, remember_batch, &w);
+    }
+    return rc;
+}
+
+int sl_partlog_truncate(sl_partlog *pl, int64_t offset) {
+    pthread_mutex_lock(&pl->lock);
+    if (offset < pl->segs[0]->base_offset) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ERANGE;
+    }
+    if (offset >= active(pl)->next_offset) {
+        pthread_mutex_unlock(&pl->lock);
+        return 0;
+    }
+    size_t keep = segment_for(pl, offset) + 1;
+    sl_segment **doomed = NULL;
+    size_t ndoomed = pl->nsegs - keep;
+    if (ndoomed) {
+        doomed = malloc(ndoomed * sizeof(*doomed));
+        if (doomed == NULL) {
+            pthread_mutex_unlock(&pl->lock);
+            return SL_ENOMEM;
+        }
+        memcpy(doomed, pl->segs + keep, ndoomed * sizeof(*doomed));
+        pl->nsegs = keep;
+    }
+    int rc = sl_segment_truncate(active(pl), offset, pl->conf.index_interval_bytes);
+    if (rc == 0)
+        rc = rebuild_state(pl);
+    int64_t end = active(pl)->next_offset;
+    if (pl->hw >= end || pl->hw_seg >= pl->nsegs)
+        set_hw_at_end(pl);
+    if (pl->cleaned_upto > end)
+        pl->cleaned_upto = end;
+    pthread_mutex_unlock(&pl->lock);
+    for (size_t i = 0; i < ndoomed; i++) {
+        sl_segment_unlink(doomed[i]);
+        sl_segment_unref(doomed[i]);
+    }
+    free(doomed);
+    if (rc == 0)
+        sl_info("log", "%s: truncated to offset %" PRId64 " (asked for %" PRId64 ")", pl->name,
+                end, offset);
+    return rc;
+}
+
 int sl_partlog_open_txns(sl_partlog *pl, sl_txn_range **out, size_t *n) {
     pthread_mutex_lock(&pl->lock);
     int rc = 0;

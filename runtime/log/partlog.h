@@ -106,6 +106,19 @@ int sl_partlog_open_txns(sl_partlog *pl, sl_txn_range **out, size_t *n);
 int sl_partlog_aborted_txns(sl_partlog *pl, int64_t from, int64_t to, sl_txn_range **out,
                             size_t *n);
 
+/* ---- replicas (the cluster's followers) ---- */
+
+/* Appends batches exactly as the leader stored them: offsets, leader epochs and timestamps
+ * kept, each checked (CRC, layout); the first must start at or after the LEO and each after the
+ * one before. Producer and transaction state follow them. The HW does not move: the leader
+ * says where it is. SL_ERANGE when they do not continue the log, SL_ECORRUPT. */
+int sl_partlog_append_replica(sl_partlog *pl, const uint8_t *data, size_t len, int64_t now_ms);
+
+/* Removes every batch from the one holding 'offset' on (a tail the leader does not have, after
+ * a change of leader): whole segments, then part of one; the LEO becomes that batch's base
+ * offset and the HW never stays past it. SL_ERANGE for an offset before the log start. */
+int sl_partlog_truncate(sl_partlog *pl, int64_t offset);
+
 /* Moves the high watermark (never backwards, never past the LEO). */
 int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
 

@@ -511,6 +511,25 @@ int sl_segment_walk(sl_segment *seg, int64_t limit,
     return r < 0 ? SL_ECORRUPT : 0;
 }
 
+int sl_segment_truncate(sl_segment *seg, int64_t offset, int64_t index_interval_bytes) {
+    sl_batch_header h;
+    int64_t pos = 0;
+    int r;
+    while ((r = header_at(seg, pos, seg->size, &h)) == 1 &&
+           h.base_offset + h.last_offset_delta < offset)
+        pos += h.length + SL_BATCH_LOG_OVERHEAD;
+    if (r < 0)
+        return SL_ECORRUPT;
+    if (pos == seg->size)
+        return 0;
+    if (ftruncate(seg->log_fd, pos))
+        return SL_EIO;
+    int rc = scan_and_rebuild(seg, false, index_interval_bytes, NULL);
+    if (rc == 0 && lseek(seg->log_fd, seg->size, SEEK_SET) < 0)
+        rc = SL_EIO;
+    return rc;
+}
+
 int sl_segment_read(sl_segment *seg, int64_t pos, size_t len, sl_buf *out) {
     int rc = sl_buf_reserve(out, len);
     if (rc)

@@ -96,6 +96,11 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
 int sl_segment_walk(sl_segment *seg, int64_t limit,
                     int (*fn)(void *arg, const sl_batch_header *h, int64_t pos), void *arg);
 
+/* Cuts the segment before the first batch whose last offset is >= 'offset' (whole batches: the
+ * batch holding 'offset' goes too), and rebuilds its indexes. A replica truncating a tail its
+ * leader does not have. */
+int sl_segment_truncate(sl_segment *seg, int64_t offset, int64_t index_interval_bytes);
+
 /* Appends 'len' bytes of the log from 'pos' to 'out'. */
 int sl_segment_read(sl_segment *seg, int64_t pos, size_t len, sl_buf *out);
 

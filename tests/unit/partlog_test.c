@@ -1265,6 +1265,113 @@ static void transactions_bound_reads_and_survive_reopen(void) {
     drop_dir(dir);
 }
 
+/* ---- replicas ---- */
+
+/* Every stored byte of 'pl' from 'from' to its HW. */
+static void read_all(sl_partlog *pl, int64_t from, sl_buf *out) {
+    sl_read_result rr;
+    out->len = 0;
+    for (;;) {
+        size_t before = out->len;
+        SL_PASS(sl_partlog_read(pl, from, 1 << 20, out, &rr));
+        if (out->len == before)
+            return;
+        for (size_t pos = before; pos < out->len;) {
+            sl_batch_header h;
+            size_t total = sl_batch_total_size(out->data + pos, out->len - pos);
+            SL_PASS(sl_batch_header_parse(out->data + pos, total, &h));
+            from = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+    }
+}
+
+static void replicas_copy_bytes_and_truncate_divergent_tails(void) {
+    char *leader_dir = make_dir(), *follower_dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 700; /* several segments */
+    sl_partlog *leader, *follower;
+    SL_PASS(sl_partlog_open(leader_dir, "orders-3", &conf, &leader));
+    SL_PASS(sl_partlog_open(follower_dir, "orders-3", &conf, &follower));
+    sl_buf req = SL_BUF_INIT;
+    for (int i = 0; i < 12; i++) {
+        req.len = 0;
+        build(&req, 1 + i % 3, NULL, 1000 * i, 40);
+        sl_append_result res;
+        SL_PASS(sl_partlog_append(leader, req.data, req.len, 3, 5000, &res));
+        SL_PASS(sl_partlog_set_high_watermark(leader, res.last_offset + 1));
+    }
+    SL_EQ(append_txn(leader, 7, 0, 0, 2), 24);
+    SL_EQ(marker(leader, 7, 0, SL_CONTROL_ABORT), 26);
+    sl_buf all = SL_BUF_INIT, copy = SL_BUF_INIT;
+    read_all(leader, 0, &all);
+    /* The follower takes the leader's bytes in two fetches; they must continue its log (a gap
+     * is allowed: compaction leaves them). */
+    size_t half = 0;
+    while (half < all.len / 2)
+        half += sl_batch_total_size(all.data + half, all.len - half);
+    SL_PASS(sl_partlog_append_replica(follower, all.data, half, 5000));
+    SL_EQ(sl_partlog_append_replica(follower, all.data, half, 5000), SL_ERANGE); /* again */
+    for (size_t pos = half; pos < all.len;) { /* then a batch a fetch: segments roll */
+        size_t total = sl_batch_total_size(all.data + pos, all.len - pos);
+        SL_PASS(sl_partlog_append_replica(follower, all.data + pos, total, 5000));
+        pos += total;
+    }
+    sl_read_result lr, fr;
+    sl_partlog_offsets(leader, &lr);
+    SL_PASS(sl_partlog_set_high_watermark(follower, lr.high_watermark));
+    read_all(follower, 0, &copy);
+    SL_EQ(copy.len, all.len);
+    SL_TRUE(memcmp(copy.data, all.data, all.len) == 0); /* byte for byte, epochs included */
+    sl_partlog_offsets(follower, &fr);
+    SL_EQ(fr.last_stable_offset, lr.last_stable_offset);
+    sl_txn_range *ab;
+    size_t nab;
+    SL_PASS(sl_partlog_aborted_txns(follower, 0, fr.high_watermark, &ab, &nab));
+    SL_EQ(nab, 1);
+    free(ab);
+    SL_TRUE(sl_partlog_segment_count(follower) > 2);
+    /* A corrupt batch is refused whole. */
+    all.data[all.len - 3] ^= 1;
+    SL_EQ(sl_partlog_append_replica(follower, all.data, all.len, 5000), SL_ECORRUPT);
+    all.data[all.len - 3] ^= 1;
+
+    /* A divergent tail: truncate in the middle of a batch (it goes whole), across segments. */
+    size_t segs = sl_partlog_segment_count(follower);
+    SL_PASS(sl_partlog_truncate(follower, 17));
+    sl_partlog_offsets(follower, &fr);
+    SL_TRUE(fr.log_end_offset <= 17 && fr.log_end_offset >= 15);
+    SL_TRUE(fr.high_watermark <= fr.log_end_offset);
+    SL_TRUE(sl_partlog_segment_count(follower) < segs);
+    SL_EQ(sl_partlog_truncate(follower, -1), SL_ERANGE);
+    /* It catches up again from its LEO, and the result is the leader's log again, also after a
+     * reopen. */
+    size_t from = 0;
+    while (from < all.len) {
+        sl_batch_header h;
+        size_t total = sl_batch_total_size(all.data + from, all.len - from);
+        SL_PASS(sl_batch_header_parse(all.data + from, total, &h));
+        if (h.base_offset >= fr.log_end_offset)
+            break;
+        from += total;
+    }
+    SL_PASS(sl_partlog_append_replica(follower, all.data + from, all.len - from, 5000));
+    sl_partlog_close(follower);
+    SL_PASS(sl_partlog_open(follower_dir, "orders-3", &conf, &follower));
+    read_all(follower, 0, &copy);
+    SL_EQ(copy.len, all.len);
+    SL_TRUE(memcmp(copy.data, all.data, all.len) == 0);
+    sl_partlog_offsets(follower, &fr);
+    SL_EQ(fr.last_stable_offset, lr.last_stable_offset);
+    sl_buf_free(&req);
+    sl_buf_free(&all);
+    sl_buf_free(&copy);
+    sl_partlog_close(leader);
+    sl_partlog_close(follower);
+    drop_dir(leader_dir);
+    drop_dir(follower_dir);
+}
+
 SL_TESTS({"append assigns offsets and reads return stored batches",
           append_assigns_offsets_and_reads_back},
          {"high watermark bounds reads and only moves forward", high_watermark_bounds_reads},
@@ -1289,4 +1396,6 @@ SL_TESTS({"append assigns offsets and reads return stored batches",
           log_append_time_restamps_batches},
          {"reads race appends, rolls and retention", reads_race_appends_rolls_and_retention},
          {"transactions bound reads and survive a reopen",
-          transactions_bound_reads_and_survive_reopen})
+          transactions_bound_reads_and_survive_reopen},
+         {"replicas copy the leader's bytes and truncate divergent tails",
+          replicas_copy_bytes_and_truncate_divergent_tails})
