@@ -634,7 +634,7 @@ int main(int argc, char **argv) {
     char kafka_bound[320] = "none";
     sl_server *kafka = NULL;
     sl_kafka_ctx kctx = {broker, ctx.coord, o.node_id, "", 0, o.auto_create, o.num_partitions, 0,
-                         false};
+                         false, ctx.txn};
     if (rc == 0 && strcmp(o.kafka, "none") != 0) {
         char url[320], bound[320];
         snprintf(url, sizeof(url), "tcp://%s", o.kafka);

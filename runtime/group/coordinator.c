@@ -645,7 +645,8 @@ static int write_offsets(sl_coordinator *c, const char *group_id, const sl_offse
 }
 
 /* Whether the commit may happen: a member of the current generation (a zombie that lost its
- * partitions to a rebalance may not), or a tool (generation -1) while the group is empty. */
+ * partitions to a rebalance may not), a tool (generation -1) while the group is empty, or
+ * anyone with SL_COORD_UNCHECKED. */
 static int may_commit(sl_coordinator *c, const char *group_id, int32_t generation,
                       const char *member_id, const sl_offset_commit *offsets, size_t n) {
     if (group_id[0] == '\0' || strlen(group_id) > MAX_GROUP_ID)
@@ -653,6 +654,8 @@ static int may_commit(sl_coordinator *c, const char *group_id, int32_t generatio
     for (size_t i = 0; i < n; i++)
         if (offsets[i].offset < 0 || offsets[i].partition < 0)
             return SL_EINVAL;
+    if (generation == SL_COORD_UNCHECKED)
+        return 0;
     pthread_mutex_lock(&c->lock);
     group *g = get_group(c, group_id);
     int rc = g ? 0 : SL_ENOMEM;

@@ -102,8 +102,12 @@ typedef struct sl_offset_commit {
 int sl_coord_commit(sl_coordinator *c, const char *group, int32_t generation,
                     const char *member_id, const sl_offset_commit *offsets, size_t n);
 
+/* A generation for sl_coord_txn_commit that checks no membership: Kafka's TxnOffsetCommit
+ * before v3 carries no member. */
+#define SL_COORD_UNCHECKED (-2)
+
 /* Offsets committed inside producer 'pid's transaction (Kafka's TxnOffsetCommit): checked as
- * sl_coord_commit checks them, written to __consumer_offsets as part of the transaction, and
+ * sl_coord_commit checks them (not at all with SL_COORD_UNCHECKED), written to __consumer_offsets as part of the transaction, and
  * applied only when sl_coord_txn_end says it committed. Call with the transaction coordinator's
  * lock held (group/txn.h). */
 int sl_coord_txn_commit(sl_coordinator *c, const char *group, int32_t generation,

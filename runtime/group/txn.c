@@ -262,6 +262,13 @@ int sl_txn_init_producer(sl_txn_coord *t, const char *txn_id, int32_t timeout_ms
     return rc;
 }
 
+int sl_txn_check_producer(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch) {
+    pthread_mutex_lock(&t->lock);
+    int rc = check_producer(find_id(t, txn_id), pid, epoch);
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
 int sl_txn_commit_offsets(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch,
                           const char *group, int32_t generation, const char *member_id,
                           const sl_offset_commit *offsets, size_t n) {

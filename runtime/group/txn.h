@@ -50,6 +50,10 @@ void sl_txn_set_id_expiration(sl_txn_coord *t, int64_t ms);
 int sl_txn_init_producer(sl_txn_coord *t, const char *txn_id, int32_t timeout_ms,
                          int64_t *pid, int16_t *epoch);
 
+/* Whether 'pid' at 'epoch' is the current producer of 'txn_id': 0, SL_EFENCED (an older
+ * epoch) or SL_EINVAL (not its producer). Kafka's AddPartitionsToTxn and AddOffsetsToTxn. */
+int sl_txn_check_producer(sl_txn_coord *t, const char *txn_id, int64_t pid, int16_t epoch);
+
 /* TxnOffsetCommit: the group's offsets become part of the transaction (see
  * sl_coord_txn_commit). SL_EFENCED for an old epoch, SL_EINVAL for a producer that is not the
  * id's, group errors as sl_coord_commit has them. */

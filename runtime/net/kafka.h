@@ -15,6 +15,7 @@
 
 #include "broker/broker.h"
 #include "group/coordinator.h"
+#include "group/txn.h"
 #include "net/kafka_codec.h"
 #include "net/server.h"
 
@@ -49,6 +50,9 @@ enum {
     KERR_UNKNOWN_PRODUCER_ID = 59,
     KERR_NON_EMPTY_GROUP = 68,
     KERR_GROUP_ID_NOT_FOUND = 69,
+    KERR_INVALID_TXN_STATE = 48,
+    KERR_INVALID_PRODUCER_ID_MAPPING = 49,
+    KERR_INVALID_TRANSACTION_TIMEOUT = 50,
     KERR_UNSUPPORTED_COMPRESSION_TYPE = 76,
 };
 
@@ -66,6 +70,7 @@ typedef struct sl_kafka_ctx {
      * disk are decoded in full and then answered COORDINATOR_NOT_AVAILABLE or as if
      * validate_only, so every decoder is reached at fuzzing speed. Never set in sluiced. */
     bool decode_only;
+    sl_txn_coord *txn; /* transactions; NULL: transactional requests are refused */
 } sl_kafka_ctx;
 
 /* One request: header decoded; 'body' reads the request body. */
@@ -102,6 +107,12 @@ int sl_kafka_produce(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
 int sl_kafka_fetch(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
 int sl_kafka_list_offsets(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
 int sl_kafka_init_producer_id(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
+
+/* Transactions (kafka_txn.c) */
+int sl_kafka_add_partitions_to_txn(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
+int sl_kafka_add_offsets_to_txn(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
+int sl_kafka_end_txn(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
+int sl_kafka_txn_offset_commit(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);
 
 /* Groups and offsets (kafka_group.c) */
 int sl_kafka_find_coordinator(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w);

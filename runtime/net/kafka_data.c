@@ -155,9 +155,7 @@ int sl_kafka_produce(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
             sl_append_result res = {.base_offset = -1, .log_start_offset = -1, .append_time = -1};
             char err[256];
             int rc;
-            if (!txn_null)
-                rc = SL_EUNSUPPORTED;
-            else if (!exists)
+            if (!exists)
                 rc = SL_ENOENT;
             else if (records == NULL || len <= 0)
                 rc = SL_ECORRUPT;
@@ -406,23 +404,29 @@ int sl_kafka_list_offsets(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     return 0;
 }
 
-/* ---- InitProducerId (22) v0-1 ---- */
+/* ---- InitProducerId (22) v0-1: idempotent, or transactional (group/txn.h) ---- */
 
 int sl_kafka_init_producer_id(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     char txn[256];
     bool txn_null = true;
     sl_kr_string(r, txn, sizeof(txn), &txn_null);
-    sl_kr_i32(r); /* transaction_timeout_ms */
+    int32_t timeout_ms = sl_kr_i32(r);
     if (r->error)
         return -1;
     int64_t pid = -1;
     int16_t epoch = -1;
-    /* Kafka's transactional producers need AddPartitionsToTxn, EndTxn and the rest, which
-     * this protocol surface does not serve yet: only idempotent producers get an id here. */
-    int rc = txn_null ? sl_broker_init_producer_id(ctx->broker, &pid, &epoch) : SL_EUNSUPPORTED;
+    int rc;
+    if (txn_null)
+        rc = sl_broker_init_producer_id(ctx->broker, &pid, &epoch);
+    else if (ctx->txn == NULL || ctx->decode_only)
+        rc = SL_EUNSUPPORTED;
+    else
+        rc = sl_txn_init_producer(ctx->txn, txn, timeout_ms, &pid, &epoch);
     sl_kw_i32(w, 0); /* throttle_time_ms */
-    sl_kw_i16(w, rc == SL_EUNSUPPORTED ? KERR_INVALID_REQUEST : sl_kafka_error(rc));
+    sl_kw_i16(w, rc == SL_EUNSUPPORTED ? KERR_INVALID_REQUEST
+                 : rc == SL_EINVAL && !txn_null ? KERR_INVALID_TRANSACTION_TIMEOUT
+                                                : sl_kafka_error(rc));
     sl_kw_i64(w, pid);
     sl_kw_i16(w, epoch);
     return 0;

@@ -36,6 +36,10 @@ static const struct api_entry apis[] = {
     {19, 0, 3, sl_kafka_create_topics, SL_REQ_ADMIN, "CreateTopics"},
     {20, 0, 1, sl_kafka_delete_topics, SL_REQ_ADMIN, "DeleteTopics"},
     {22, 0, 1, sl_kafka_init_producer_id, SL_REQ_PRODUCE, "InitProducerId"},
+    {24, 0, 1, sl_kafka_add_partitions_to_txn, SL_REQ_PRODUCE, "AddPartitionsToTxn"},
+    {25, 0, 1, sl_kafka_add_offsets_to_txn, SL_REQ_PRODUCE, "AddOffsetsToTxn"},
+    {26, 0, 1, sl_kafka_end_txn, SL_REQ_PRODUCE, "EndTxn"},
+    {28, 0, 2, sl_kafka_txn_offset_commit, SL_REQ_GROUP, "TxnOffsetCommit"},
     {32, 0, 1, sl_kafka_describe_configs, SL_REQ_ADMIN, "DescribeConfigs"},
 };
 #define NAPIS (sizeof(apis) / sizeof(apis[0]))

@@ -6,6 +6,7 @@ transaction by aborting it. Offsets committed inside a transaction move with it.
 import os
 import signal
 import subprocess
+import textwrap
 import time
 import unittest
 
@@ -19,6 +20,49 @@ def txn_client():
 
 
 COMMITTED = ("-X", "isolation.level=read_committed")
+
+# A Kafka transactional producer (librdkafka through python3-confluent-kafka, Debian's, under
+# /usr/bin/python3): commit, abort, and consume-transform-produce with the consumer's offset
+# in the transaction. Prints what a read_committed reader sees, then the group's offset.
+CONFLUENT_TXN = textwrap.dedent('''
+    import sys
+    from confluent_kafka import Producer, Consumer, TopicPartition
+    B, T = sys.argv[1], sys.argv[2]
+    p = Producer({"bootstrap.servers": B, "transactional.id": "kafka-txn"})
+    p.init_transactions(10)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce(T, key=b"k%d" % i, value=b"C-%d" % i)
+    p.commit_transaction(10)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce(T, key=b"k%d" % i, value=b"A-%d" % i)
+    p.abort_transaction(10)
+    c = Consumer({"bootstrap.servers": B, "group.id": "kg", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition(T, 0)])
+    m = None
+    while m is None or m.error():
+        m = c.poll(2)
+    p.begin_transaction()
+    p.produce(T, key=b"x", value=b"T-0")
+    p.send_offsets_to_transaction([TopicPartition(T, 0, m.offset() + 1)],
+                                  c.consumer_group_metadata(), 10)
+    p.commit_transaction(10)
+    c.close()
+    r = Consumer({"bootstrap.servers": B, "group.id": "reader", "isolation.level": "read_committed"})
+    r.assign([TopicPartition(T, i, 0) for i in range(3)])
+    seen, idle = [], 0
+    while idle < 6:
+        m = r.poll(0.5)
+        if m is None:
+            idle += 1
+        elif not m.error():
+            seen.append(m.value().decode())
+    print(" ".join(sorted(seen)))
+    g = Consumer({"bootstrap.servers": B, "group.id": "kg"})
+    print(g.committed([TopicPartition(T, 0)], 10)[0].offset)
+''')
 
 
 class TransactionTest(BrokerTestCase):
@@ -119,6 +163,20 @@ class TransactionTest(BrokerTestCase):
         self.assertEqual(kcat("-X", "isolation.level=read_committed"),
                          sorted(["A-%d" % i for i in range(20)] + ["C-%d" % i for i in range(10)]))
         self.assertEqual(len(kcat("-X", "isolation.level=read_uncommitted")), 50)
+
+    def test_kafka_transactional_producer(self):
+        """librdkafka's transactional producer, unchanged: its committed transaction and the
+        offset it sent are there, its aborted one is not."""
+        self.start_broker()
+        self.create_topic("kt", partitions=3)
+        p = subprocess.run(["/usr/bin/python3", "-c", CONFLUENT_TXN, self.broker.kafka, "kt"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        seen, offset = p.stdout.strip().split("\n")
+        self.assertEqual(seen.split(), sorted(["C-%d" % i for i in range(10)] + ["T-0"]))
+        self.assertGreater(int(offset), 0)
+        self.assertIn('"committed_offset":%d' % int(offset),
+                      self.cli_ok("group", "describe", "kg", "--json").replace(" ", ""))
 
     def test_offsets_commit_with_the_transaction(self):
         b = self.start_broker()
