@@ -46,7 +46,7 @@ esac
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp
 # Tests and scripts must use Debian's python, whatever python3 comes first on PATH.
 PYTHON=/usr/bin/python3
 
