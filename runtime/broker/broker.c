@@ -622,6 +622,49 @@ int sl_broker_read_committed(sl_broker *b, const char *topic_name, int32_t p, in
     return read_partition(b, topic_name, p, offset, max_bytes, out, res, aborted, naborted);
 }
 
+int sl_broker_replay(sl_broker *b, const char *topic, int32_t p,
+                     void (*fn)(void *arg, const sl_record_view *rv), void *arg) {
+    int64_t offset, end;
+    int rc = sl_broker_list_offset(b, topic, p, -2, &offset);
+    if (rc == 0)
+        rc = sl_broker_list_offset(b, topic, p, -3, &end);
+    sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
+    while (rc == 0 && offset < end) {
+        sl_read_result res;
+        sl_txn_range *aborted;
+        size_t naborted;
+        buf.len = 0;
+        rc = sl_broker_read_committed(b, topic, p, offset, 1 << 20, &buf, &res, &aborted,
+                                      &naborted);
+        if (rc || buf.len == 0) {
+            free(aborted);
+            break;
+        }
+        for (size_t pos = 0; rc == 0 && pos < buf.len;) {
+            size_t total = sl_batch_total_size(buf.data + pos, buf.len - pos);
+            sl_batch_header h;
+            sl_record_iter it;
+            sl_record_view rv;
+            rc = sl_batch_header_parse(buf.data + pos, total, &h);
+            bool skip = rc == 0 && ((h.attributes & SL_BATCH_ATTR_CONTROL) ||
+                                    sl_txn_batch_aborted(aborted, naborted, &h));
+            if (rc == 0 && !skip)
+                rc = sl_record_iter_start_decompress(&it, buf.data + pos, total, &records,
+                                                     64 << 20);
+            while (rc == 0 && !skip && sl_record_iter_next(&it, &rv) == 1)
+                if (rv.offset >= offset) /* the first batch may begin before it */
+                    fn(arg, &rv);
+            if (rc == 0)
+                offset = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+        free(aborted);
+    }
+    sl_buf_free(&buf);
+    sl_buf_free(&records);
+    return rc;
+}
+
 int sl_broker_write_marker(sl_broker *b, const char *topic_name, int32_t p, int64_t pid,
                            int16_t epoch, int type) {
     int rc = 0;

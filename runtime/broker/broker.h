@@ -102,6 +102,12 @@ int sl_broker_read_committed(sl_broker *b, const char *topic, int32_t partition,
                              size_t max_bytes, sl_buf *out, sl_read_result *res,
                              sl_txn_range **aborted, size_t *naborted);
 
+/* Calls 'fn' for every committed record of a partition, from its log start to its last stable
+ * offset, in order (markers and aborted transactions skipped): how the coordinators load their
+ * internal topics at start. */
+int sl_broker_replay(sl_broker *b, const char *topic, int32_t partition,
+                     void (*fn)(void *arg, const sl_record_view *rv), void *arg);
+
 /* Appends a transaction marker (SL_CONTROL_COMMIT or SL_CONTROL_ABORT) for 'pid' and moves the
  * high watermark past it. SL_ENOENT when the partition is gone. */
 int sl_broker_write_marker(sl_broker *b, const char *topic, int32_t partition, int64_t pid,

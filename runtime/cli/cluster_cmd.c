@@ -143,11 +143,13 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
     if (json) {
         printf("{\"node_id\":%" PRId32 ",\"controller\":%" PRId32 ",\"voters\":%zu,\"nodes\":[",
                info.node_id, info.controller, info.voters);
-        for (size_t i = 0; i < info.nnodes; i++)
-            printf("%s{\"node_id\":%" PRId32 ",\"url\":\"%s\",\"status\":\"%s\","
-                   "\"controller\":%" PRId32 ",\"partitions_led\":%" PRId64 "}",
-                   i ? "," : "", info.nodes[i].node_id, info.nodes[i].url,
+        for (size_t i = 0; i < info.nnodes; i++) {
+            printf("%s{\"node_id\":%" PRId32 ",\"url\":", i ? "," : "", info.nodes[i].node_id);
+            cli_write_json_string(stdout, info.nodes[i].url); /* as a broker reported it */
+            printf(",\"status\":\"%s\",\"controller\":%" PRId32 ",\"partitions_led\":%" PRId64
+                   "}",
                    up[i] ? "up" : "down", up[i] ? sees[i] : 0, up[i] ? led[i] : -1);
+        }
         printf("]}\n");
     } else {
         if (info.voters == 0)

@@ -321,8 +321,11 @@ int sl_quorum_start(const sl_quorum_conf *conf, sl_quorum **out, char *errbuf, s
     }
     /* A half-made libraft instance is not safely torn down: this is a start-up failure, and
      * the process exits on it, so the memory is left to the exit. */
-    snprintf(errbuf, errlen, "cannot start the metadata quorum (%s): %s", step,
-             rv ? raft_strerror(rv) : "?");
+    snprintf(errbuf, errlen, "cannot start the metadata quorum (%s): %s%s%s%s", step,
+             rv ? raft_strerror(rv) : "?",
+             strcmp(step, "raft_start") == 0 ? " (is " : "",
+             strcmp(step, "raft_start") == 0 ? self->address : "",
+             strcmp(step, "raft_start") == 0 ? " in use, or not an address of this host?)" : "");
     return SL_EIO;
 }
 

@@ -843,55 +843,23 @@ out:
     return rc;
 }
 
+typedef struct loader {
+    sl_coordinator *c;
+    int32_t partition;
+} loader;
+
+static void load_one(void *arg, const sl_record_view *rv) {
+    loader *l = arg;
+    if (load_record(l->c, rv) != 0)
+        sl_warn("group", "%s-%d: offset record %" PRId64 " is not understood", SL_OFFSETS_TOPIC,
+                l->partition, rv->offset);
+}
+
+/* Read as committed: the transaction coordinator has decided every transaction before we
+ * load, and the offsets of aborted ones never count. */
 static int load_partition(sl_coordinator *c, int32_t p) {
-    int64_t offset, end;
-    int rc = sl_broker_list_offset(c->broker, SL_OFFSETS_TOPIC, p, -2, &offset);
-    if (rc == 0)
-        rc = sl_broker_list_offset(c->broker, SL_OFFSETS_TOPIC, p, -1, &end);
-    sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
-    /* Read as committed: the transaction coordinator has decided every transaction before we
-     * load, and the offsets of aborted ones never count. */
-    while (rc == 0 && offset < end) {
-        sl_read_result res;
-        sl_txn_range *aborted = NULL;
-        size_t naborted = 0;
-        buf.len = 0;
-        rc = sl_broker_read_committed(c->broker, SL_OFFSETS_TOPIC, p, offset, 1 << 20, &buf, &res,
-                                      &aborted, &naborted);
-        if (rc || buf.len == 0) {
-            free(aborted);
-            break;
-        }
-        for (size_t pos = 0; rc == 0 && pos < buf.len;) {
-            size_t total = sl_batch_total_size(buf.data + pos, buf.len - pos);
-            sl_record_iter it;
-            sl_record_view rv;
-            sl_batch_header bh;
-            if (sl_batch_header_parse(buf.data + pos, total, &bh) == 0 &&
-                ((bh.attributes & SL_BATCH_ATTR_CONTROL) ||
-                 sl_txn_batch_aborted(aborted, naborted, &bh))) {
-                offset = bh.base_offset + bh.last_offset_delta + 1;
-                pos += total;
-                continue;
-            }
-            rc = sl_record_iter_start_decompress(&it, buf.data + pos, total, &records, 64 << 20);
-            while (rc == 0 && sl_record_iter_next(&it, &rv) == 1) {
-                if (rv.offset >= offset && load_record(c, &rv) != 0)
-                    sl_warn("group", "%s-%d: offset record %" PRId64 " is not understood",
-                            SL_OFFSETS_TOPIC, p, rv.offset);
-                offset = rv.offset + 1;
-            }
-            sl_batch_header h;
-            if (rc == 0 && sl_batch_header_parse(buf.data + pos, total, &h) == 0 &&
-                h.base_offset + h.last_offset_delta + 1 > offset)
-                offset = h.base_offset + h.last_offset_delta + 1;
-            pos += total;
-        }
-        free(aborted);
-    }
-    sl_buf_free(&buf);
-    sl_buf_free(&records);
-    return rc;
+    loader l = {c, p};
+    return sl_broker_replay(c->broker, SL_OFFSETS_TOPIC, p, load_one, &l);
 }
 
 /* Drops groups that have neither members nor offsets (after deletes). Lock held. */

@@ -427,39 +427,14 @@ static int load_record(sl_txn_coord *t, const sl_record_view *rv) {
     return 0;
 }
 
+static void load_one(void *arg, const sl_record_view *rv) {
+    if (load_record(arg, rv) != 0)
+        sl_warn("txn", "%s record %" PRId64 " is not understood; skipped", SL_TXN_STATE_TOPIC,
+                rv->offset);
+}
+
 static int load_state(sl_txn_coord *t) {
-    int64_t offset, end;
-    int rc = sl_broker_list_offset(t->b, SL_TXN_STATE_TOPIC, 0, -2, &offset);
-    if (rc == 0)
-        rc = sl_broker_list_offset(t->b, SL_TXN_STATE_TOPIC, 0, -1, &end);
-    sl_buf buf = SL_BUF_INIT, records = SL_BUF_INIT;
-    while (rc == 0 && offset < end) {
-        sl_read_result res;
-        buf.len = 0;
-        rc = sl_broker_read(t->b, SL_TXN_STATE_TOPIC, 0, offset, 1 << 20, &buf, &res);
-        if (rc || buf.len == 0)
-            break;
-        for (size_t pos = 0; rc == 0 && pos < buf.len;) {
-            size_t total = sl_batch_total_size(buf.data + pos, buf.len - pos);
-            sl_batch_header h;
-            sl_record_iter it;
-            sl_record_view rv;
-            rc = sl_batch_header_parse(buf.data + pos, total, &h);
-            if (rc == 0)
-                rc = sl_record_iter_start_decompress(&it, buf.data + pos, total, &records,
-                                                     64 << 20);
-            while (rc == 0 && sl_record_iter_next(&it, &rv) == 1)
-                if (rv.offset >= offset && load_record(t, &rv) != 0)
-                    sl_warn("txn", "%s record %" PRId64 " is not understood; skipped",
-                            SL_TXN_STATE_TOPIC, rv.offset);
-            if (rc == 0)
-                offset = h.base_offset + h.last_offset_delta + 1;
-            pos += total;
-        }
-    }
-    sl_buf_free(&buf);
-    sl_buf_free(&records);
-    return rc;
+    return sl_broker_replay(t->b, SL_TXN_STATE_TOPIC, 0, load_one, t);
 }
 
 typedef struct open_list {

@@ -88,12 +88,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* As recovery reads a marker from disk, then notes it. */
         int type = sl_batch_control_type(p, total < size ? total : size);
         CHECK(type == SL_CONTROL_ABORT || type == SL_CONTROL_COMMIT || type == SL_ECORRUPT);
+        /* The index, fed the header as the data batch that opens a transaction and then as
+         * its marker, must open and then close it, and keep an abort. */
         sl_txn_index x;
         sl_txn_index_init(&x);
-        CHECK(sl_txn_index_note(&x, &h, type) == 0);
-        h.attributes &= ~SL_BATCH_ATTR_CONTROL; /* and as the data batch that opened it */
-        CHECK(sl_txn_index_note(&x, &h, 0) == 0);
-        CHECK(sl_txn_index_first_unstable(&x, INT64_MAX) <= INT64_MAX);
+        bool txn = h.producer_id >= 0;
+        sl_batch_header data_h = h;
+        data_h.attributes = (int16_t)((h.attributes | SL_BATCH_ATTR_TRANSACTIONAL) &
+                                      ~SL_BATCH_ATTR_CONTROL);
+        CHECK(sl_txn_index_note(&x, &data_h, 0) == 0);
+        CHECK(x.nopen == (txn ? 1u : 0u));
+        CHECK(sl_txn_index_first_unstable(&x, INT64_MAX) == (txn ? h.base_offset : INT64_MAX));
+        if (type >= 0) {
+            sl_batch_header marker_h = data_h;
+            marker_h.attributes |= SL_BATCH_ATTR_CONTROL;
+            CHECK(sl_txn_index_note(&x, &marker_h, type) == 0);
+            CHECK(x.nopen == 0);
+            CHECK(x.naborted == (txn && type == SL_CONTROL_ABORT ? 1u : 0u));
+        }
         sl_txn_index_free(&x);
     }
 

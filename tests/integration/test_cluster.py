@@ -7,6 +7,7 @@ sentence, and a node without them is a cluster of one."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import unittest
@@ -17,17 +18,30 @@ from harness import BrokerTestCase, binary, free_port, wait_until
 class ClusterTest(BrokerTestCase):
 
     def start_cluster(self, n=3):
-        ports = [free_port() for _ in range(n)]
-        self.controllers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
-        self.nodes = [self.start_broker(extra_args=["--node-id", str(i + 1),
-                                                    "--controllers", self.controllers])
-                      for i in range(n - 1)]
-        # The last one takes the same from a config file.
-        config = os.path.join(self.temp_dir(), "node.conf")
-        with open(config, "w") as f:
-            f.write("# node %d\nnode-id = %d\ncontrollers %s\n" % (n, n, self.controllers))
-        self.nodes.append(self.start_broker(extra_args=["--config", config]))
-        return self.nodes
+        # The controller ports are picked free and bound a moment later by sluiced; another
+        # test running beside may take one in between. Only that is retried.
+        for attempt in range(3):
+            ports = [free_port() for _ in range(n)]
+            self.controllers = ",".join("%d@127.0.0.1:%d" % (i + 1, p)
+                                        for i, p in enumerate(ports))
+            self.nodes = []
+            try:
+                for i in range(n - 1):
+                    self.nodes.append(self.start_broker(extra_args=[
+                        "--node-id", str(i + 1), "--controllers", self.controllers]))
+                # The last one takes the same from a config file.
+                config = os.path.join(self.temp_dir(), "node.conf")
+                with open(config, "w") as f:
+                    f.write("# node %d\nnode-id = %d\ncontrollers %s\n"
+                            % (n, n, self.controllers))
+                self.nodes.append(self.start_broker(extra_args=["--config", config]))
+                return self.nodes
+            except AssertionError as e:
+                if attempt == 2 or "in use, or not an address of this host" not in str(e):
+                    raise
+                for b in self.nodes:
+                    b.kill9()
+                self.broker = None
 
     def status(self, node):
         rc, out, err = self.cli("cluster", "status", "--json", broker=node)
@@ -101,6 +115,17 @@ class ClusterTest(BrokerTestCase):
                                capture_output=True, text=True, timeout=30)
             self.assertNotEqual(p.returncode, 0, controllers)
             self.assertIn(why, p.stderr + p.stdout, controllers)
+        # A controller address already taken says so.
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen(1)
+            taken = "127.0.0.1:%d" % held.getsockname()[1]
+            p = subprocess.run([binary("sluiced"), "--data-dir", data, "--node-id", "1",
+                                "--listen", "tcp://127.0.0.1:0", "--http-listen", "none",
+                                "--kafka-listen", "none", "--controllers", "1@" + taken],
+                               capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("is %s in use" % taken, p.stderr)
         bad = os.path.join(data, "bad.conf")
         with open(bad, "w") as f:
             f.write("node-id = 1\n\ncontrolers = 1@127.0.0.1:9500\n")
