@@ -35,6 +35,7 @@ static const struct err_desc err_table[] = {
     {"SL_EGROUPPROTOCOL", "no assignment strategy in common with the group's other members"},
     {"SL_EGROUPNOTEMPTY", "the group has active members"},
     {"SL_EUNSTABLE", "an undecided transaction holds offsets of the group: ask again"},
+    {"SL_ENOTENOUGHREPLICAS", "not enough in-sync replicas for acks=all"},
 };
 
 const char *sl_strerror(int status) {

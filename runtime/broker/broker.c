@@ -22,7 +22,6 @@
 #include "sluice/err.h"
 
 #define MAX_PARTITIONS 10000   /* per topic: bounds a create request and the files it makes */
-#define TOPIC_NAME_MAX 249     /* Kafka's limit: "<name>-<partition>" must fit a file name */
 #define MAINT_TICK_MS 1000     /* flush.ms and segment.ms are checked at least this often */
 #define FORMAT_VERSION 1       /* of the data directory, in meta.properties */
 #define PID_BLOCK 1000         /* producer ids reserved per metadata record */
@@ -32,10 +31,25 @@ static const double latency_bounds[] = {0.0001, 0.0005, 0.001, 0.005, 0.01,
                                         0.05,   0.1,    0.5,   1.0,   5.0};
 #define NBOUNDS (sizeof(latency_bounds) / sizeof(latency_bounds[0]))
 
+/* A follower's position as its leader sees it. */
+typedef struct follower_pos {
+    int64_t log_end;      /* -1: not known yet (no fetch since this node took the lead) */
+    int64_t caught_up_ms; /* when it last fetched from the log end (monotonic) */
+} follower_pos;
+
 typedef struct partition {
     int32_t id;
-    sl_partlog *log;
+    sl_partlog *log; /* NULL: no replica of it on this node */
     atomic_uint_fast64_t records_in, bytes_in, records_out, bytes_out;
+    /* Replication, under state_lock. Outside a cluster: led here alone, at epoch 0. */
+    pthread_mutex_t state_lock;
+    sl_partition_state state;
+    int64_t epoch_start;               /* leader: its log end when it took the lead */
+    follower_pos pos[SL_MAX_REPLICAS]; /* leader: by index in state.replicas */
+    int32_t isr_asked_version;         /* leader: the state an ISR change was asked on */
+    int64_t isr_asked_ms;
+    int32_t checked_epoch; /* follower: log checked against this epoch's leader; -1: not yet */
+    bool replicated;       /* from the cluster's metadata log (not a node-local topic) */
 } partition;
 
 typedef struct topic {
@@ -80,7 +94,14 @@ struct sl_broker {
 
     request_stats stats[2][SL_REQ_KINDS];
     sl_txn_hook txn_hook;
+    bool clustered;
+    int64_t replica_lag_max_ms;
+    sl_isr_hook isr_hook;
+    sl_admin_hook admin_hook;
+    atomic_bool metadata_ready; /* the metadata log is applied up to the controller's */
 };
+
+static int advance_hw(sl_broker *b, struct partition *part);
 
 /* ---- registry ---- */
 
@@ -100,22 +121,50 @@ static partition *find_partition(sl_broker *b, const char *name, int32_t p, int 
     return &t->parts[p];
 }
 
+/* This node leads the partition (outside a cluster it leads them all): its leader epoch. */
+static bool leads(sl_broker *b, partition *part, int32_t *epoch) {
+    if (!part->replicated) {
+        *epoch = 0;
+        return true;
+    }
+    /* Until the metadata log is applied, an old record may still name this node. */
+    pthread_mutex_lock(&part->state_lock);
+    bool yes = part->log && part->state.leader == b->node_id && atomic_load(&b->metadata_ready);
+    *epoch = part->state.epoch;
+    pthread_mutex_unlock(&part->state_lock);
+    return yes;
+}
+
+/* A partition for readers and writers: SL_ENOTLEADER when another node leads it. */
+static partition *find_led(sl_broker *b, const char *name, int32_t p, int32_t *epoch,
+                           int *status) {
+    partition *part = find_partition(b, name, p, status);
+    if (part && !leads(b, part, epoch)) {
+        *status = SL_ENOTLEADER;
+        return NULL;
+    }
+    return part;
+}
+
 static void partition_dir(const sl_broker *b, const char *name, int32_t p, char *out,
                           size_t len) {
     snprintf(out, len, "%s/%s-%d", b->data_dir, name, p);
 }
 
 static void topic_free(topic *t) {
-    for (int32_t i = 0; i < t->npartitions; i++)
+    for (int32_t i = 0; i < t->npartitions; i++) {
         if (t->parts[i].log)
             sl_partlog_close(t->parts[i].log);
+        pthread_mutex_destroy(&t->parts[i].state_lock);
+    }
     free(t->parts);
     sl_topic_config_free(&t->config);
     free(t->name);
     free(t);
 }
 
-static topic *topic_new(const char *name, int32_t npartitions, const sl_topic_config *config) {
+static topic *topic_new(const sl_broker *b, const char *name, int32_t npartitions,
+                        const sl_topic_config *config) {
     topic *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
@@ -129,16 +178,39 @@ static topic *topic_new(const char *name, int32_t npartitions, const sl_topic_co
         return NULL;
     }
     t->npartitions = npartitions;
-    for (int32_t i = 0; i < npartitions; i++)
-        t->parts[i].id = i;
+    for (int32_t i = 0; i < npartitions; i++) {
+        partition *p = &t->parts[i];
+        p->id = i;
+        pthread_mutex_init(&p->state_lock, NULL);
+        p->state = (sl_partition_state){.leader = b->node_id, .nreplicas = 1, .nisr = 1};
+        p->state.replicas[0] = p->state.isr[0] = b->node_id;
+        p->checked_epoch = -1;
+    }
     return t;
 }
 
-/* Opens the partition logs of 't'; 'fresh' removes what a deleted namesake may have left. */
+static bool has_replica(const sl_partition_state *st, int32_t node) {
+    for (int32_t i = 0; i < st->nreplicas; i++)
+        if (st->replicas[i] == node)
+            return true;
+    return false;
+}
+
+static bool in_isr(const sl_partition_state *st, int32_t node) {
+    for (int32_t i = 0; i < st->nisr; i++)
+        if (st->isr[i] == node)
+            return true;
+    return false;
+}
+
+/* Opens the logs of the partitions of 't' with a replica here; 'fresh' removes what a deleted
+ * namesake may have left. */
 static int topic_open_logs(sl_broker *b, topic *t, bool fresh) {
     sl_logconf lc;
     sl_topic_config_to_log(&t->config, &lc);
     for (int32_t i = 0; i < t->npartitions; i++) {
+        if (t->parts[i].log || !has_replica(&t->parts[i].state, b->node_id))
+            continue;
         char dir[4096], name[512];
         partition_dir(b, t->name, i, dir, sizeof(dir));
         snprintf(name, sizeof(name), "%s-%d", t->name, i);
@@ -170,9 +242,9 @@ static void remove_topic_dirs(sl_broker *b, const char *name, int32_t npartition
 
 static int check_topic_name(const char *name, char *errbuf, size_t errlen) {
     size_t n = strlen(name);
-    if (n == 0 || n > TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    if (n == 0 || n > SL_TOPIC_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
         snprintf(errbuf, errlen, "topic name must be 1 to %d characters, not \".\" or \"..\"",
-                 TOPIC_NAME_MAX);
+                 SL_TOPIC_NAME_MAX);
         return SL_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -228,7 +300,7 @@ static int create_topic(sl_broker *b, const char *name, int32_t partitions,
         snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
         rc = SL_EEXIST;
     }
-    if (rc == 0 && (t = topic_new(name, partitions, &cfg)) == NULL)
+    if (rc == 0 && (t = topic_new(b, name, partitions, &cfg)) == NULL)
         rc = SL_ENOMEM;
     sl_meta_record rec = {.type = SL_META_CREATE, .name = name, .partitions = partitions,
                           .configs = &cfg};
@@ -256,10 +328,35 @@ static int create_topic(sl_broker *b, const char *name, int32_t partitions,
     return rc;
 }
 
+/* A node of a cluster before its admin hook is set. */
+static int still_joining(char *errbuf, size_t errlen) {
+    snprintf(errbuf, errlen, "this node is still joining its cluster: try again");
+    return SL_ENOTLEADER;
+}
+
 int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
-                           const sl_config_kv *configs, size_t nconfigs, char *errbuf,
-                           size_t errlen) {
+                           int32_t replication, const sl_config_kv *configs, size_t nconfigs,
+                           char *errbuf, size_t errlen) {
+    if (b->admin_hook.create)
+        return b->admin_hook.create(b->admin_hook.arg, name, partitions, replication, configs,
+                                    nconfigs, errbuf, errlen);
+    if (b->clustered)
+        return still_joining(errbuf, errlen);
+    if (replication > 1) {
+        snprintf(errbuf, errlen, "replication factor %d needs a cluster: this node is alone",
+                 replication);
+        return SL_EINVAL;
+    }
     return create_topic(b, name, partitions, configs, nconfigs, false, errbuf, errlen);
+}
+
+void sl_broker_set_admin_hook(sl_broker *b, const sl_admin_hook *hook) {
+    b->admin_hook = *hook;
+}
+
+/* A user topic on a node of a cluster: its admin goes through the metadata log. */
+static bool replicated_topic(sl_broker *b, const char *name) {
+    return b->clustered && strncmp(name, "__", 2) != 0;
 }
 
 int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
@@ -276,6 +373,9 @@ int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t part
 }
 
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen) {
+    if (replicated_topic(b, name))
+        return b->admin_hook.remove ? b->admin_hook.remove(b->admin_hook.arg, name, errbuf, errlen)
+                                    : still_joining(errbuf, errlen);
     pthread_mutex_lock(&b->admin_lock);
     pthread_rwlock_rdlock(&b->topics_lock);
     bool exists = find_topic(b, name) != NULL;
@@ -310,8 +410,25 @@ int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t 
     return rc;
 }
 
+/* Gives 't' the configs in '*cfg' (which gets the old ones) and its logs the settings. Topics
+ * lock held exclusively. */
+static void swap_config(topic *t, sl_topic_config *cfg) {
+    sl_logconf lc;
+    sl_topic_config_to_log(cfg, &lc);
+    sl_topic_config old = t->config;
+    t->config = *cfg;
+    *cfg = old;
+    for (int32_t i = 0; i < t->npartitions; i++)
+        if (t->parts[i].log)
+            sl_partlog_set_conf(t->parts[i].log, &lc);
+}
+
 int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
                           size_t nconfigs, char *errbuf, size_t errlen) {
+    if (replicated_topic(b, name))
+        return b->admin_hook.alter ? b->admin_hook.alter(b->admin_hook.arg, name, configs,
+                                                         nconfigs, errbuf, errlen)
+                                   : still_joining(errbuf, errlen);
     int rc = check_configs(configs, nconfigs, errbuf, errlen);
     if (rc)
         return rc;
@@ -333,14 +450,8 @@ int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *co
     if (rc == 0)
         rc = sl_metalog_append(b->meta, &rec);
     if (rc == 0) {
-        sl_logconf lc;
-        sl_topic_config_to_log(&cfg, &lc);
         pthread_rwlock_wrlock(&b->topics_lock);
-        sl_topic_config tmp = t->config;
-        t->config = cfg;
-        cfg = tmp;
-        for (int32_t i = 0; i < t->npartitions; i++)
-            sl_partlog_set_conf(t->parts[i].log, &lc);
+        swap_config(t, &cfg);
         pthread_rwlock_unlock(&b->topics_lock);
         for (size_t i = 0; i < nconfigs; i++)
             sl_info("broker", "topic %s: %s set to %s", name, configs[i].key, configs[i].value);
@@ -364,11 +475,19 @@ int sl_broker_describe_topic(sl_broker *b, const char *name, sl_topic_desc *out)
         if (out->name == NULL || out->partitions == NULL || out->configs == NULL)
             rc = SL_ENOMEM;
         for (int32_t i = 0; rc == 0 && i < t->npartitions; i++) {
-            sl_read_result r;
-            sl_partlog_offsets(t->parts[i].log, &r);
-            out->partitions[i] = (sl_partition_desc){i, b->node_id, r.log_start_offset,
-                                                     r.high_watermark,
-                                                     sl_partlog_size_bytes(t->parts[i].log)};
+            partition *part = &t->parts[i];
+            sl_read_result r = {-1, -1, -1, -1};
+            if (part->log)
+                sl_partlog_offsets(part->log, &r);
+            sl_partition_desc *d = &out->partitions[i];
+            d->partition = i;
+            pthread_mutex_lock(&part->state_lock);
+            d->state = part->state;
+            pthread_mutex_unlock(&part->state_lock);
+            d->leader = d->state.leader;
+            d->start_offset = r.log_start_offset;
+            d->end_offset = r.high_watermark;
+            d->size_bytes = part->log ? sl_partlog_size_bytes(part->log) : -1;
         }
         for (size_t i = 0; rc == 0 && i < nk; i++) {
             const char *key = sl_topic_config_key(i);
@@ -536,9 +655,12 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         return hooked;
     int rc = 0;
     pthread_rwlock_rdlock(&b->topics_lock);
-    partition *part = find_partition(b, topic_name, p, &rc);
+    int32_t leader_epoch = 0;
+    partition *part = find_led(b, topic_name, p, &leader_epoch, &rc);
     int64_t records = 0;
-    if (part == NULL)
+    if (rc == SL_ENOTLEADER)
+        snprintf(errbuf, errlen, "this node does not lead %s-%d", topic_name, p);
+    else if (part == NULL)
         snprintf(errbuf, errlen, "topic \"%s\" or its partition %d does not exist", topic_name, p);
     else
         rc = sl_partlog_validate(part->log, data, len, &records, errbuf, errlen);
@@ -556,10 +678,9 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         }
     }
     if (rc == 0)
-        rc = sl_partlog_append(part->log, data, len, 0, sl_clock_wall_ms(), res);
-    /* One replica: an appended record is committed at once. */
-    if (rc == 0)
-        rc = sl_partlog_set_high_watermark(part->log, res->last_offset + 1);
+        rc = sl_partlog_append(part->log, data, len, leader_epoch, sl_clock_wall_ms(), res);
+    if (rc == 0 && (rc = advance_hw(b, part)) > 0)
+        rc = 0;
     if (rc == 0 && !res->duplicate) {
         atomic_fetch_add(&part->records_in, (uint64_t)records);
         atomic_fetch_add(&part->bytes_in, len);
@@ -593,7 +714,8 @@ static int read_partition(sl_broker *b, const char *topic_name, int32_t p, int64
     int rc = 0;
     memset(res, 0, sizeof(*res));
     pthread_rwlock_rdlock(&b->topics_lock);
-    partition *part = find_partition(b, topic_name, p, &rc);
+    int32_t epoch;
+    partition *part = find_led(b, topic_name, p, &epoch, &rc);
     if (part) {
         size_t before = out->len;
         rc = aborted ? sl_partlog_read_committed(part->log, offset, max_bytes, out, res, aborted,
@@ -624,7 +746,7 @@ int sl_broker_read_committed(sl_broker *b, const char *topic_name, int32_t p, in
 
 int sl_broker_replay(sl_broker *b, const char *topic, int32_t p,
                      void (*fn)(void *arg, const sl_record_view *rv), void *arg) {
-    int64_t offset, end;
+    int64_t offset = 0, end = 0;
     int rc = sl_broker_list_offset(b, topic, p, -2, &offset);
     if (rc == 0)
         rc = sl_broker_list_offset(b, topic, p, -3, &end);
@@ -669,12 +791,14 @@ int sl_broker_write_marker(sl_broker *b, const char *topic_name, int32_t p, int6
                            int16_t epoch, int type) {
     int rc = 0;
     pthread_rwlock_rdlock(&b->topics_lock);
-    partition *part = find_partition(b, topic_name, p, &rc);
+    int32_t leader_epoch;
+    partition *part = find_led(b, topic_name, p, &leader_epoch, &rc);
     int64_t offset = -1;
     if (part)
-        rc = sl_partlog_append_marker(part->log, pid, epoch, type, 0, sl_clock_wall_ms(), &offset);
-    if (rc == 0)
-        rc = sl_partlog_set_high_watermark(part->log, offset + 1);
+        rc = sl_partlog_append_marker(part->log, pid, epoch, type, leader_epoch,
+                                      sl_clock_wall_ms(), &offset);
+    if (rc == 0 && (rc = advance_hw(b, part)) > 0)
+        rc = 0;
     pthread_rwlock_unlock(&b->topics_lock);
     if (rc == 0)
         signal_data(b);
@@ -691,6 +815,9 @@ int sl_broker_foreach_open_txn(sl_broker *b,
         for (int32_t p = 0; p < t->npartitions && rc == 0; p++) {
             sl_txn_range *open;
             size_t n;
+            int32_t epoch;
+            if (!leads(b, &t->parts[p], &epoch))
+                continue; /* its leader settles it */
             rc = sl_partlog_open_txns(t->parts[p].log, &open, &n);
             for (size_t i = 0; rc == 0 && i < n; i++)
                 rc = fn(arg, t->name, p, &open[i]);
@@ -705,11 +832,479 @@ void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook) {
     b->txn_hook = *hook;
 }
 
+/* ---- replication ---- */
+
+/* Moves a led partition's high watermark to what every in-sync replica holds: at once when the
+ * leader is alone in its ISR (and outside a cluster). 1 when it moved, 0 when not, or an error. */
+static int advance_hw(sl_broker *b, partition *part) {
+    sl_read_result r;
+    sl_partlog_offsets(part->log, &r);
+    int64_t hw = r.log_end_offset;
+    pthread_mutex_lock(&part->state_lock);
+    for (int32_t i = 0; i < part->state.nreplicas; i++) {
+        int32_t id = part->state.replicas[i];
+        if (id != b->node_id && in_isr(&part->state, id) && part->pos[i].log_end < hw)
+            hw = part->pos[i].log_end; /* -1 (not known yet) holds it where it is */
+    }
+    pthread_mutex_unlock(&part->state_lock);
+    if (hw <= r.high_watermark)
+        return 0;
+    int rc = sl_partlog_set_high_watermark(part->log, hw);
+    return rc ? rc : 1;
+}
+
+void sl_broker_set_isr_hook(sl_broker *b, const sl_isr_hook *hook) {
+    b->isr_hook = *hook;
+}
+
+void sl_broker_set_metadata_ready(sl_broker *b) {
+    if (!atomic_exchange(&b->metadata_ready, true))
+        sl_info("broker", "the metadata log is applied: serving the partitions led here");
+    signal_data(b);
+}
+
+/* Asks the controller for 'proposed' unless the same state was asked about within a second.
+ * State lock held; the hook queues, it does not block. */
+static void ask_isr_change(sl_broker *b, const char *topic_name, partition *part,
+                           const sl_partition_state *proposed) {
+    int64_t now = sl_clock_mono_ms();
+    if (b->isr_hook.propose == NULL ||
+        (part->isr_asked_version == part->state.version && now - part->isr_asked_ms < 1000))
+        return;
+    part->isr_asked_version = part->state.version;
+    part->isr_asked_ms = now;
+    b->isr_hook.propose(b->isr_hook.arg, topic_name, part->id, proposed);
+}
+
+int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_config_kv *configs,
+                              size_t nconfigs, char *errbuf, size_t errlen) {
+    int rc = check_topic_name(name, errbuf, errlen);
+    if (rc)
+        return rc;
+    if (partitions < 1 || partitions > MAX_PARTITIONS) {
+        snprintf(errbuf, errlen, "partitions must be between 1 and %d", MAX_PARTITIONS);
+        return SL_EINVAL;
+    }
+    return check_configs(configs, nconfigs, errbuf, errlen);
+}
+
+static int config_from_kvs(const sl_config_kv *configs, size_t n, sl_topic_config *cfg) {
+    int rc = 0;
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = sl_topic_config_set(cfg, configs[i].key, configs[i].value);
+    return rc;
+}
+
+int sl_broker_apply_topic(sl_broker *b, const char *name, int32_t npartitions,
+                          const sl_config_kv *configs, size_t nconfigs,
+                          const sl_partition_state *states) {
+    sl_topic_config cfg;
+    int rc = config_from_kvs(configs, nconfigs, &cfg);
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_rdlock(&b->topics_lock);
+    bool exists = find_topic(b, name) != NULL;
+    pthread_rwlock_unlock(&b->topics_lock);
+    topic *t = NULL;
+    if (rc == 0 && !exists && (t = topic_new(b, name, npartitions, &cfg)) == NULL)
+        rc = SL_ENOMEM;
+    for (int32_t i = 0; t && i < npartitions; i++) {
+        t->parts[i].state = states[i];
+        t->parts[i].replicated = true;
+        /* Followers' positions are unknown until they fetch; their lag counts from now. */
+        for (int32_t k = 0; k < SL_MAX_REPLICAS; k++)
+            t->parts[i].pos[k] = (follower_pos){-1, sl_clock_mono_ms()};
+    }
+    /* What is on disk is this topic's: the log replays its deletion before any namesake. */
+    if (t && rc == 0)
+        rc = topic_open_logs(b, t, false);
+    if (t && rc == 0) {
+        pthread_rwlock_wrlock(&b->topics_lock);
+        t->next = b->topics;
+        b->topics = t;
+        pthread_rwlock_unlock(&b->topics_lock);
+        int hosted = 0;
+        for (int32_t i = 0; i < npartitions; i++)
+            hosted += t->parts[i].log != NULL;
+        sl_info("broker", "topic %s: %d partition%s, %d with a replica here", name, npartitions,
+                npartitions == 1 ? "" : "s", hosted);
+    } else if (t) {
+        topic_free(t);
+    }
+    pthread_mutex_unlock(&b->admin_lock);
+    sl_topic_config_free(&cfg);
+    if (rc == 0)
+        signal_data(b);
+    return rc;
+}
+
+int sl_broker_apply_delete(sl_broker *b, const char *name) {
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_wrlock(&b->topics_lock);
+    topic *t = NULL;
+    for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            t = *pp;
+            *pp = t->next;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    int32_t n = t ? t->npartitions : 0;
+    if (t) {
+        topic_free(t);
+        remove_topic_dirs(b, name, n);
+        sl_info("broker", "deleted topic %s", name);
+    }
+    pthread_mutex_unlock(&b->admin_lock);
+    signal_data(b); /* waiters on its partitions see it gone */
+    return 0;
+}
+
+int sl_broker_apply_config(sl_broker *b, const char *name, const sl_config_kv *configs,
+                           size_t nconfigs) {
+    sl_topic_config cfg;
+    int rc = config_from_kvs(configs, nconfigs, &cfg);
+    pthread_mutex_lock(&b->admin_lock);
+    pthread_rwlock_wrlock(&b->topics_lock);
+    topic *t = find_topic(b, name);
+    if (rc == 0 && t)
+        swap_config(t, &cfg);
+    pthread_rwlock_unlock(&b->topics_lock);
+    pthread_mutex_unlock(&b->admin_lock);
+    sl_topic_config_free(&cfg);
+    return rc;
+}
+
+static const char *role_name(const sl_broker *b, const sl_partition_state *st) {
+    return st->leader == b->node_id              ? "leader"
+           : has_replica(st, b->node_id)         ? "follower"
+                                                 : "no replica";
+}
+
+int sl_broker_apply_partition(sl_broker *b, const char *topic_name, int32_t p,
+                              const sl_partition_state *st) {
+    int rc = 0;
+    pthread_rwlock_wrlock(&b->topics_lock); /* a new replica here opens its log */
+    partition *part = find_partition(b, topic_name, p, &rc);
+    topic *t = part ? find_topic(b, topic_name) : NULL;
+    if (part) {
+        pthread_mutex_lock(&part->state_lock);
+        bool new_leader = st->leader != part->state.leader || st->epoch != part->state.epoch;
+        bool was_leader = part->state.leader == b->node_id;
+        follower_pos old[SL_MAX_REPLICAS];
+        sl_partition_state prev = part->state;
+        memcpy(old, part->pos, sizeof(old));
+        part->state = *st;
+        for (int32_t i = 0; i < st->nreplicas; i++) {
+            /* A follower's position survives a change of ISR, not a change of leader. */
+            part->pos[i] = (follower_pos){-1, sl_clock_mono_ms()};
+            for (int32_t j = 0; !new_leader && j < prev.nreplicas; j++)
+                if (prev.replicas[j] == st->replicas[i])
+                    part->pos[i] = old[j];
+        }
+        pthread_mutex_unlock(&part->state_lock);
+        if (part->log == NULL && has_replica(st, b->node_id))
+            rc = topic_open_logs(b, t, false);
+        if (rc == 0 && part->log && new_leader) {
+            sl_read_result r;
+            sl_partlog_offsets(part->log, &r);
+            pthread_mutex_lock(&part->state_lock);
+            part->epoch_start = r.log_end_offset;
+            part->checked_epoch = -1;
+            pthread_mutex_unlock(&part->state_lock);
+            if (st->leader == b->node_id || was_leader)
+                sl_info("broker", "%s-%d: %s at epoch %d (log end %" PRId64 ", high watermark "
+                        "%" PRId64 ")", topic_name, p, role_name(b, st), st->epoch,
+                        r.log_end_offset, r.high_watermark);
+        }
+        if (rc == 0 && part->log && st->leader == b->node_id && (rc = advance_hw(b, part)) > 0)
+            rc = 0; /* a smaller ISR let it move */
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    signal_data(b); /* acks=all waiters and follower fetches look again */
+    return rc == SL_ENOENT ? 0 : rc;
+}
+
+int sl_broker_partition_state(sl_broker *b, const char *topic_name, int32_t p,
+                              sl_partition_state *out) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    if (part) {
+        pthread_mutex_lock(&part->state_lock);
+        *out = part->state;
+        pthread_mutex_unlock(&part->state_lock);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_check_insync(sl_broker *b, const char *topic_name, int32_t p) {
+    int rc = 0;
+    int32_t epoch;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_led(b, topic_name, p, &epoch, &rc);
+    if (part) {
+        int32_t min = sl_topic_config_min_insync(&find_topic(b, topic_name)->config);
+        pthread_mutex_lock(&part->state_lock);
+        if (part->state.nisr < min)
+            rc = SL_ENOTENOUGHREPLICAS;
+        pthread_mutex_unlock(&part->state_lock);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_wait_replicated(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
+                              int64_t deadline_mono_ms) {
+    for (;;) {
+        uint64_t version = sl_broker_data_version(b);
+        int rc = 0;
+        int32_t epoch;
+        pthread_rwlock_rdlock(&b->topics_lock);
+        partition *part = find_led(b, topic_name, p, &epoch, &rc);
+        sl_read_result r;
+        if (part)
+            sl_partlog_offsets(part->log, &r);
+        pthread_rwlock_unlock(&b->topics_lock);
+        if (rc)
+            return rc;
+        if (r.high_watermark > offset)
+            return 0;
+        if (atomic_load(&b->stopping))
+            return SL_ESTOPPED;
+        if (sl_clock_mono_ms() >= deadline_mono_ms)
+            return SL_ETIMEDOUT;
+        sl_broker_wait_for_data(b, version, deadline_mono_ms);
+    }
+}
+
+int sl_broker_replica_fetch(sl_broker *b, const char *topic_name, int32_t p, int32_t replica,
+                            int32_t epoch, int64_t offset, int32_t last_epoch, size_t max_bytes,
+                            sl_buf *out, sl_read_result *res, int32_t *diverging_epoch,
+                            int64_t *diverging_end) {
+    int rc = 0;
+    int32_t leader_epoch;
+    *diverging_epoch = -1;
+    *diverging_end = -1;
+    memset(res, 0, sizeof(*res));
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_led(b, topic_name, p, &leader_epoch, &rc);
+    if (part && epoch != leader_epoch)
+        rc = epoch > leader_epoch ? SL_ENOTLEADER : SL_EFENCED;
+    if (rc == 0 && last_epoch >= 0) {
+        int32_t found;
+        int64_t end;
+        rc = sl_partlog_epoch_end(part->log, last_epoch, &found, &end);
+        if (rc == 0 && (found != last_epoch || end < offset)) {
+            *diverging_epoch = found;
+            *diverging_end = end;
+            sl_partlog_offsets(part->log, res);
+            pthread_rwlock_unlock(&b->topics_lock);
+            return 0;
+        }
+    }
+    if (rc == 0) {
+        sl_read_result r;
+        sl_partlog_offsets(part->log, &r);
+        int64_t now = sl_clock_mono_ms();
+        pthread_mutex_lock(&part->state_lock);
+        for (int32_t i = 0; i < part->state.nreplicas; i++) {
+            if (part->state.replicas[i] != replica)
+                continue;
+            part->pos[i].log_end = offset;
+            if (offset >= r.log_end_offset)
+                part->pos[i].caught_up_ms = now;
+            /* Back in sync once it holds everything committed, this epoch's start included. */
+            if (!in_isr(&part->state, replica) && offset >= r.high_watermark &&
+                offset >= part->epoch_start && part->state.nisr < SL_MAX_REPLICAS) {
+                sl_partition_state proposed = part->state;
+                proposed.isr[proposed.nisr++] = replica;
+                ask_isr_change(b, topic_name, part, &proposed);
+            }
+        }
+        pthread_mutex_unlock(&part->state_lock);
+        rc = advance_hw(b, part);
+    }
+    bool moved = rc > 0;
+    if (rc >= 0)
+        rc = sl_partlog_read_replica(part->log, offset, max_bytes, out, res);
+    pthread_rwlock_unlock(&b->topics_lock);
+    /* Only a move wakes anyone: the follower's own long-poll waits on the same signal. */
+    if (moved)
+        signal_data(b); /* acks=all waiters and readers at the high watermark look */
+    return rc;
+}
+
+/* The ISR's laggards: a follower that has not fetched up to the log end for longer than
+ * replica_lag_max_ms leaves the ISR, so acks=all writes do not wait on it. Topics lock held. */
+static void shrink_isrs(sl_broker *b) {
+    int64_t now = sl_clock_mono_ms();
+    for (topic *t = b->topics; t; t = t->next) {
+        for (int32_t i = 0; i < t->npartitions; i++) {
+            partition *part = &t->parts[i];
+            if (part->log == NULL)
+                continue;
+            sl_read_result r;
+            sl_partlog_offsets(part->log, &r);
+            pthread_mutex_lock(&part->state_lock);
+            sl_partition_state proposed = part->state;
+            if (proposed.leader == b->node_id) {
+                proposed.nisr = 0;
+                for (int32_t k = 0; k < part->state.nreplicas; k++) {
+                    int32_t id = part->state.replicas[k];
+                    bool lagging = id != b->node_id && part->pos[k].log_end < r.log_end_offset &&
+                                   now - part->pos[k].caught_up_ms > b->replica_lag_max_ms;
+                    if (in_isr(&part->state, id) && !lagging)
+                        proposed.isr[proposed.nisr++] = id;
+                }
+                if (proposed.nisr < part->state.nisr) {
+                    sl_warn("broker", "%s-%d: a follower is more than %" PRId64 " ms behind: "
+                            "asking to take it out of the ISR", t->name, i,
+                            b->replica_lag_max_ms);
+                    ask_isr_change(b, t->name, part, &proposed);
+                }
+            }
+            pthread_mutex_unlock(&part->state_lock);
+        }
+    }
+}
+
+int sl_broker_followed(sl_broker *b, int32_t leader, sl_followed **out, size_t *n) {
+    size_t cap = 0, k = 0;
+    sl_followed *v = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    for (topic *t = b->topics; t && rc == 0; t = t->next) {
+        for (int32_t i = 0; i < t->npartitions && rc == 0; i++) {
+            partition *part = &t->parts[i];
+            if (part->log == NULL)
+                continue;
+            pthread_mutex_lock(&part->state_lock);
+            bool mine = part->state.leader == leader && leader != b->node_id;
+            sl_followed f = {.partition = i, .epoch = part->state.epoch,
+                             .checked = part->checked_epoch == part->state.epoch};
+            pthread_mutex_unlock(&part->state_lock);
+            if (!mine)
+                continue;
+            if (k == cap) {
+                cap = cap ? cap * 2 : 16;
+                sl_followed *nv = realloc(v, cap * sizeof(*nv));
+                if (nv == NULL) {
+                    rc = SL_ENOMEM;
+                    break;
+                }
+                v = nv;
+            }
+            snprintf(f.topic, sizeof(f.topic), "%s", t->name);
+            sl_read_result r;
+            sl_partlog_offsets(part->log, &r);
+            f.log_end = r.log_end_offset;
+            int64_t end;
+            f.last_epoch = -1; /* only a check needs it */
+            if (!f.checked && sl_partlog_epoch_end(part->log, INT32_MAX, &f.last_epoch, &end))
+                f.last_epoch = -1;
+            v[k++] = f;
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* A partition this node follows at 'epoch', or NULL with SL_EFENCED. Topics lock held. */
+static partition *find_followed(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                                int *status) {
+    partition *part = find_partition(b, topic_name, p, status);
+    if (part == NULL)
+        return NULL;
+    pthread_mutex_lock(&part->state_lock);
+    bool ok = part->log && part->state.epoch == epoch && part->state.leader != b->node_id;
+    pthread_mutex_unlock(&part->state_lock);
+    if (!ok)
+        *status = SL_EFENCED;
+    return ok ? part : NULL;
+}
+
+int sl_broker_replica_append(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                             const uint8_t *data, size_t len, int64_t leader_hw) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_followed(b, topic_name, p, epoch, &rc);
+    if (part && len > 0)
+        rc = sl_partlog_append_replica(part->log, data, len, sl_clock_wall_ms());
+    if (part && rc == 0) {
+        sl_read_result r;
+        sl_partlog_offsets(part->log, &r);
+        int64_t hw = leader_hw < r.log_end_offset ? leader_hw : r.log_end_offset;
+        if (hw > r.high_watermark)
+            rc = sl_partlog_set_high_watermark(part->log, hw);
+        if (len > 0) {
+            atomic_fetch_add(&part->records_in, count_records(data, len));
+            atomic_fetch_add(&part->bytes_in, len);
+        }
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_replica_truncate(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                               int64_t offset) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_followed(b, topic_name, p, epoch, &rc);
+    sl_read_result r;
+    if (part)
+        sl_partlog_offsets(part->log, &r);
+    if (part && offset < r.log_end_offset) {
+        sl_warn("broker", "%s-%d: cutting %" PRId64 " offsets from %" PRId64 " that the leader "
+                "of epoch %d does not have", topic_name, p, r.log_end_offset - offset, offset,
+                epoch);
+        rc = sl_partlog_truncate(part->log, offset < r.log_start_offset ? r.log_start_offset
+                                                                         : offset);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_replica_checked(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_followed(b, topic_name, p, epoch, &rc);
+    if (part) {
+        pthread_mutex_lock(&part->state_lock);
+        part->checked_epoch = epoch;
+        pthread_mutex_unlock(&part->state_lock);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_epoch_end(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                        int32_t *found_epoch, int64_t *end_offset) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    if (part && part->log == NULL)
+        rc = SL_ENOTLEADER;
+    if (rc == 0)
+        rc = sl_partlog_epoch_end(part->log, epoch, found_epoch, end_offset);
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
 int sl_broker_list_offset(sl_broker *b, const char *topic_name, int32_t p, int64_t when,
                           int64_t *offset) {
     int rc = 0;
     pthread_rwlock_rdlock(&b->topics_lock);
-    partition *part = find_partition(b, topic_name, p, &rc);
+    int32_t epoch;
+    partition *part = find_led(b, topic_name, p, &epoch, &rc);
     if (part) {
         sl_read_result r;
         sl_partlog_offsets(part->log, &r);
@@ -828,6 +1423,8 @@ static int metrics_partitions(sl_broker *b, sl_buf *out) {
                 partition *p = &t->parts[i];
                 sl_read_result r;
                 uint64_t v = 0;
+                if (p->log == NULL)
+                    continue;
                 switch (f) {
                 case 0: v = atomic_load(&p->records_in); break;
                 case 1: v = atomic_load(&p->bytes_in); break;
@@ -896,6 +1493,8 @@ static size_t collect_compacted(sl_broker *b, sl_partlog ***logs) {
         if (!sl_topic_config_compacted(&t->config))
             continue;
         for (int32_t i = 0; i < t->npartitions; i++) {
+            if (t->parts[i].log == NULL)
+                continue;
             if (n == cap) {
                 size_t c = cap ? cap * 2 : 16;
                 sl_partlog **p = realloc(*logs, c * sizeof(*p));
@@ -952,12 +1551,16 @@ static void *maint_main(void *arg) {
         pthread_rwlock_rdlock(&b->topics_lock);
         for (topic *t = b->topics; t; t = t->next) {
             for (int32_t i = 0; i < t->npartitions; i++) {
+                if (t->parts[i].log == NULL)
+                    continue;
                 sl_partlog_flush_if_due(t->parts[i].log, now);
                 sl_partlog_roll_if_due(t->parts[i].log, now);
                 if (retention)
                     sl_partlog_enforce_retention(t->parts[i].log, now);
             }
         }
+        if (b->clustered)
+            shrink_isrs(b);
         if (clean)
             nlogs = collect_compacted(b, &logs);
         pthread_rwlock_unlock(&b->topics_lock);
@@ -1011,7 +1614,7 @@ static int replay_apply(void *ctx, const sl_meta_record *rec) {
     case SL_META_CREATE:
         if (t)
             return 0; /* a repeated create changes nothing */
-        if ((t = topic_new(rec->name, rec->partitions, rec->configs)) == NULL)
+        if ((t = topic_new(b, rec->name, rec->partitions, rec->configs)) == NULL)
             return SL_ENOMEM;
         t->next = b->topics;
         b->topics = t;
@@ -1064,6 +1667,8 @@ int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
     b->node_id = conf->node_id;
     b->retention_check_ms = conf->retention_check_ms > 0 ? conf->retention_check_ms : 5000;
     b->cleaner_interval_ms = conf->cleaner_interval_ms > 0 ? conf->cleaner_interval_ms : 15000;
+    b->clustered = conf->clustered;
+    b->replica_lag_max_ms = conf->replica_lag_max_ms > 0 ? conf->replica_lag_max_ms : 10000;
     b->lock_fd = -1;
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);

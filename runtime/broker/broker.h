@@ -16,12 +16,31 @@
 
 typedef struct sl_broker sl_broker;
 
+/* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */
+#define SL_TOPIC_NAME_MAX 249
+
+/* Where a partition's replicas live and who leads it (cluster/cluster.h keeps these in the
+ * metadata log). A node outside a cluster leads every partition alone. */
+#define SL_MAX_REPLICAS 8
+typedef struct sl_partition_state {
+    int32_t leader;  /* node id; -1: none right now */
+    int32_t epoch;   /* leader epoch: moves with every change of leader */
+    int32_t version; /* moves with every change of leader or ISR */
+    int32_t nreplicas, nisr;
+    int32_t replicas[SL_MAX_REPLICAS];
+    int32_t isr[SL_MAX_REPLICAS]; /* the in-sync replicas, the leader among them */
+} sl_partition_state;
+
 typedef struct sl_broker_conf {
     const char *data_dir;
     int32_t node_id;
     int64_t retention_check_ms;  /* how often retention, flush.ms and segment.ms are checked */
     int64_t cleaner_interval_ms; /* how often compacted topics are looked at (Kafka's
                                   * log.cleaner.backoff.ms); <= 0: 15000 */
+    /* A node of a cluster: user topics come from the metadata log (sl_broker_apply_*), and
+     * partitions have leaders and followers. */
+    bool clustered;
+    int64_t replica_lag_max_ms; /* a follower this far behind leaves the ISR; <= 0: 10000 */
 } sl_broker_conf;
 
 /* Opens the data directory: checks or writes meta.properties, replays the metadata log, opens
@@ -38,9 +57,11 @@ int32_t sl_broker_node_id(const sl_broker *b);
 
 /* ---- topics ---- */
 
+/* 'replication' <= 0: the default (one replica outside a cluster, where more is refused). On a
+ * node of a cluster, user topics are created, deleted and altered through the admin hook. */
 int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
-                           const sl_config_kv *configs, size_t nconfigs, char *errbuf,
-                           size_t errlen);
+                           int32_t replication, const sl_config_kv *configs, size_t nconfigs,
+                           char *errbuf, size_t errlen);
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen);
 
 /* Creates an internal topic ("__" name, refused to users) unless it exists; 'compacted' keeps
@@ -53,6 +74,7 @@ int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *co
 typedef struct sl_partition_desc {
     int32_t partition;
     int32_t leader;
+    sl_partition_state state; /* replicas and ISR */
     int64_t start_offset;
     int64_t end_offset; /* high watermark */
     int64_t size_bytes;
@@ -132,6 +154,107 @@ typedef struct sl_txn_hook {
     void *arg;
 } sl_txn_hook;
 void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook);
+
+/* ---- replication (a node of a cluster: cluster/ drives these) ---- */
+
+/* Validates a topic's name, partition count and configs for creation, with a sentence. */
+int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_config_kv *configs,
+                              size_t nconfigs, char *errbuf, size_t errlen);
+
+/* The metadata log's topic changes, applied in log order on every node: a topic (unless it
+ * exists) with the logs of the partitions whose replicas include this node, opened as they are
+ * on disk; its deletion; its configs (the full overrides). */
+int sl_broker_apply_topic(sl_broker *b, const char *name, int32_t npartitions,
+                          const sl_config_kv *configs, size_t nconfigs,
+                          const sl_partition_state *states);
+int sl_broker_apply_delete(sl_broker *b, const char *name);
+int sl_broker_apply_config(sl_broker *b, const char *name, const sl_config_kv *configs,
+                           size_t nconfigs);
+
+/* A partition's new state from the metadata log: this node leads it, follows it, or neither.
+ * A new leader knows none of its followers' positions yet; a partition that loses its leader
+ * here wakes its acks=all waiters (they answer SL_ENOTLEADER). */
+int sl_broker_apply_partition(sl_broker *b, const char *topic, int32_t partition,
+                              const sl_partition_state *st);
+
+int sl_broker_partition_state(sl_broker *b, const char *topic, int32_t partition,
+                              sl_partition_state *out);
+
+/* On a node of a cluster, user topic admin goes to the controller (through the metadata log):
+ * these take the broker's admin calls. Set once, before serving. */
+typedef struct sl_admin_hook {
+    int (*create)(void *arg, const char *name, int32_t partitions, int32_t replication,
+                  const sl_config_kv *configs, size_t nconfigs, char *errbuf, size_t errlen);
+    int (*remove)(void *arg, const char *name, char *errbuf, size_t errlen);
+    int (*alter)(void *arg, const char *name, const sl_config_kv *configs, size_t nconfigs,
+                 char *errbuf, size_t errlen);
+    void *arg;
+} sl_admin_hook;
+void sl_broker_set_admin_hook(sl_broker *b, const sl_admin_hook *hook);
+
+/* The leader asks the controller to change a partition's ISR to 'proposed' (a follower caught
+ * up, or fell behind for longer than replica_lag_max_ms). Called without broker locks held,
+ * from a connection or the maintenance thread; it must not block (queue the request). Set once,
+ * before serving. */
+typedef struct sl_isr_hook {
+    void (*propose)(void *arg, const char *topic, int32_t partition,
+                    const sl_partition_state *proposed);
+    void *arg;
+} sl_isr_hook;
+void sl_broker_set_isr_hook(sl_broker *b, const sl_isr_hook *hook);
+
+/* The node has applied the metadata log as far as the controller had: until then it leads
+ * nothing (an old record may still name it leader of a partition that has moved on). */
+void sl_broker_set_metadata_ready(sl_broker *b);
+
+/* acks=all, before the append: SL_ENOTENOUGHREPLICAS while the ISR is smaller than the topic's
+ * min.insync.replicas, SL_ENOTLEADER when this node does not lead the partition. */
+int sl_broker_check_insync(sl_broker *b, const char *topic, int32_t partition);
+
+/* acks=all, after the append: waits until the high watermark passes 'offset' (every in-sync
+ * replica has the record). SL_ETIMEDOUT at the monotonic deadline, SL_ENOTLEADER when this
+ * node stops leading the partition meanwhile, SL_ESTOPPED. */
+int sl_broker_wait_replicated(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
+                              int64_t deadline_mono_ms);
+
+/* The leader's side of a follower's fetch: 'replica' (a node id) at leader epoch 'epoch' asks
+ * from 'offset', which is also its log end: the leader records it, moves the ISR and the high
+ * watermark, and reads up to its own log end. A follower checking its log first sends the
+ * last epoch it holds ('last_epoch' >= 0; -1 skips the check): when the leader's log does not
+ * hold that epoch up to 'offset', nothing is read and *diverging_epoch / *diverging_end say
+ * where the follower must cut (sl_partlog_epoch_end on the leader; the epoch may be -1), else
+ * *diverging_end is -1. SL_ENOTLEADER (not the leader, or not yet at 'epoch'), SL_EFENCED (the follower's epoch
+ * is old), SL_ERANGE. */
+int sl_broker_replica_fetch(sl_broker *b, const char *topic, int32_t partition, int32_t replica,
+                            int32_t epoch, int64_t offset, int32_t last_epoch, size_t max_bytes,
+                            sl_buf *out, sl_read_result *res, int32_t *diverging_epoch,
+                            int64_t *diverging_end);
+
+/* A partition this node follows, as its fetcher needs it. */
+typedef struct sl_followed {
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int32_t epoch;
+    int64_t log_end;
+    int32_t last_epoch; /* the newest leader epoch in the local log, or -1 when empty */
+    bool checked;       /* the log was checked against this epoch's leader */
+} sl_followed;
+
+/* The partitions this node follows whose leader is 'leader', into a malloc'd array. */
+int sl_broker_followed(sl_broker *b, int32_t leader, sl_followed **out, size_t *n);
+
+/* The follower's hands, each refused (SL_EFENCED) unless the partition is still followed at
+ * 'epoch': appends a leader's batches and takes its high watermark (never past the local log
+ * end); cuts a divergent tail; marks the log checked against this epoch's leader. */
+int sl_broker_replica_append(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,
+                             const uint8_t *data, size_t len, int64_t leader_hw);
+int sl_broker_replica_truncate(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,
+                               int64_t offset);
+int sl_broker_replica_checked(sl_broker *b, const char *topic, int32_t partition, int32_t epoch);
+
+/* sl_partlog_epoch_end on a hosted partition. */
+int sl_broker_epoch_end(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,
+                        int32_t *found_epoch, int64_t *end_offset);
 
 /* when: -1 the high watermark, -2 the log start, -3 the last stable offset, otherwise a
  * timestamp in ms. */

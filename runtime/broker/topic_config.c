@@ -34,6 +34,7 @@ static const struct cfg_def cfg_defs[] = {
     {"message.timestamp.type", CFG_CHOICE, "CreateTime", 0, 0, "CreateTime|LogAppendTime"},
     {"min.cleanable.dirty.ratio", CFG_DOUBLE, "0.5", 0, 1, NULL},
     {"min.compaction.lag.ms", CFG_LONG, "0", 0, LMAX, NULL},
+    {"min.insync.replicas", CFG_LONG, "1", 1, 2147483647, NULL},
     {"retention.bytes", CFG_LONG, "-1", -1, LMAX, NULL},
     {"retention.ms", CFG_LONG, "604800000", -1, LMAX, NULL},
     {"segment.bytes", CFG_LONG, "1073741824", 100, 2147483647, NULL},
@@ -145,6 +146,10 @@ const char *sl_topic_config_get(const sl_topic_config *cfg, const char *key) {
 
 static long long get_long(const sl_topic_config *cfg, const char *key) {
     return strtoll(sl_topic_config_get(cfg, key), NULL, 10);
+}
+
+int32_t sl_topic_config_min_insync(const sl_topic_config *cfg) {
+    return (int32_t)get_long(cfg, "min.insync.replicas");
 }
 
 bool sl_topic_config_compacted(const sl_topic_config *cfg) {

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log/partlog.h"
 
@@ -28,6 +29,9 @@ int sl_topic_config_set(sl_topic_config *cfg, const char *key, const char *value
 
 /* The effective value of 'key': the override or the default. NULL for an unknown key. */
 const char *sl_topic_config_get(const sl_topic_config *cfg, const char *key);
+
+/* min.insync.replicas: an acks=all write is refused while fewer replicas are in sync. */
+int32_t sl_topic_config_min_insync(const sl_topic_config *cfg);
 
 /* Whether cleanup.policy includes "compact". */
 bool sl_topic_config_compacted(const sl_topic_config *cfg);

@@ -304,3 +304,13 @@ void cli_format_size(int64_t bytes, char *buf, size_t len) {
     snprintf(buf, len, "%.1f %s", value, units[unit]);
 }
 
+void cli_format_ids(const int32_t *ids, int32_t n, char *buf, size_t len) {
+    size_t used = 0;
+    snprintf(buf, len, "-");
+    for (int32_t i = 0; i < n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%d", i ? "," : "", (int)ids[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}

@@ -138,5 +138,7 @@ int cli_open_admin(const struct cli *cli, sl_client **out);
 void cli_write_json_string(FILE *out, const char *s);
 /* "512 B", "1.2 MiB": binary units with one decimal. */
 void cli_format_size(int64_t bytes, char *buf, size_t len);
+/* Node ids as "1,2,3" ("-" for none). */
+void cli_format_ids(const int32_t *ids, int32_t n, char *buf, size_t len);
 
 #endif

@@ -46,34 +46,40 @@ enum {
 /* ---- topic create ------------------------------------------------------------------------ */
 
 static const char topic_create_help[] =
-    "Usage: sluice topic create NAME [--partitions N] [--config KEY=VALUE]...\n"
+    "Usage: sluice topic create NAME [--partitions N] [--replication N] [--config KEY=VALUE]...\n"
     "\n"
     "Creates the topic NAME.\n"
     "\n"
     "Options:\n"
     "  -p, --partitions N     number of partitions, at least 1 (default 1)\n"
+    "  -r, --replication N    replicas of each partition, on different brokers of a cluster\n"
+    "                         (default: the cluster's --default-replication)\n"
     "  -c, --config K=V       set topic config K to V, e.g. retention.ms=86400000;\n"
     "                         may be repeated\n" COMMON_OPTIONS_HELP;
 
 struct topic_create_args {
     const char *name;
     int32_t partitions;
+    int32_t replication;
     struct pair_list configs;
 };
 
 static int parse_topic_create(struct cli *cli, int argc, char **argv,
                               struct topic_create_args *args) {
     static const struct option options[] = {{"partitions", required_argument, NULL, 'p'},
+                                            {"replication", required_argument, NULL, 'r'},
                                             {"config", required_argument, NULL, 'c'},
                                             COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     int opt, rc = CLI_GO_ON;
     cli_start_options();
-    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:c:b:X:h", options, NULL)) != -1) {
+    while (rc == CLI_GO_ON && (opt = getopt_long(argc, argv, ":p:r:c:b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
             return cli_show_help(topic_create_help);
         else if (opt == 'p')
             rc = cli_parse_int32(cli, "--partitions", optarg, 1, &args->partitions);
+        else if (opt == 'r')
+            rc = cli_parse_int32(cli, "--replication", optarg, 1, &args->replication);
         else if (opt == 'c')
             rc = cli_pair_list_add(cli, &args->configs, "--config", optarg);
         else
@@ -88,8 +94,9 @@ static int run_topic_create(const struct cli *cli, const struct topic_create_arg
     int rc = cli_open_admin(cli, &admin);
     if (rc != CLI_GO_ON)
         return rc;
-    int status = sl_topic_create(admin, args->name, args->partitions, args->configs.items,
-                                 args->configs.count, errbuf, sizeof(errbuf));
+    int status = sl_topic_create_replicated(admin, args->name, args->partitions,
+                                            args->replication, args->configs.items,
+                                            args->configs.count, errbuf, sizeof(errbuf));
     if (status == 0) {
         printf("created topic \"%s\" with %" PRId32 " %s\n", args->name, args->partitions,
                cli_plural((uint64_t)args->partitions, "partition", "partitions"));
@@ -157,8 +164,8 @@ static const char topic_describe_help[] =
     "Usage: sluice topic describe NAME [--json]\n"
     "\n"
     "Shows each partition of topic NAME (leader, replicas, in-sync replicas, start and end\n"
-    "offsets, size on disk) and the topic's effective configs. Partitions have one replica,\n"
-    "their leader, until they are replicated across a cluster.\n"
+    "offsets, size on disk) and the topic's effective configs. Offsets and sizes are the node's\n"
+    "asked (-1 and '-' where it holds no replica).\n"
     "\n"
     "Options:\n"
     "      --json             print one JSON object instead of tables; sizes are exact bytes\n"
@@ -170,12 +177,16 @@ static void print_topic_json(const sl_topic_info *info) {
     fputs(",\"partitions\":[", stdout);
     for (int32_t i = 0; i < info->npartitions; i++) {
         const sl_partition_info *p = &info->partitions[i];
-        /* One replica, its leader, until partitions are replicated across a cluster. */
-        printf("%s{\"partition\":%" PRId32 ",\"leader\":%" PRId32 ",\"replicas\":[%" PRId32
-               "],\"isr\":[%" PRId32 "],\"start_offset\":%" PRId64 ",\"end_offset\":%" PRId64
+        printf("%s{\"partition\":%" PRId32 ",\"leader\":%" PRId32 ",\"replicas\":[",
+               i > 0 ? "," : "", p->partition, p->leader);
+        for (int32_t k = 0; k < p->nreplicas; k++)
+            printf("%s%" PRId32, k ? "," : "", p->replicas[k]);
+        fputs("],\"isr\":[", stdout);
+        for (int32_t k = 0; k < p->nisr; k++)
+            printf("%s%" PRId32, k ? "," : "", p->isr[k]);
+        printf("],\"start_offset\":%" PRId64 ",\"end_offset\":%" PRId64
                ",\"size_bytes\":%" PRId64 "}",
-               i > 0 ? "," : "", p->partition, p->leader, p->leader, p->leader, p->start_offset,
-               p->end_offset, p->size_bytes);
+               p->start_offset, p->end_offset, p->size_bytes);
     }
     fputs("],\"config\":{", stdout);
     for (size_t i = 0; i < info->nconfigs; i++) {
@@ -197,11 +208,15 @@ static void print_topic_table(const sl_topic_info *info) {
            "START OFFSET", "END OFFSET", "SIZE");
     for (int32_t i = 0; i < info->npartitions; i++) {
         const sl_partition_info *p = &info->partitions[i];
-        cli_format_size(p->size_bytes, size, sizeof(size));
-        printf("%-9" PRId32 "  %-6" PRId32 "  %-8" PRId32 "  %-8" PRId32 "  %-12" PRId64
-               "  %-12" PRId64 "  %s\n",
-               p->partition, p->leader, p->leader, p->leader, p->start_offset, p->end_offset,
-               size);
+        char replicas[64], isr[64];
+        cli_format_ids(p->replicas, p->nreplicas, replicas, sizeof(replicas));
+        cli_format_ids(p->isr, p->nisr, isr, sizeof(isr));
+        if (p->size_bytes < 0)
+            snprintf(size, sizeof(size), "-");
+        else
+            cli_format_size(p->size_bytes, size, sizeof(size));
+        printf("%-9" PRId32 "  %-6" PRId32 "  %-8s  %-8s  %-12" PRId64 "  %-12" PRId64 "  %s\n",
+               p->partition, p->leader, replicas, isr, p->start_offset, p->end_offset, size);
     }
     if (info->nconfigs == 0)
         return;

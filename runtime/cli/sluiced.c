@@ -18,6 +18,7 @@
 #include "broker/broker.h"
 #include "client/internal.h"
 #include "cluster/cluster.h"
+#include "cluster/node.h"
 #include "net/http.h"
 #include "net/kafka.h"
 #include "net/native_handler.h"
@@ -51,6 +52,8 @@ struct options {
     const char *log_level;
     const char *controllers;       /* --controllers: run as one node of a cluster */
     const char *controller_listen; /* --controller-listen */
+    int default_replication;       /* --default-replication */
+    long replica_lag_ms;           /* --replica-lag-max-ms */
 };
 
 static void usage(FILE *out) {
@@ -89,6 +92,11 @@ static void usage(FILE *out) {
             "                         registers its --listen address there and learns the others'\n"
             "  --controller-listen HOST:PORT\n"
             "                         this node's quorum address (default: its --controllers entry)\n"
+            "  --default-replication N\n"
+            "                         replicas of a topic created without a replication factor\n"
+            "                         (default.replication.factor; default 1)\n"
+            "  --replica-lag-max-ms N a follower that has not caught up for this long leaves the\n"
+            "                         in-sync replicas (replica.lag.time.max.ms; default 10000)\n"
             "  --config FILE          read options from FILE first: one per line, 'name = value'\n"
             "                         or 'name value' (the long option's name without '--'; '#'\n"
             "                         starts a comment); the command line overrides them\n"
@@ -111,7 +119,7 @@ static int parse_long(const char *s, long min, long max, long *out) {
 
 static int parse_options(int argc, char **argv, struct options *o) {
     enum { OPT_KAFKA = 900, OPT_AUTO, OPT_NPART, OPT_PIPELINE, OPT_PLUGIN_PATH, OPT_CONTROLLERS,
-           OPT_CONTROLLER_LISTEN };
+           OPT_CONTROLLER_LISTEN, OPT_REPLICATION, OPT_REPLICA_LAG };
     enum { OPT_DATA = 1000, OPT_LISTEN, OPT_HTTP, OPT_READY, OPT_NODE, OPT_RET, OPT_CLEAN,
            OPT_LOG };
     static const struct option longopts[] = {
@@ -130,12 +138,15 @@ static int parse_options(int argc, char **argv, struct options *o) {
         {"log-level", required_argument, NULL, OPT_LOG},
         {"controllers", required_argument, NULL, OPT_CONTROLLERS},
         {"controller-listen", required_argument, NULL, OPT_CONTROLLER_LISTEN},
+        {"default-replication", required_argument, NULL, OPT_REPLICATION},
+        {"replica-lag-max-ms", required_argument, NULL, OPT_REPLICA_LAG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_HTTP, NULL, 1, 5000, 15000,
-                          DEFAULT_KAFKA, true, 1, {NULL}, 0, NULL, "info", NULL, NULL};
+                          DEFAULT_KAFKA, true, 1, {NULL}, 0, NULL, "info", NULL, NULL, 1,
+                          10000};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
@@ -185,6 +196,21 @@ static int parse_options(int argc, char **argv, struct options *o) {
         case OPT_PLUGIN_PATH: o->plugin_path = optarg; break;
         case OPT_CONTROLLERS: o->controllers = optarg; break;
         case OPT_CONTROLLER_LISTEN: o->controller_listen = optarg; break;
+        case OPT_REPLICATION:
+            if (parse_long(optarg, 1, SL_MAX_REPLICAS, &v)) {
+                fprintf(stderr, "sluiced: --default-replication must be 1 to %d\n",
+                        SL_MAX_REPLICAS);
+                return 2;
+            }
+            o->default_replication = (int)v;
+            break;
+        case OPT_REPLICA_LAG:
+            if (parse_long(optarg, 100, 86400000L, &v)) {
+                fprintf(stderr, "sluiced: --replica-lag-max-ms must be 100 to 86400000\n");
+                return 2;
+            }
+            o->replica_lag_ms = v;
+            break;
         case OPT_KAFKA: o->kafka = optarg; break;
         case OPT_AUTO:
             if (strcmp(optarg, "yes") && strcmp(optarg, "no")) {
@@ -224,108 +250,6 @@ static int write_ready_file(const char *path, const char *listen, const char *ht
                      "\"pid\":%ld}\n",
                      listen, http, kafka, node, (long)getpid());
     return sl_fs_write_atomic(path, text, (size_t)n);
-}
-
-/* ---- cluster membership ---- */
-
-/* Registers this broker's address in the metadata quorum until it is there: directly on the
- * leader, or through the leader's broker (which registered itself first). */
-typedef struct registrar {
-    sl_cluster *cluster;
-    int32_t id;
-    const char *url;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stop;
-} registrar;
-
-static int forward_registration(const registrar *r, const char *leader_url) {
-    sl_conf_values v = {0};
-    v.servers = leader_url;
-    v.request_timeout_ms = 1000;
-    char err[256];
-    sl_rpc *rpc;
-    int rc = sl_cl_connect(&v, &rpc, err, sizeof(err));
-    if (rc)
-        return rc;
-    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
-    msgpack_packer pk;
-    msgpack_unpacked up;
-    const msgpack_object *items;
-    size_t n;
-    uint32_t id = sl_rpc_next_id(rpc);
-    sl_cl_begin(&req, id, SL_API_CLUSTER_REGISTER, &pk);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_int32(&pk, r->id);
-    sl_mp_pack_str(&pk, r->url);
-    msgpack_unpacked_init(&up);
-    rc = sl_cl_call(rpc, &req, id, 3000, &resp, &up, 2, &items, &n, err, sizeof(err));
-    msgpack_unpacked_destroy(&up);
-    sl_buf_free(&req);
-    sl_buf_free(&resp);
-    sl_rpc_close(rpc);
-    return rc;
-}
-
-static bool registered(const registrar *r, int32_t *leader, char *leader_url, size_t len) {
-    sl_cluster_member *m;
-    size_t n, voters;
-    bool done = false;
-    leader_url[0] = '\0';
-    if (sl_cluster_members(r->cluster, &m, &n, leader, &voters) != 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].id == r->id && strcmp(m[i].url, r->url) == 0)
-            done = true;
-        if (m[i].id == *leader)
-            snprintf(leader_url, len, "%s", m[i].url);
-    }
-    free(m);
-    return done;
-}
-
-static void *register_main(void *arg) {
-    registrar *r = arg;
-    int64_t last_warn = sl_clock_mono_ms();
-    pthread_mutex_lock(&r->lock);
-    while (!r->stop) {
-        pthread_mutex_unlock(&r->lock);
-        int32_t leader = 0;
-        char leader_url[256];
-        int rc = SL_ENOTLEADER;
-        if (registered(r, &leader, leader_url, sizeof(leader_url))) {
-            sl_info("sluiced", "registered in the cluster as broker %" PRId32 " at %s", r->id,
-                    r->url);
-            return NULL;
-        }
-        if (leader == r->id)
-            rc = sl_cluster_register(r->cluster, r->id, r->url);
-        else if (leader != 0 && leader_url[0])
-            rc = forward_registration(r, leader_url);
-        if (rc && sl_clock_mono_ms() - last_warn > 10000) {
-            sl_warn("sluiced", "not registered in the cluster yet (%s); still trying",
-                    leader ? sl_strerror(rc) : "the metadata quorum has no leader");
-            last_warn = sl_clock_mono_ms();
-        }
-        pthread_mutex_lock(&r->lock);
-        if (!r->stop) {
-            struct timespec ts = sl_clock_deadline(200);
-            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-        }
-    }
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
-}
-
-static void registrar_stop(registrar *r) {
-    pthread_mutex_lock(&r->lock);
-    r->stop = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
-    pthread_join(r->thread, NULL);
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
 }
 
 /* ---- --run-task: one pipeline stage instance, started by the supervisor ---- */
@@ -582,7 +506,8 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    sl_broker_conf bc = {o.data_dir, o.node_id, o.retention_check_ms, o.cleaner_interval_ms};
+    sl_broker_conf bc = {o.data_dir, o.node_id, o.retention_check_ms, o.cleaner_interval_ms,
+                         o.controllers != NULL, o.replica_lag_ms};
     sl_broker *broker;
     if ((rc = sl_broker_open(&bc, &broker)) != 0) {
         sl_error("sluiced", "cannot open data directory %s: %s", o.data_dir, sl_strerror(rc));
@@ -604,8 +529,7 @@ int main(int argc, char **argv) {
         rc = sl_server_start(o.listen, "native", sl_native_handle_frame, &ctx, NULL, &native,
                              listen_bound, sizeof(listen_bound));
     snprintf(ctx.url, sizeof(ctx.url), "%.*s", (int)sizeof(ctx.url) - 1, rc == 0 ? listen_bound : "");
-    registrar reg = {0};
-    bool registering = false;
+    sl_node *node = NULL;
     if (rc == 0 && o.controllers &&
         (strstr(listen_bound, "://0.0.0.0:") || strstr(listen_bound, "://[::]:"))) {
         sl_error("sluiced", "--listen %s: a node of a cluster registers its address for the "
@@ -616,17 +540,9 @@ int main(int argc, char **argv) {
     if (rc == 0 && o.controllers) {
         char err[512] = "";
         sl_cluster_conf cc = {o.node_id, listen_bound, o.controllers, o.controller_listen,
-                              o.data_dir};
-        if ((rc = sl_cluster_start(&cc, &ctx.cluster, err, sizeof(err))) != 0) {
+                              o.data_dir, broker, 0, o.default_replication};
+        if ((rc = sl_cluster_start(&cc, &ctx.cluster, err, sizeof(err))) != 0)
             sl_error("sluiced", "%s", err);
-        } else {
-            reg.cluster = ctx.cluster;
-            reg.id = o.node_id;
-            reg.url = ctx.url;
-            pthread_mutex_init(&reg.lock, NULL);
-            pthread_cond_init(&reg.cond, NULL);
-            registering = pthread_create(&reg.thread, NULL, register_main, &reg) == 0;
-        }
     }
     atomic_store(&ctx.cluster_ready, true); /* url and cluster are set: handlers may read them */
     if (rc == 0 && strcmp(o.http, "none") != 0)
@@ -634,7 +550,7 @@ int main(int argc, char **argv) {
     char kafka_bound[320] = "none";
     sl_server *kafka = NULL;
     sl_kafka_ctx kctx = {broker, ctx.coord, o.node_id, "", 0, o.auto_create, o.num_partitions, 0,
-                         false, ctx.txn};
+                         false, ctx.txn, ctx.cluster};
     if (rc == 0 && strcmp(o.kafka, "none") != 0) {
         char url[320], bound[320];
         snprintf(url, sizeof(url), "tcp://%s", o.kafka);
@@ -648,6 +564,13 @@ int main(int argc, char **argv) {
             kctx.port = atoi(colon + 1);
             snprintf(kafka_bound, sizeof(kafka_bound), "%s", hostport);
         }
+    }
+    /* The node's threads start once both addresses it registers are known. */
+    if (rc == 0 && ctx.cluster) {
+        sl_node_conf nc = {ctx.cluster, broker, o.node_id, ctx.url,
+                           kafka ? kafka_bound : NULL};
+        if ((rc = sl_node_start(&nc, &node)) != 0)
+            sl_error("sluiced", "cannot start the cluster threads: %s", sl_strerror(rc));
     }
     sl_supervisor *supervisor = NULL;
     if (rc == 0) {
@@ -692,8 +615,7 @@ int main(int argc, char **argv) {
         sl_server_stop(kafka);
     if (native)
         sl_server_stop(native);
-    if (registering)
-        registrar_stop(&reg);
+    sl_node_stop(node);
     sl_cluster_stop(ctx.cluster);
     sl_txn_close(ctx.txn);
     if (ctx.coord)

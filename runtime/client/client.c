@@ -4,15 +4,14 @@
 #include <string.h>
 
 #include "client/internal.h"
+#include "client/metadata.h"
 #include "group/consumer_protocol.h"
-
-/* How long to wait for a TCP connection before saying the broker cannot be reached. */
-#define CONNECT_TIMEOUT_MS 5000
 
 struct sl_client {
     sl_conf *conf;
     sl_conf_values v;
     sl_rpc *rpc;
+    sl_cl_meta *meta; /* partition leaders, for list offsets */
     sl_buf req, resp;
 };
 
@@ -24,7 +23,7 @@ int sl_cl_connect(const sl_conf_values *v, sl_rpc **rpc, char *errbuf, size_t er
     for (char *url = strtok_r(list, ",", &save); url; url = strtok_r(NULL, ",", &save)) {
         while (*url == ' ')
             url++;
-        rc = sl_rpc_connect(url, CONNECT_TIMEOUT_MS, rpc);
+        rc = sl_rpc_connect(url, SL_CL_CONNECT_TIMEOUT_MS, rpc);
         if (rc == 0)
             return 0;
     }
@@ -83,12 +82,22 @@ static int first_part(const msgpack_object *topics, size_t min, const msgpack_ob
     return 0;
 }
 
+int sl_cl_first_topic(const msgpack_object *items, size_t n, int64_t *status,
+                      const msgpack_object **leaders, size_t *nleaders) {
+    const msgpack_object *topics, *t;
+    size_t nt, tn;
+    if (n < 4 || sl_mp_array(&items[3], 1, &topics, &nt) || sl_mp_array(&topics[0], 3, &t, &tn) ||
+        sl_mp_int(&t[1], status) || sl_mp_array(&t[2], 0, leaders, nleaders))
+        return SL_EPROTO;
+    return 0;
+}
+
 int sl_cl_partition_count(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t *count) {
     sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
     msgpack_packer pk;
     msgpack_unpacked up;
-    const msgpack_object *items, *topics, *t, *leaders;
-    size_t n, nt;
+    const msgpack_object *items, *leaders;
+    size_t n, np;
     char err[256];
     uint32_t id = sl_rpc_next_id(rpc);
     sl_cl_begin(&req, id, SL_API_METADATA, &pk);
@@ -98,13 +107,12 @@ int sl_cl_partition_count(sl_rpc *rpc, int timeout_ms, const char *topic, int32_
     msgpack_unpacked_init(&up);
     int rc = sl_cl_call(rpc, &req, id, timeout_ms, &resp, &up, 4, &items, &n, err, sizeof(err));
     int64_t status;
-    if (rc == 0 && (sl_mp_array(&items[3], 1, &topics, &nt) || sl_mp_array(&topics[0], 3, &t, &n) ||
-                    sl_mp_int(&t[1], &status) || sl_mp_array(&t[2], 0, &leaders, &n)))
-        rc = SL_EPROTO;
+    if (rc == 0)
+        rc = sl_cl_first_topic(items, n, &status, &leaders, &np);
     if (rc == 0 && status)
         rc = (int)status;
     if (rc == 0)
-        *count = (int32_t)n;
+        *count = (int32_t)np;
     msgpack_unpacked_destroy(&up);
     sl_buf_free(&req);
     sl_buf_free(&resp);
@@ -151,6 +159,8 @@ int sl_client_new(sl_conf *conf, sl_client **out, char *errbuf, size_t errlen) {
         return SL_ENOMEM;
     sl_conf_values_get(conf, &cl->v);
     int rc = sl_cl_connect(&cl->v, &cl->rpc, errbuf, errlen);
+    if (rc == 0 && (rc = sl_cl_meta_new(&cl->v, cl->rpc, &cl->meta)) != 0)
+        sl_rpc_close(cl->rpc);
     if (rc) {
         free(cl);
         return rc;
@@ -163,6 +173,7 @@ int sl_client_new(sl_conf *conf, sl_client **out, char *errbuf, size_t errlen) {
 void sl_client_destroy(sl_client *cl) {
     if (cl == NULL)
         return;
+    sl_cl_meta_destroy(cl->meta);
     sl_rpc_close(cl->rpc);
     sl_buf_free(&cl->req);
     sl_buf_free(&cl->resp);
@@ -202,18 +213,27 @@ static int admin_call(sl_client *cl, uint32_t id, msgpack_unpacked *up, size_t m
 
 int sl_topic_create(sl_client *cl, const char *name, int32_t partitions,
                     const char *const *configs, size_t nconfigs, char *errbuf, size_t errlen) {
+    return sl_topic_create_replicated(cl, name, partitions, 0, configs, nconfigs, errbuf, errlen);
+}
+
+int sl_topic_create_replicated(sl_client *cl, const char *name, int32_t partitions,
+                               int32_t replication, const char *const *configs, size_t nconfigs,
+                               char *errbuf, size_t errlen) {
     msgpack_packer pk;
     msgpack_unpacked up;
     const msgpack_object *items;
     size_t n;
     uint32_t id = sl_rpc_next_id(cl->rpc);
     sl_cl_begin(&cl->req, id, SL_API_CREATE_TOPIC, &pk);
-    msgpack_pack_array(&pk, 3);
+    /* Without a replication factor the request is the one older brokers know. */
+    msgpack_pack_array(&pk, replication > 0 ? 4 : 3);
     sl_mp_pack_str(&pk, name);
     msgpack_pack_int32(&pk, partitions);
     int rc = pack_configs(&pk, configs, nconfigs, errbuf, errlen);
     if (rc)
         return rc;
+    if (replication > 0)
+        msgpack_pack_int32(&pk, replication);
     msgpack_unpacked_init(&up);
     rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
     msgpack_unpacked_destroy(&up);
@@ -304,6 +324,22 @@ static char *obj_strdup(const msgpack_object *o) {
     return n > 0 ? strndup(s, n) : strdup("");
 }
 
+/* A list of node ids into a fixed array of eight (more are not kept). */
+static int node_ids(const msgpack_object *o, int32_t ids[8], int32_t *count) {
+    const msgpack_object *v;
+    size_t n;
+    if (sl_mp_array(o, 0, &v, &n))
+        return SL_EPROTO;
+    *count = 0;
+    for (size_t k = 0; k < n && k < 8; k++) {
+        int64_t id;
+        if (sl_mp_int(&v[k], &id))
+            return SL_EPROTO;
+        ids[(*count)++] = (int32_t)id;
+    }
+    return 0;
+}
+
 int sl_topic_describe(sl_client *cl, const char *name, sl_topic_info **out, char *errbuf,
                       size_t errlen) {
     msgpack_packer pk;
@@ -336,9 +372,22 @@ int sl_topic_describe(sl_client *cl, const char *name, sl_topic_info **out, char
                 rc = SL_EPROTO;
             for (int k = 0; rc == 0 && k < 5; k++)
                 rc = sl_mp_int(&f[k], &v[k]);
-            if (rc == 0)
-                info->partitions[i] =
-                    (sl_partition_info){(int32_t)v[0], (int32_t)v[1], v[2], v[3], v[4]};
+            if (rc == 0) {
+                sl_partition_info *pi = &info->partitions[i];
+                *pi = (sl_partition_info){.partition = (int32_t)v[0],
+                                          .leader = (int32_t)v[1],
+                                          .start_offset = v[2],
+                                          .end_offset = v[3],
+                                          .size_bytes = v[4]};
+                if (fn >= 7) {
+                    rc = node_ids(&f[5], pi->replicas, &pi->nreplicas);
+                    if (rc == 0)
+                        rc = node_ids(&f[6], pi->isr, &pi->nisr);
+                } else { /* a broker before replication: the leader is the one replica */
+                    pi->replicas[0] = pi->isr[0] = pi->leader;
+                    pi->nreplicas = pi->nisr = 1;
+                }
+            }
             info->npartitions = (int32_t)(i + 1);
         }
         for (size_t i = 0; rc == 0 && i < nc; i++) {
@@ -377,7 +426,8 @@ int sl_list_offset(sl_client *cl, const char *topic, int32_t partition, int64_t 
                    int64_t *offset) {
     if (when == SL_OFFSET_END && cl->v.read_committed)
         when = SL_CL_OFFSET_STABLE;
-    return sl_cl_list_offset(cl->rpc, cl->v.request_timeout_ms, topic, partition, when, offset);
+    return sl_cl_meta_list_offset(cl->meta, topic, partition, when, cl->v.request_timeout_ms,
+                                  offset);
 }
 
 /* ---- cluster ---- */

@@ -1,10 +1,17 @@
 /* sl_consumer: fetches its assigned partitions and hands records out one at a time.
  *
- * One fetch is kept in flight while the application works through the previous answer, so
- * the broker's long-poll and the application's processing overlap. Each partition has two
- * positions: 'fetch_pos' (where the next fetch starts, moved when an answer arrives) and
- * 'position' (the next record poll returns). A seek bumps the generation: answers to older
- * fetches are dropped and every fetch position goes back to its partition's position. */
+ * Each partition is fetched from its leader: one fetch per leader node is kept in flight while
+ * the application works through earlier answers, so the brokers' long-polls and the
+ * application's processing overlap, and nodes are fetched from side by side. A partition whose
+ * leader moved (SL_ENOTLEADER), has none yet, or whose node's connection is lost waits for
+ * fresh metadata (retry.backoff.ms apart) and is fetched from the new leader; the application
+ * sees none of it. Outside a cluster the bootstrap connection serves everything.
+ *
+ * Each partition has two positions: 'fetch_pos' (where the next fetch starts, moved when an
+ * answer arrives) and 'position' (the next record poll returns). A seek bumps the generation:
+ * answers to older fetches are dropped and every fetch position goes back to its partition's
+ * position. Two answers may carry the same records (a leader moved while a fetch was out):
+ * records below 'position' are skipped. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +28,8 @@ int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errle
         return SL_ENOMEM;
     sl_conf_values_get(conf, &c->v);
     int rc = sl_cl_connect(&c->v, &c->rpc, errbuf, errlen);
+    if (rc == 0 && (rc = sl_cl_meta_new(&c->v, c->rpc, &c->meta)) != 0)
+        sl_rpc_close(c->rpc);
     if (rc) {
         free(c);
         return rc;
@@ -61,16 +70,17 @@ static assignment *find_asg(sl_consumer *c, const char *topic, int32_t partition
     return NULL;
 }
 
-/* Resolves SL_OFFSET_BEGINNING/END or a timestamp (when 'by_time') to an offset. */
+/* Resolves SL_OFFSET_BEGINNING/END or a timestamp (when 'by_time') to an offset, asking the
+ * partition's leader; a leader being elected or moving is waited out for up to wait_ms. */
 static int resolve(sl_consumer *c, const char *topic, int32_t partition, int64_t what,
-                   bool by_time, int64_t *offset) {
+                   bool by_time, int wait_ms, int64_t *offset) {
     if (!by_time && what >= 0) {
         *offset = what;
         return 0;
     }
     if (!by_time && what == SL_OFFSET_END && c->v.read_committed)
         what = SL_CL_OFFSET_STABLE;
-    return sl_cl_list_offset(c->rpc, c->v.request_timeout_ms, topic, partition, what, offset);
+    return sl_cl_meta_list_offset(c->meta, topic, partition, what, wait_ms, offset);
 }
 
 /* Partitions named by (topic, partition); SL_PARTITION_ANY means all of the topic's. */
@@ -81,7 +91,7 @@ static int partition_range(sl_consumer *c, const char *topic, int32_t partition,
         return 0;
     }
     int32_t n;
-    int rc = sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, &n);
+    int rc = sl_cl_meta_partition_count(c->meta, topic, &n);
     if (rc)
         return rc;
     *first = 0;
@@ -108,6 +118,7 @@ static int add_locked(sl_consumer *c, const char *topic, int32_t p, int64_t pos)
         a->partition = p;
         a->high_watermark = -1;
         c->nasg++;
+        c->routed_version = 0; /* it needs its leader */
     }
     a->position = pos;
     invalidate(c);
@@ -123,7 +134,7 @@ static void drop_current(sl_consumer *c) {
 int sl_consumer_add_partition(sl_consumer *c, const char *topic, int32_t partition,
                               int64_t offset) {
     int64_t pos;
-    int rc = resolve(c, topic, partition, offset, false, &pos);
+    int rc = resolve(c, topic, partition, offset, false, c->v.request_timeout_ms, &pos);
     if (rc)
         return rc;
     pthread_mutex_lock(&c->lock);
@@ -209,7 +220,7 @@ int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition, int
     if (c->grouped)
         return SL_EINVAL; /* the group decides the partitions of a subscribed consumer */
     int32_t first, last, count;
-    int rc = sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, &count);
+    int rc = sl_cl_meta_partition_count(c->meta, topic, &count);
     if (rc)
         return rc;
     if (partition != SL_PARTITION_ANY && (partition < 0 || partition >= count))
@@ -218,7 +229,7 @@ int sl_consumer_assign(sl_consumer *c, const char *topic, int32_t partition, int
         return rc;
     for (int32_t p = first; p <= last; p++) {
         int64_t pos;
-        if ((rc = resolve(c, topic, p, offset, false, &pos)) != 0)
+        if ((rc = resolve(c, topic, p, offset, false, c->v.request_timeout_ms, &pos)) != 0)
             return rc;
         pthread_mutex_lock(&c->lock);
         rc = add_locked(c, topic, p, pos);
@@ -241,7 +252,7 @@ static int seek_common(sl_consumer *c, const char *topic, int32_t partition, int
         pthread_mutex_unlock(&c->lock);
         if (!assigned)
             return SL_ENOENT;
-        if ((rc = resolve(c, topic, p, what, by_time, &pos)) != 0)
+        if ((rc = resolve(c, topic, p, what, by_time, c->v.request_timeout_ms, &pos)) != 0)
             return rc;
         pthread_mutex_lock(&c->lock);
         assignment *a = find_asg(c, topic, p);
@@ -277,7 +288,7 @@ int sl_consumer_position(sl_consumer *c, const char *topic, int32_t partition,
 }
 
 int sl_consumer_partition_count(sl_consumer *c, const char *topic, int32_t *count) {
-    return sl_cl_partition_count(c->rpc, c->v.request_timeout_ms, topic, count);
+    return sl_cl_meta_partition_count(c->meta, topic, count);
 }
 
 /* ---- fetching ---- */
@@ -285,6 +296,7 @@ int sl_consumer_partition_count(sl_consumer *c, const char *topic, int32_t *coun
 typedef struct fetch_ctx {
     sl_consumer *c;
     uint64_t generation;
+    sl_cl_peer *peer;
 } fetch_ctx;
 
 /* Moves fetch positions past the whole batches an answer carries, so the next fetch can go out
@@ -323,8 +335,11 @@ static int advance_fetch_positions(sl_consumer *c, answer *a) {
                 as->fetch_pos = as->position = c->v.auto_offset_reset;
                 continue;
             }
-            if (st)
+            if (st) {
+                if (sl_cl_meta_note(c->meta, (int)st)) /* refresh, and ask the new leader */
+                    as->retry_at = sl_clock_mono_ms() + c->v.retry_backoff_ms;
                 continue;
+            }
             if (hw >= 0)
                 as->high_watermark = hw;
             const uint8_t *p = (const uint8_t *)f[1].via.bin.ptr;
@@ -358,11 +373,12 @@ static void on_fetch(void *arg, int status, const uint8_t *body, size_t len) {
         }
     }
     pthread_mutex_lock(&c->lock);
-    c->inflight = false;
+    fc->peer->inflight = 0;
     if (status == 0 && a && fc->generation == c->generation) {
         int rc = advance_fetch_positions(c, a);
         if (rc) {
-            c->fetch_error = rc;
+            if (!sl_cl_meta_note(c->meta, rc))
+                c->fetch_error = rc;
             answer_free(a);
         } else {
             if (c->ready_tail)
@@ -372,7 +388,8 @@ static void on_fetch(void *arg, int status, const uint8_t *body, size_t len) {
             c->ready_tail = a;
         }
     } else {
-        if (status && status != SL_ETIMEDOUT)
+        /* A lost connection is dialled again by the next round; a timeout just asks again. */
+        if (status && !sl_cl_meta_note(c->meta, status) && status != SL_ETIMEDOUT)
             c->fetch_error = status;
         answer_free(a);
     }
@@ -381,31 +398,25 @@ static void on_fetch(void *arg, int status, const uint8_t *body, size_t len) {
     free(fc);
 }
 
-/* Sends a fetch for every assigned partition from its fetch position. Lock held. */
-static int send_fetch(sl_consumer *c) {
-    /* Positions still symbolic after an out-of-range answer are resolved first. */
-    for (size_t i = 0; i < c->nasg; i++) {
-        assignment *as = &c->asg[i];
-        if (as->fetch_pos >= 0)
-            continue;
-        int64_t pos;
-        int rc = resolve(c, as->topic, as->partition, as->fetch_pos, false, &pos);
-        if (rc)
-            return rc;
-        as->fetch_pos = as->position = pos;
-    }
+static bool fetchable(const assignment *as, const sl_cl_peer *peer, int64_t now) {
+    return !as->paused && as->leader == peer && as->fetch_pos >= 0 && as->retry_at <= now;
+}
+
+/* Sends 'peer' one fetch for the partitions it leads, from their fetch positions. Lock held. */
+static int send_fetch(sl_consumer *c, sl_cl_peer *peer, sl_rpc *rpc, int64_t now) {
     size_t active = 0;
     for (size_t i = 0; i < c->nasg; i++)
-        active += !c->asg[i].paused;
-    if (active == 0)
-        return 0; /* nothing to fetch: poll waits for its deadline or a rebalance */
+        active += fetchable(&c->asg[i], peer, now);
+    if (active == 0) {
+        peer->inflight = 0;
+        return 0;
+    }
     fetch_ctx *fc = malloc(sizeof(*fc));
     if (fc == NULL)
         return SL_ENOMEM;
-    fc->c = c;
-    fc->generation = c->generation;
+    *fc = (fetch_ctx){c, c->generation, peer};
     msgpack_packer pk;
-    uint32_t id = sl_rpc_next_id(c->rpc);
+    uint32_t id = sl_rpc_next_id(rpc);
     sl_cl_begin(&c->req, id, SL_API_FETCH, &pk);
     msgpack_pack_array(&pk, 5);
     msgpack_pack_int(&pk, c->v.fetch_max_wait_ms);
@@ -414,7 +425,7 @@ static int send_fetch(sl_consumer *c) {
     /* One topic entry per partition keeps this simple; the broker accepts repeats. */
     msgpack_pack_array(&pk, active);
     for (size_t i = 0; i < c->nasg; i++) {
-        if (c->asg[i].paused)
+        if (!fetchable(&c->asg[i], peer, now))
             continue;
         msgpack_pack_array(&pk, 2);
         sl_mp_pack_str(&pk, c->asg[i].topic);
@@ -426,12 +437,97 @@ static int send_fetch(sl_consumer *c) {
     }
     msgpack_pack_int(&pk, c->v.read_committed ? 1 : 0);
     sl_rpc_frame_end(&c->req);
-    c->inflight = true;
-    int rc = sl_rpc_send(c->rpc, id, c->req.data, c->req.len,
+    int rc = sl_rpc_send(rpc, id, c->req.data, c->req.len,
                          c->v.fetch_max_wait_ms + c->v.request_timeout_ms, on_fetch, fc);
-    if (rc) {
-        c->inflight = false;
+    if (rc)
         free(fc);
+    return rc;
+}
+
+/* Resolves positions left symbolic by an out-of-range answer (auto.offset.reset). Lock not
+ * held. One whose leader cannot answer now is tried again next round. */
+static int resolve_pending(sl_consumer *c) {
+    for (size_t i = 0;; i++) {
+        pthread_mutex_lock(&c->lock);
+        while (i < c->nasg && c->asg[i].fetch_pos >= 0)
+            i++;
+        if (i >= c->nasg) {
+            pthread_mutex_unlock(&c->lock);
+            return 0;
+        }
+        char topic[SL_TOPIC_NAME_MAX + 1];
+        snprintf(topic, sizeof(topic), "%s", c->asg[i].topic);
+        int32_t partition = c->asg[i].partition;
+        int64_t what = c->asg[i].fetch_pos, pos;
+        pthread_mutex_unlock(&c->lock);
+        int rc = resolve(c, topic, partition, what, false, 0, &pos);
+        if (rc && sl_cl_meta_note(c->meta, rc))
+            continue;
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&c->lock);
+        assignment *as = find_asg(c, topic, partition);
+        if (as && as->fetch_pos == what)
+            as->fetch_pos = as->position = pos;
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+/* Points each assigned partition at its leader's peer once the metadata changed. Lock held. */
+static void route_assignments(sl_consumer *c) {
+    if (!sl_cl_meta_changed(c->meta, &c->routed_version))
+        return;
+    for (size_t i = 0; i < c->nasg; i++)
+        c->asg[i].leader = sl_cl_peer_of(c->meta, &c->peers, c->asg[i].topic, c->asg[i].partition);
+}
+
+/* Sends a fetch to each leader of assigned partitions that has none in flight. Lock not held:
+ * metadata may need refreshing, offsets resolving and nodes dialling. Lost connections and
+ * moved leaders are not errors: their partitions wait (fetch_waiting) for the next round. */
+static int fetch_round(sl_consumer *c) {
+    sl_cl_meta_refresh(c->meta);
+    int rc = resolve_pending(c);
+    if (rc)
+        return rc;
+    int64_t now = sl_clock_mono_ms();
+    sl_cl_peer *claimed[64];
+    size_t nclaimed = 0;
+    pthread_mutex_lock(&c->lock);
+    route_assignments(c);
+    c->fetch_waiting = false;
+    for (size_t i = 0; i < c->nasg; i++) {
+        assignment *as = &c->asg[i];
+        sl_cl_peer *peer = as->leader;
+        if (as->paused)
+            continue;
+        if (peer == NULL || as->fetch_pos < 0 || as->retry_at > now || peer->down_until > now) {
+            c->fetch_waiting = true;
+            continue;
+        }
+        if (peer->inflight || nclaimed == sizeof(claimed) / sizeof(claimed[0]))
+            continue;
+        peer->inflight = 1; /* claimed: its fetch is built below */
+        claimed[nclaimed++] = peer;
+    }
+    pthread_mutex_unlock(&c->lock);
+    for (size_t k = 0; k < nclaimed; k++) {
+        sl_cl_peer *peer = claimed[k];
+        sl_rpc *rpc;
+        int crc = sl_cl_meta_connect(c->meta, peer->node, &rpc);
+        pthread_mutex_lock(&c->lock);
+        if (crc) {
+            sl_cl_peer_failed(c->meta, peer, sl_clock_mono_ms());
+        } else {
+            sl_cl_peer_ok(peer);
+            crc = send_fetch(c, peer, rpc, now);
+        }
+        if (crc) {
+            peer->inflight = 0;
+            c->fetch_waiting = true;
+            if (!sl_cl_meta_note(c->meta, crc) && rc == 0)
+                rc = crc;
+        }
+        pthread_mutex_unlock(&c->lock);
     }
     return rc;
 }
@@ -635,10 +731,13 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
             return SL_EINVAL;
         }
         int rc = 0;
-        if (!c->inflight)
-            rc = send_fetch(c);
         bool regroup = false;
-        while (rc == 0 && c->ready_head == NULL && c->fetch_error == 0) {
+        while (c->ready_head == NULL && c->fetch_error == 0) {
+            pthread_mutex_unlock(&c->lock);
+            rc = fetch_round(c);
+            pthread_mutex_lock(&c->lock);
+            if (rc || c->ready_head || c->fetch_error)
+                break;
             if (c->grouped && (c->need_rejoin || c->lost)) {
                 regroup = true; /* the heartbeat thread says the group is rebalancing */
                 break;
@@ -648,10 +747,11 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
                 rc = SL_ETIMEDOUT;
                 break;
             }
-            struct timespec ts = sl_clock_deadline(left < 1000 ? left : 1000);
+            int64_t wait = left < 1000 ? left : 1000;
+            if (c->fetch_waiting && wait > c->v.retry_backoff_ms)
+                wait = c->v.retry_backoff_ms > 0 ? c->v.retry_backoff_ms : 1;
+            struct timespec ts = sl_clock_deadline(wait);
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-            if (!c->inflight && c->ready_head == NULL && c->fetch_error == 0)
-                rc = send_fetch(c);
         }
         if (regroup) {
             pthread_mutex_unlock(&c->lock);
@@ -661,24 +761,6 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
             rc = c->fetch_error;
             c->fetch_error = 0;
         }
-        if (rc == SL_ECLOSED) {
-            /* The broker went away: dial it again and carry on from the records handed out,
-             * as long as the caller is willing to wait. */
-            pthread_mutex_unlock(&c->lock);
-            int64_t left = deadline - sl_clock_mono_ms();
-            int wait = left < 1000 ? (int)(left > 0 ? left : 0) : 1000;
-            if (sl_rpc_reconnect(c->rpc, wait > 0 ? wait : 1) == 0) {
-                pthread_mutex_lock(&c->lock);
-                invalidate(c);
-                pthread_mutex_unlock(&c->lock);
-                continue;
-            }
-            if (sl_clock_mono_ms() >= deadline)
-                return SL_ETIMEDOUT;
-            struct timespec pause = {0, 100 * 1000000};
-            nanosleep(&pause, NULL);
-            continue;
-        }
         answer *a = NULL;
         if (rc == 0) {
             a = c->ready_head;
@@ -686,13 +768,11 @@ int sl_consumer_poll(sl_consumer *c, int timeout_ms, const sl_message **msg) {
             if (c->ready_head == NULL)
                 c->ready_tail = NULL;
             a->next = NULL;
-            /* Prefetch: the next answer is on its way while this one is read. */
-            if (!c->inflight)
-                send_fetch(c);
         }
         pthread_mutex_unlock(&c->lock);
         if (rc)
             return rc;
+        fetch_round(c); /* prefetch: the next answers are on their way while this one is read */
         if ((rc = start_answer(a)) != 0) {
             answer_free(a);
             return rc;
@@ -711,7 +791,9 @@ void sl_consumer_destroy(sl_consumer *c) {
     if (c->grouped)
         sl_group_close(c);
     sl_group_destroy(c); /* also closes the connection a commit by a non-member opened */
-    sl_rpc_close(c->rpc); /* an in-flight fetch ends with SL_ECLOSED */
+    /* In-flight fetches end with SL_ECLOSED; their callbacks still use the metadata. */
+    sl_rpc_close(c->rpc);
+    sl_cl_meta_destroy(c->meta);
     answer_free(c->current);
     pthread_mutex_lock(&c->lock);
     invalidate(c);
@@ -719,6 +801,7 @@ void sl_consumer_destroy(sl_consumer *c) {
     for (size_t i = 0; i < c->nasg; i++)
         free(c->asg[i].topic);
     free(c->asg);
+    sl_cl_peers_free(c->peers);
     free(c->hdrs);
     sl_buf_free(&c->hdr_keys);
     sl_buf_free(&c->req);

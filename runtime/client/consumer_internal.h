@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "client/internal.h"
+#include "client/metadata.h"
 #include "group/consumer_protocol.h"
 #include "log/batch.h"
 #include "log/txn_index.h"
@@ -21,6 +22,8 @@ typedef struct assignment {
     int64_t position;
     int64_t fetch_pos;
     int64_t high_watermark;
+    int64_t retry_at;   /* monotonic ms: its leader said it leads it no more; fetch after */
+    sl_cl_peer *leader; /* where it is fetched from; NULL while no leader is known */
     bool paused;
 } assignment;
 
@@ -46,14 +49,17 @@ typedef struct answer {
 struct sl_consumer {
     sl_conf *conf;
     sl_conf_values v;
-    sl_rpc *rpc;
+    sl_rpc *rpc; /* the bootstrap connection: metadata and admin requests */
+    sl_cl_meta *meta;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     assignment *asg;
     size_t nasg, asgcap;
     uint64_t generation;
-    bool inflight;
-    int fetch_error; /* a failed fetch, reported by the next poll */
+    sl_cl_peer *peers;       /* the leaders fetched from; 'inflight' is 1 while a fetch is out */
+    uint64_t routed_version; /* the metadata version assignments point at; 0: look again */
+    bool fetch_waiting;      /* a partition could not be fetched (no leader, node down) */
+    int fetch_error;         /* a failed fetch, reported by the next poll */
     answer *ready_head, *ready_tail;
     answer *current; /* owned by the polling thread */
     sl_message msg;

@@ -46,6 +46,9 @@ typedef struct sl_conf_values {
 
 void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);
 
+/* How long to wait for a TCP connection before saying a broker cannot be reached. */
+#define SL_CL_CONNECT_TIMEOUT_MS 5000
+
 /* Connects to the first reachable broker in conf's bootstrap.servers (comma-separated). */
 int sl_cl_connect(const sl_conf_values *v, sl_rpc **rpc, char *errbuf, size_t errlen);
 
@@ -57,6 +60,11 @@ void sl_cl_begin(sl_buf *b, uint32_t id, uint16_t api, msgpack_packer *pk);
 int sl_cl_call(sl_rpc *rpc, sl_buf *req, uint32_t id, int timeout_ms, sl_buf *resp,
                msgpack_unpacked *up, size_t min, const msgpack_object **items, size_t *n,
                char *errbuf, size_t errlen);
+
+/* The first topic entry of a METADATA answer's items: its status and its leaders (borrowed
+ * from the answer). */
+int sl_cl_first_topic(const msgpack_object *items, size_t n, int64_t *status,
+                      const msgpack_object **leaders, size_t *nleaders);
 
 /* Partition count of 'topic' from the broker's metadata. SL_ENOENT if it does not exist. */
 int sl_cl_partition_count(sl_rpc *rpc, int timeout_ms, const char *topic, int32_t *count);

@@ -12,6 +12,12 @@
  *   partition sends nothing new while it has batches waiting to be retried, and a retry waits
  *   for the partition's batches in flight, so order per partition is kept.
  * - Back pressure: send waits (up to max.block.ms) while buffer.memory bytes are held.
+ * - Leaders: a request carries batches of partitions led by one node and goes to that node's
+ *   connection, with up to max.in.flight requests per connection. A batch refused with
+ *   SL_ENOTLEADER or lost with its connection is retried like any other, after the metadata
+ *   has been refreshed; partitions without a leader, or whose leader's node cannot be reached,
+ *   wait (until delivery.timeout.ms) for metadata naming one. Outside a cluster everything
+ *   goes to the bootstrap connection.
  *
  * Lock order: the producer lock is never held while calling user callbacks or doing I/O. */
 #include <inttypes.h>
@@ -26,6 +32,7 @@
 #include "base/log.h"
 #include "client/consumer_internal.h"
 #include "client/internal.h"
+#include "client/metadata.h"
 #include "log/batch.h"
 #include "log/compression.h"
 
@@ -63,11 +70,12 @@ typedef struct pbatch {
 } pbatch;
 
 typedef struct ppart {
-    pbatch *open;     /* the batch being filled */
-    int32_t next_seq; /* idempotence: sequence of the next record */
-    int inflight;     /* batches on the wire */
-    int retrying;     /* batches in the retry queue */
-    uint64_t picked;  /* the request being built already has a batch of this partition */
+    pbatch *open;       /* the batch being filled */
+    int32_t next_seq;   /* idempotence: sequence of the next record */
+    int inflight;       /* batches on the wire */
+    int retrying;       /* batches in the retry queue */
+    uint64_t picked;    /* the request being built already has a batch of this partition */
+    sl_cl_peer *leader; /* where its batches go; NULL while no leader is known */
 } ppart;
 
 struct ptopic {
@@ -81,7 +89,10 @@ struct ptopic {
 struct sl_producer {
     sl_conf *conf;
     sl_conf_values v;
-    sl_rpc *rpc;
+    sl_rpc *rpc; /* the bootstrap connection: metadata, producer id, transactions */
+    sl_cl_meta *meta;
+    sl_cl_peer *peers;       /* the nodes batches go to */
+    uint64_t routed_version; /* the metadata version partitions point at; 0: look again */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     ptopic *topics;
@@ -90,7 +101,6 @@ struct sl_producer {
     pbatch *free_list;
     uint64_t next_order;
     uint64_t request_gen; /* numbers requests being built, for ppart.picked */
-    int inflight;        /* requests on the wire */
     uint64_t unreported; /* records given to send whose report has not run */
     int64_t buffered;    /* bytes charged against buffer.memory */
     int flushers;
@@ -109,6 +119,7 @@ struct sl_producer {
 
 typedef struct request {
     sl_producer *p;
+    sl_cl_peer *peer;
     pbatch **batches;
     size_t n;
 } request;
@@ -158,6 +169,7 @@ static bool is_retriable(int status) {
     case SL_ESTOPPED:
     case SL_ECONNREFUSED:
     case SL_ENOTLEADER:
+    case SL_ENOTENOUGHREPLICAS:
     case SL_EIO:
     case SL_EOUTOFORDER: /* an earlier batch of the partition failed and is being retried */
         return true;
@@ -256,6 +268,8 @@ static void finish_request(request *r, const int *status, const int64_t *base, i
         pbatch *b = r->batches[i];
         int st = status ? status[i] : all_status;
         b->topic->parts[b->partition].inflight--;
+        if (st)
+            sl_cl_meta_note(p->meta, st); /* a moved leader or a lost node: refresh */
         if (st && is_retriable(st) && !p->closing &&
             now - b->opened_ms < p->v.delivery_timeout_ms) {
             schedule_retry(p, b, st);
@@ -266,7 +280,7 @@ static void finish_request(request *r, const int *status, const int64_t *base, i
         b->next = final;
         final = b;
     }
-    p->inflight--;
+    r->peer->inflight--;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 
@@ -334,13 +348,20 @@ static void finish_batch(sl_producer *p, pbatch *b) {
     b->finished = true;
 }
 
-/* Whether batch 'b' may join the request being built. One batch per partition per request,
- * and (with idempotence) at most five on the wire per partition: the broker recognises a retried
- * batch only among the last five it wrote for the producer and partition, so a request carrying
- * more would, once retried, look like a gap forever. */
-static bool can_pick(const sl_producer *p, const pbatch *b, size_t n, size_t bytes) {
+/* Whether batch 'b' may join the request being built for 'peer' (NULL until its first batch
+ * chooses one). One batch per partition per request, and (with idempotence) at most five on the
+ * wire per partition: the broker recognises a retried batch only among the last five it wrote
+ * for the producer and partition, so a request carrying more would, once retried, look like a
+ * gap forever. */
+static bool can_pick(const sl_producer *p, const pbatch *b, const sl_cl_peer *peer, size_t n,
+                     size_t bytes, int64_t now) {
     const ppart *part = &b->topic->parts[b->partition];
     if (part->picked == p->request_gen)
+        return false;
+    const sl_cl_peer *leader = part->leader;
+    if (leader == NULL || leader->down_until > now)
+        return false; /* waits for metadata naming a leader, or for the leader's node */
+    if (peer ? leader != peer : leader->inflight >= p->v.max_in_flight)
         return false;
     if (p->producer_id >= 0 && part->inflight >= MAX_IN_FLIGHT_IDEMPOTENT)
         return false;
@@ -355,16 +376,19 @@ static void pick(sl_producer *p, pbatch *b, pbatch **out, size_t *n, size_t *byt
     *bytes += b->bb.buf.len;
 }
 
-/* Takes the batches of the next request off the queues. Retries come first, in order, once due
- * and once their partition has nothing in flight; new batches wait while their partition has
- * retries pending. Lock held. Returns the number taken into 'out' (room for 'cap'). */
-static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now) {
+/* Takes the batches of the next request off the queues: all for the node that leads the first
+ * one that can go, returned in 'peer'. Retries come first, in order, once due and once their
+ * partition has nothing in flight; new batches wait while their partition has retries pending.
+ * Lock held. Returns the number taken into 'out' (room for 'cap'). */
+static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now,
+                           sl_cl_peer **peer) {
     size_t n = 0, bytes = 0;
     p->request_gen++;
+    *peer = NULL;
     for (pbatch **pp = &p->retry_head; *pp && n < cap;) {
         pbatch *b = *pp;
         ppart *part = &b->topic->parts[b->partition];
-        if (b->not_before > now || part->inflight > 0 || !can_pick(p, b, n, bytes)) {
+        if (b->not_before > now || part->inflight > 0 || !can_pick(p, b, *peer, n, bytes, now)) {
             /* Nothing later of this partition may overtake it: a later retry sent first could
              * be written while this one (written before, acknowledgement lost) slides out of
              * the broker's window of five and is refused as out of order for ever. */
@@ -374,12 +398,15 @@ static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now
         }
         *pp = b->next;
         part->retrying--;
+        *peer = part->leader;
         pick(p, b, out, &n, &bytes);
     }
     pbatch *prev = NULL;
     for (pbatch *b = p->ready_head; b && n < cap;) {
         pbatch *next = b->next;
-        if (b->topic->parts[b->partition].retrying > 0 || !can_pick(p, b, n, bytes)) {
+        ppart *part = &b->topic->parts[b->partition];
+        if (part->retrying > 0 || !can_pick(p, b, *peer, n, bytes, now)) {
+            part->picked = p->request_gen; /* a later batch of it must not overtake this one */
             prev = b;
             b = next;
             continue;
@@ -390,6 +417,7 @@ static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now
             p->ready_head = next;
         if (p->ready_tail == b)
             p->ready_tail = prev;
+        *peer = part->leader;
         pick(p, b, out, &n, &bytes);
         b = next;
     }
@@ -400,7 +428,8 @@ static size_t take_batches(sl_producer *p, pbatch **out, size_t cap, int64_t now
  * false when nothing could be sent now. */
 static bool send_some(sl_producer *p, sl_buf *frame, int64_t now) {
     pbatch *picked[256];
-    size_t n = take_batches(p, picked, 256, now);
+    sl_cl_peer *peer;
+    size_t n = take_batches(p, picked, 256, now, &peer);
     if (n == 0)
         return false;
     request *r = malloc(sizeof(*r));
@@ -415,12 +444,22 @@ static bool send_some(sl_producer *p, sl_buf *frame, int64_t now) {
         return false;
     }
     memcpy(batches, picked, n * sizeof(*batches));
-    p->inflight++;
+    peer->inflight++;
     pthread_mutex_unlock(&p->lock);
 
-    *r = (request){p, batches, n};
+    *r = (request){p, peer, batches, n};
+    sl_rpc *rpc;
+    int rc = sl_cl_meta_connect(p->meta, peer->node, &rpc);
+    if (rc) {
+        /* The leader's node cannot be reached: its batches wait as retries, and the node's
+         * partitions until it is back or the metadata names other leaders. */
+        finish_request(r, NULL, NULL, rc);
+        pthread_mutex_lock(&p->lock);
+        sl_cl_peer_failed(p->meta, peer, sl_clock_mono_ms());
+        return true;
+    }
     msgpack_packer pk;
-    uint32_t id = sl_rpc_next_id(p->rpc);
+    uint32_t id = sl_rpc_next_id(rpc);
     sl_cl_begin(frame, id, SL_API_PRODUCE, &pk);
     msgpack_pack_array(&pk, 3);
     msgpack_pack_int(&pk, p->v.acks);
@@ -440,16 +479,23 @@ static bool send_some(sl_producer *p, sl_buf *frame, int64_t now) {
     }
     sl_rpc_frame_end(frame);
     bool want_answer = p->v.acks != 0;
-    int rc = sl_rpc_send(p->rpc, id, frame->data, frame->len, p->v.request_timeout_ms,
-                         want_answer ? on_answer : NULL, r);
+    rc = sl_rpc_send(rpc, id, frame->data, frame->len, p->v.request_timeout_ms,
+                     want_answer ? on_answer : NULL, r);
     if (rc || !want_answer)
         finish_request(r, NULL, NULL, rc); /* acks=0: sent is all we will know */
     pthread_mutex_lock(&p->lock);
+    sl_cl_peer_ok(peer);
     return true;
 }
 
+/* The earlier of two monotonic times, -1 meaning none. */
+static int64_t earliest(int64_t a, int64_t b) {
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /* Closes open batches whose linger has passed (all of them when flushing or closing) and
- * returns the earliest time something is due (a linger or a retry), or -1. Lock held. */
+ * returns the earliest time something is due (a linger, a retry, an expiry), or -1. Lock
+ * held. */
 static int64_t close_lingered(sl_producer *p, int64_t now) {
     int64_t next = -1;
     bool all = p->flushers > 0 || p->closing;
@@ -465,9 +511,16 @@ static int64_t close_lingered(sl_producer *p, int64_t now) {
                 next = due;
         }
     }
+    /* A retry already due but held back (its partition has batches in flight, no leader, or
+     * a leader out of reach) is woken by the answer, the refresh or the node's backoff. */
     for (pbatch *b = p->retry_head; b; b = b->next)
-        if (next < 0 || b->not_before < next)
+        if (b->not_before > now && (next < 0 || b->not_before < next))
             next = b->not_before;
+    /* Held-back batches still expire on time. */
+    if (p->ready_head)
+        next = earliest(next, p->ready_head->opened_ms + p->v.delivery_timeout_ms);
+    if (p->retry_head)
+        next = earliest(next, p->retry_head->opened_ms + p->v.delivery_timeout_ms);
     return next;
 }
 
@@ -513,34 +566,37 @@ static void expire_queued(sl_producer *p, int64_t now) {
     pthread_mutex_lock(&p->lock);
 }
 
+/* Points each partition at its leader's peer once the metadata changed. Lock held. */
+static void route_partitions(sl_producer *p) {
+    if (!sl_cl_meta_changed(p->meta, &p->routed_version))
+        return;
+    for (ptopic *t = p->topics; t; t = t->next)
+        for (int32_t i = 0; i < t->npartitions; i++)
+            t->parts[i].leader = sl_cl_peer_of(p->meta, &p->peers, t->name, i);
+}
+
+/* Sends while something can go; a node that cannot be reached waits out its backoff (its
+ * batches expire after delivery.timeout.ms), and stale metadata is refreshed here, off the
+ * lock. */
 static void *sender_main(void *arg) {
     sl_producer *p = arg;
     sl_buf frame = SL_BUF_INIT;
-    int64_t reconnect_wait = p->v.retry_backoff_ms;
     pthread_mutex_lock(&p->lock);
     while (!p->closing) {
         int64_t now = sl_clock_mono_ms();
         int64_t next = close_lingered(p, now);
         expire_queued(p, now);
-        if (sl_rpc_is_closed(p->rpc)) {
-            /* The broker went away: reconnect with backoff; queued batches wait (and expire
-             * after delivery.timeout.ms). */
+        int64_t due = sl_cl_meta_refresh_due(p->meta);
+        if (due >= 0 && due <= now) {
             pthread_mutex_unlock(&p->lock);
-            int rc = sl_rpc_reconnect(p->rpc, p->v.request_timeout_ms);
+            sl_cl_meta_refresh(p->meta);
             pthread_mutex_lock(&p->lock);
-            if (rc == 0) {
-                sl_debug("producer", "reconnected to %s", p->v.servers);
-                reconnect_wait = p->v.retry_backoff_ms;
-                continue;
-            }
-            struct timespec ts = sl_clock_deadline(reconnect_wait);
-            pthread_cond_timedwait(&p->cond, &p->lock, &ts);
-            if (reconnect_wait < p->v.retry_backoff_max_ms)
-                reconnect_wait *= 2;
-            continue;
+            due = sl_cl_meta_refresh_due(p->meta);
         }
-        if (p->inflight < p->v.max_in_flight && send_some(p, &frame, now))
+        route_partitions(p);
+        if (send_some(p, &frame, now))
             continue;
+        next = sl_cl_peers_next_up(p->peers, now, earliest(next, due));
         if (next < 0) {
             pthread_cond_wait(&p->cond, &p->lock);
         } else {
@@ -610,9 +666,12 @@ int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errle
         return SL_EBADCONFIG;
     }
     int rc = sl_cl_connect(&p->v, &p->rpc, errbuf, errlen);
+    if (rc == 0)
+        rc = sl_cl_meta_new(&p->v, p->rpc, &p->meta);
     if (rc == 0 && p->v.idempotence)
         rc = init_producer_id(p, errbuf, errlen);
     if (rc) {
+        sl_cl_meta_destroy(p->meta);
         if (p->rpc)
             sl_rpc_close(p->rpc);
         free(p);
@@ -623,6 +682,7 @@ int sl_producer_new(sl_conf *conf, sl_producer **out, char *errbuf, size_t errle
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (pthread_create(&p->sender, NULL, sender_main, p) != 0) {
+        sl_cl_meta_destroy(p->meta);
         sl_rpc_close(p->rpc);
         free(p);
         return SL_ENOMEM;
@@ -641,7 +701,7 @@ static int topic_for(sl_producer *p, const char *name, ptopic **out) {
         return 0;
     }
     int32_t n;
-    int rc = sl_cl_partition_count(p->rpc, p->v.request_timeout_ms, name, &n);
+    int rc = sl_cl_meta_partition_count(p->meta, name, &n);
     if (rc)
         return rc;
     t = calloc(1, sizeof(*t));
@@ -664,6 +724,7 @@ static int topic_for(sl_producer *p, const char *name, ptopic **out) {
     } else {
         t->next = p->topics;
         p->topics = t;
+        p->routed_version = 0; /* its partitions need their leaders */
     }
     pthread_mutex_unlock(&p->lock);
     *out = t;
@@ -976,8 +1037,10 @@ void sl_producer_destroy(sl_producer *p) {
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->sender, NULL);
-    /* In-flight requests fail with SL_ECLOSED through their callbacks (not retried: closing). */
+    /* In-flight requests fail with SL_ECLOSED through their callbacks (not retried: closing),
+     * which still note statuses in the metadata: it goes last. */
     sl_rpc_close(p->rpc);
+    sl_cl_meta_destroy(p->meta);
     /* What never left: report it as not delivered. */
     close_lingered(p, INT64_MAX);
     fail_queue(p, p->retry_head);
@@ -994,6 +1057,7 @@ void sl_producer_destroy(sl_producer *p) {
         free(t->name);
         free(t);
     }
+    sl_cl_peers_free(p->peers);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     sl_conf_destroy(p->conf);

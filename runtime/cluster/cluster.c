@@ -9,101 +9,535 @@
 #include <sys/stat.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
-#include "base/mp.h"
-#include "base/mpcheck.h"
+#include "base/murmur2.h"
 #include "cluster/quorum.h"
 #include "sluice/err.h"
 
 #define MAX_CONTROLLERS 16
 #define PROPOSE_TIMEOUT_MS 3000
+#define CONTROLLER_TICK_MS 200
+#define DEFAULT_SESSION_MS 3000
+
+/* The image of the metadata log: topics and where their partitions live. */
+typedef struct ctopic {
+    char *name;
+    int32_t npartitions;
+    sl_partition_state *parts;
+    sl_config_kv *configs; /* the overrides */
+    size_t nconfigs;
+    struct ctopic *next;
+} ctopic;
 
 struct sl_cluster {
     int32_t node_id;
+    sl_broker *broker;
     sl_quorum *quorum;
+    int64_t session_ms;
+    int32_t default_replication;
     size_t voters;
     int32_t voter_ids[MAX_CONTROLLERS];
-    pthread_mutex_t lock; /* the registry */
+    pthread_mutex_t lock; /* the image, the registry and the controller's view */
     sl_cluster_member *members;
     size_t nmembers, cap;
+    ctopic *topics;
+    /* The controller's view (meaningful while this node leads the quorum). */
+    bool controlling;
+    int64_t last_seen[MAX_CONTROLLERS]; /* by voter index, monotonic ms */
+    bool fenced[MAX_CONTROLLERS];
+    pthread_mutex_t admin_lock; /* topic changes: checked then proposed, one at a time */
+    pthread_t thread;
+    pthread_cond_t cond;
+    bool stop;
 };
 
-int sl_cluster_decode_record(const uint8_t *data, size_t len, sl_cluster_member *m) {
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    int rc = SL_EINVAL;
-    bool type_ok = false, id_ok = false, url_ok = false;
-    if (sl_mp_check(data, len) == 0 &&
-        msgpack_unpack_next(&up, (const char *)data, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-        up.data.type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object_map *map = &up.data.via.map;
-        for (uint32_t i = 0; i < map->size; i++) {
-            const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
-            if (k->type != MSGPACK_OBJECT_STR)
-                continue;
-            const char *ks = k->via.str.ptr;
-            size_t kl = k->via.str.size;
-            if (kl == 1 && ks[0] == 't')
-                type_ok = v->type == MSGPACK_OBJECT_STR && v->via.str.size == 6 &&
-                          memcmp(v->via.str.ptr, "broker", 6) == 0;
-            else if (kl == 2 && memcmp(ks, "id", 2) == 0 &&
-                     v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 >= 1 &&
-                     v->via.u64 <= INT32_MAX) {
-                m->id = (int32_t)v->via.u64;
-                id_ok = true;
-            } else if (kl == 3 && memcmp(ks, "url", 3) == 0 && v->type == MSGPACK_OBJECT_STR &&
-                       v->via.str.size > 0 && v->via.str.size < sizeof(m->url) &&
-                       memchr(v->via.str.ptr, '\0', v->via.str.size) == NULL) {
-                memcpy(m->url, v->via.str.ptr, v->via.str.size);
-                m->url[v->via.str.size] = '\0';
-                url_ok = true;
-            }
-        }
-        if (type_ok && id_ok && url_ok)
-            rc = 0;
-    }
-    msgpack_unpacked_destroy(&up);
-    return rc;
+static int voter_index(const sl_cluster *c, int32_t id) {
+    for (size_t i = 0; i < c->voters; i++)
+        if (c->voter_ids[i] == id)
+            return (int)i;
+    return -1;
 }
 
-/* On the quorum's thread, for every committed record, on every node. */
-static void apply(void *arg, const uint8_t *data, size_t len) {
-    sl_cluster *c = arg;
-    sl_cluster_member m;
-    if (sl_cluster_decode_record(data, len, &m) != 0) {
-        sl_warn("cluster", "a metadata record of %zu bytes is not understood: skipped", len);
-        return;
+static ctopic *find_ctopic(sl_cluster *c, const char *name) {
+    for (ctopic *t = c->topics; t; t = t->next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+static void ctopic_free(ctopic *t) {
+    for (size_t i = 0; i < t->nconfigs; i++) {
+        free(t->configs[i].key);
+        free(t->configs[i].value);
     }
+    free(t->configs);
+    free(t->parts);
+    free(t->name);
+    free(t);
+}
+
+/* ---- applying the log (on the quorum's thread, on every node, in log order) ---- */
+
+static void apply_member(sl_cluster *c, const sl_cluster_member *m) {
     pthread_mutex_lock(&c->lock);
     size_t i = 0;
-    while (i < c->nmembers && c->members[i].id < m.id)
+    while (i < c->nmembers && c->members[i].id < m->id)
         i++;
     bool changed = true;
-    if (i < c->nmembers && c->members[i].id == m.id) {
-        changed = strcmp(c->members[i].url, m.url) != 0;
-        c->members[i] = m;
+    if (i < c->nmembers && c->members[i].id == m->id) {
+        changed = strcmp(c->members[i].url, m->url) != 0 ||
+                  strcmp(c->members[i].kafka, m->kafka) != 0;
+        c->members[i] = *m;
     } else {
         if (c->nmembers == c->cap) {
             size_t cap = c->cap ? c->cap * 2 : 8;
             sl_cluster_member *p = realloc(c->members, cap * sizeof(*p));
             if (p == NULL) {
                 pthread_mutex_unlock(&c->lock);
-                sl_error("cluster", "out of memory registering broker %" PRId32, m.id);
+                sl_error("cluster", "out of memory registering broker %" PRId32, m->id);
                 return;
             }
             c->members = p;
             c->cap = cap;
         }
-        memmove(c->members + i + 1, c->members + i, (c->nmembers - i) * sizeof(m));
-        c->members[i] = m;
+        memmove(c->members + i + 1, c->members + i, (c->nmembers - i) * sizeof(*m));
+        c->members[i] = *m;
         c->nmembers++;
     }
     pthread_mutex_unlock(&c->lock);
     if (changed)
-        sl_info("cluster", "broker %" PRId32 " is at %s", m.id, m.url);
+        sl_info("cluster", "broker %" PRId32 " is at %s", m->id, m->url);
 }
+
+/* Takes the record's arrays into the image. */
+static void apply_topic(sl_cluster *c, sl_cluster_record *r) {
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = find_ctopic(c, r->name) ? NULL : calloc(1, sizeof(*t));
+    if (t && (t->name = strdup(r->name)) != NULL) {
+        t->npartitions = r->npartitions;
+        t->parts = r->parts;
+        t->configs = r->configs;
+        t->nconfigs = r->nconfigs;
+        r->parts = NULL;
+        r->configs = NULL;
+        r->nconfigs = 0;
+        t->next = c->topics;
+        c->topics = t;
+    } else if (t) {
+        free(t);
+        t = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    /* Only this thread changes the image, so 't' stays valid without the lock. */
+    if (t && sl_broker_apply_topic(c->broker, t->name, t->npartitions, t->configs, t->nconfigs,
+                                   t->parts) != 0)
+        sl_error("cluster", "cannot open the partitions of topic %s here", t->name);
+}
+
+static void apply_delete(sl_cluster *c, const char *name) {
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = NULL;
+    for (ctopic **pp = &c->topics; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            t = *pp;
+            *pp = t->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (t) {
+        ctopic_free(t);
+        sl_broker_apply_delete(c->broker, name);
+    }
+}
+
+static void apply_config(sl_cluster *c, sl_cluster_record *r) {
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = find_ctopic(c, r->name);
+    if (t) {
+        sl_config_kv *old = t->configs;
+        size_t nold = t->nconfigs;
+        t->configs = r->configs;
+        t->nconfigs = r->nconfigs;
+        r->configs = old;
+        r->nconfigs = nold;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (t)
+        sl_broker_apply_config(c->broker, t->name, t->configs, t->nconfigs);
+}
+
+static bool state_has(const int32_t *ids, int32_t n, int32_t id) {
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/* A change is taken only over the version it was made from, so of two proposals made from the
+ * same state (the controller's and a leader's, say) the second is dropped on every node. */
+static void apply_partition(sl_cluster *c, const sl_cluster_record *r) {
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = find_ctopic(c, r->name);
+    sl_partition_state *st = t && r->partition < t->npartitions ? &t->parts[r->partition] : NULL;
+    bool ok = st && r->state.version > st->version && r->state.epoch >= st->epoch &&
+              (r->state.leader == -1 || state_has(r->state.isr, r->state.nisr, r->state.leader));
+    for (int32_t i = 0; ok && i < r->state.nisr; i++)
+        ok = state_has(st->replicas, st->nreplicas, r->state.isr[i]);
+    sl_partition_state next;
+    if (ok) {
+        next = *st;
+        next.leader = r->state.leader;
+        next.epoch = r->state.epoch;
+        next.version = r->state.version;
+        next.nisr = r->state.nisr;
+        memcpy(next.isr, r->state.isr, sizeof(next.isr));
+        *st = next;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (ok)
+        sl_broker_apply_partition(c->broker, r->name, r->partition, &next);
+}
+
+static void apply(void *arg, const uint8_t *data, size_t len) {
+    sl_cluster *c = arg;
+    sl_cluster_record r;
+    if (sl_cluster_decode_record(data, len, &r) != 0) {
+        sl_warn("cluster", "a metadata record of %zu bytes is not understood: skipped", len);
+        return;
+    }
+    switch (r.type) {
+    case SL_CREC_BROKER: apply_member(c, &r.member); break;
+    case SL_CREC_TOPIC: apply_topic(c, &r); break;
+    case SL_CREC_DELETE: apply_delete(c, r.name); break;
+    case SL_CREC_CONFIG: apply_config(c, &r); break;
+    case SL_CREC_PARTITION: apply_partition(c, &r); break;
+    }
+    sl_cluster_record_free(&r);
+}
+
+static int propose(sl_cluster *c, const sl_cluster_record *r) {
+    sl_buf b = SL_BUF_INIT;
+    int rc = sl_cluster_encode_record(r, &b);
+    if (rc == 0)
+        rc = sl_quorum_propose(c->quorum, b.data, b.len, PROPOSE_TIMEOUT_MS);
+    sl_buf_free(&b);
+    return rc;
+}
+
+/* ---- the controller ---- */
+
+static bool alive(const sl_cluster *c, int32_t id, int64_t now) {
+    int i = voter_index(c, id);
+    return i >= 0 && now - c->last_seen[i] < c->session_ms;
+}
+
+/* What a partition becomes with the live brokers: dead ones leave the ISR (never its last
+ * member, which a clean election needs), and a dead or missing leader is replaced by the first
+ * live member of the ISR at the next epoch. Lock held. */
+static bool next_state(const sl_cluster *c, const sl_partition_state *st, int64_t now,
+                       sl_partition_state *next) {
+    *next = *st;
+    next->nisr = 0;
+    for (int32_t i = 0; i < st->nisr; i++)
+        if (alive(c, st->isr[i], now))
+            next->isr[next->nisr++] = st->isr[i];
+    bool leader_ok = st->leader != -1 && alive(c, st->leader, now);
+    if (!leader_ok) {
+        next->leader = next->nisr > 0 ? next->isr[0] : -1;
+        if (next->leader != st->leader)
+            next->epoch = st->epoch + 1;
+    }
+    if (next->nisr == 0) { /* nobody in sync is alive: keep the ISR for when one returns */
+        next->nisr = st->nisr;
+        memcpy(next->isr, st->isr, sizeof(next->isr));
+    }
+    bool changed = next->leader != st->leader || next->nisr != st->nisr ||
+                   memcmp(next->isr, st->isr, (size_t)st->nisr * sizeof(int32_t)) != 0;
+    if (changed)
+        next->version = st->version + 1;
+    return changed;
+}
+
+static void control(sl_cluster *c) {
+    bool leading = sl_quorum_leader(c->quorum) == c->node_id;
+    int64_t now = sl_clock_mono_ms();
+    pthread_mutex_lock(&c->lock);
+    if (!leading) {
+        c->controlling = false;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    if (!c->controlling) {
+        /* Every broker gets a full session to show itself to a new controller. */
+        c->controlling = true;
+        for (size_t i = 0; i < c->voters; i++) {
+            c->last_seen[i] = now;
+            c->fenced[i] = false;
+        }
+        sl_info("cluster", "this node is the controller");
+    }
+    c->last_seen[voter_index(c, c->node_id)] = now;
+    for (size_t i = 0; i < c->voters; i++) {
+        bool dead = now - c->last_seen[i] >= c->session_ms;
+        if (dead != c->fenced[i])
+            sl_info("cluster", dead ? "broker %" PRId32 " sent no heartbeat for %" PRId64
+                                      " ms: fenced, its partitions move"
+                                    : "broker %" PRId32 " is back%.0" PRId64,
+                    c->voter_ids[i], dead ? now - c->last_seen[i] : 0);
+        c->fenced[i] = dead;
+    }
+    size_t n = 0, cap = 0;
+    sl_cluster_record *changes = NULL;
+    for (ctopic *t = c->topics; t; t = t->next) {
+        for (int32_t p = 0; p < t->npartitions; p++) {
+            sl_partition_state next;
+            if (!next_state(c, &t->parts[p], now, &next))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                sl_cluster_record *nc = realloc(changes, cap * sizeof(*nc));
+                if (nc == NULL)
+                    break;
+                changes = nc;
+            }
+            sl_cluster_record *r = &changes[n++];
+            memset(r, 0, sizeof(*r));
+            r->type = SL_CREC_PARTITION;
+            snprintf(r->name, sizeof(r->name), "%s", t->name);
+            r->partition = p;
+            r->state = next;
+            if (next.leader != t->parts[p].leader)
+                sl_info("cluster", "%s-%d: leader %" PRId32 " -> %" PRId32 " at epoch %" PRId32,
+                        t->name, p, t->parts[p].leader, next.leader, next.epoch);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n; i++)
+        if (propose(c, &changes[i]) != 0)
+            break; /* not the leader any more, or stopping: the next tick sees */
+    free(changes);
+}
+
+static void *controller_main(void *arg) {
+    sl_cluster *c = arg;
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop) {
+        struct timespec ts = sl_clock_deadline(CONTROLLER_TICK_MS);
+        pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->lock);
+        control(c);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static bool url_ok(const char *url) {
+    return url && strlen(url) < sizeof(((sl_cluster_member *)0)->url) &&
+           (strncmp(url, "tcp://", 6) == 0 || strncmp(url, "ipc://", 6) == 0) &&
+           strpbrk(url, "\"\\ \t\r\n") == NULL;
+}
+
+int sl_cluster_heartbeat(sl_cluster *c, int32_t id, const char *url, const char *kafka,
+                         uint64_t *applied) {
+    /* Every node is a controller: an id outside the quorum is nobody's, and a registration that
+     * is not an address would break forwarding for every follower. */
+    int vi = voter_index(c, id);
+    if (vi < 0 || !url_ok(url) || (kafka && strlen(kafka) >= sizeof(c->members[0].kafka)))
+        return SL_EINVAL;
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    pthread_mutex_lock(&c->lock);
+    c->last_seen[vi] = sl_clock_mono_ms();
+    bool known = false;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (c->members[i].id == id)
+            known = strcmp(c->members[i].url, url) == 0 &&
+                    strcmp(c->members[i].kafka, kafka ? kafka : "") == 0;
+    pthread_mutex_unlock(&c->lock);
+    int rc = 0;
+    if (!known) {
+        sl_cluster_record r = {.type = SL_CREC_BROKER, .member = {.id = id}};
+        snprintf(r.member.url, sizeof(r.member.url), "%s", url);
+        snprintf(r.member.kafka, sizeof(r.member.kafka), "%s", kafka ? kafka : "");
+        rc = propose(c, &r);
+    }
+    /* The controller's whole log (its commits among it): a broker, the controller included,
+     * that has applied as far knows every committed change. */
+    *applied = sl_quorum_last_index(c->quorum);
+    return rc;
+}
+
+uint64_t sl_cluster_applied(sl_cluster *c) {
+    return sl_quorum_applied(c->quorum);
+}
+
+int32_t sl_cluster_controller(sl_cluster *c) {
+    return sl_quorum_leader(c->quorum);
+}
+
+/* ---- topics ---- */
+
+int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
+                            int32_t replication, const sl_config_kv *configs, size_t nconfigs,
+                            char *errbuf, size_t errlen) {
+    int rc = sl_broker_check_new_topic(name, partitions, configs, nconfigs, errbuf, errlen);
+    if (rc)
+        return rc;
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    if (replication <= 0)
+        replication = c->default_replication;
+    sl_cluster_record r = {.type = SL_CREC_TOPIC, .npartitions = partitions};
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    r.parts = calloc((size_t)partitions, sizeof(*r.parts));
+    r.configs = (sl_config_kv *)configs;
+    r.nconfigs = nconfigs;
+    if (r.parts == NULL)
+        return SL_ENOMEM;
+    pthread_mutex_lock(&c->admin_lock);
+    pthread_mutex_lock(&c->lock);
+    int64_t now = sl_clock_mono_ms();
+    int32_t live[MAX_CONTROLLERS];
+    size_t nlive = 0;
+    for (size_t i = 0; i < c->nmembers; i++) /* sorted by id */
+        if (alive(c, c->members[i].id, now))
+            live[nlive++] = c->members[i].id;
+    if (find_ctopic(c, name)) {
+        snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
+        rc = SL_EEXIST;
+    } else if (replication > (int32_t)nlive || replication > SL_MAX_REPLICAS) {
+        snprintf(errbuf, errlen, "replication factor %d is more than the %zu live broker%s",
+                 replication, nlive, nlive == 1 ? "" : "s");
+        rc = SL_EINVAL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc == 0) {
+        /* Consecutive brokers from a point the name picks: a partition's replicas on different
+         * brokers, and leaders (the first replica) spread evenly over them. */
+        size_t start = sl_murmur2(name, strlen(name)) % nlive;
+        for (int32_t p = 0; p < partitions; p++) {
+            r.parts[p].nreplicas = replication;
+            for (int32_t k = 0; k < replication; k++)
+                r.parts[p].replicas[k] = live[(start + (size_t)p + (size_t)k) % nlive];
+        }
+        rc = propose(c, &r);
+        if (rc == 0)
+            sl_info("cluster", "created topic %s: %d partition%s, %d replica%s each", name,
+                    partitions, partitions == 1 ? "" : "s", replication,
+                    replication == 1 ? "" : "s");
+    }
+    pthread_mutex_unlock(&c->admin_lock);
+    free(r.parts);
+    return rc;
+}
+
+int sl_cluster_delete_topic(sl_cluster *c, const char *name, char *errbuf, size_t errlen) {
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    pthread_mutex_lock(&c->admin_lock);
+    pthread_mutex_lock(&c->lock);
+    bool exists = find_ctopic(c, name) != NULL;
+    pthread_mutex_unlock(&c->lock);
+    int rc = SL_ENOENT;
+    if (exists) {
+        sl_cluster_record r = {.type = SL_CREC_DELETE};
+        snprintf(r.name, sizeof(r.name), "%s", name);
+        rc = propose(c, &r);
+    } else {
+        snprintf(errbuf, errlen, "topic \"%s\" does not exist", name);
+    }
+    pthread_mutex_unlock(&c->admin_lock);
+    return rc;
+}
+
+int sl_cluster_alter_topic(sl_cluster *c, const char *name, const sl_config_kv *configs,
+                           size_t nconfigs, char *errbuf, size_t errlen) {
+    for (size_t i = 0; i < nconfigs; i++) {
+        int rc = sl_topic_config_check(configs[i].key, configs[i].value, errbuf, errlen);
+        if (rc)
+            return rc;
+    }
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    pthread_mutex_lock(&c->admin_lock);
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = find_ctopic(c, name);
+    /* The new overrides: the old ones with these set (a later key wins). */
+    sl_cluster_record r = {.type = SL_CREC_CONFIG};
+    snprintf(r.name, sizeof(r.name), "%s", name);
+    int rc = t ? 0 : SL_ENOENT;
+    size_t cap = (t ? t->nconfigs : 0) + nconfigs;
+    r.configs = calloc(cap ? cap : 1, sizeof(*r.configs));
+    if (rc == 0 && r.configs == NULL)
+        rc = SL_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < cap; i++) {
+        const sl_config_kv *kv = i < t->nconfigs ? &t->configs[i] : &configs[i - t->nconfigs];
+        size_t j = 0;
+        while (j < r.nconfigs && strcmp(r.configs[j].key, kv->key) != 0)
+            j++;
+        if (j == r.nconfigs) {
+            r.configs[j].key = strdup(kv->key);
+            r.nconfigs++;
+        }
+        free(r.configs[j].value);
+        r.configs[j].value = strdup(kv->value);
+        if (r.configs[j].key == NULL || r.configs[j].value == NULL)
+            rc = SL_ENOMEM;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc == SL_ENOENT)
+        snprintf(errbuf, errlen, "topic \"%s\" does not exist", name);
+    if (rc == 0)
+        rc = propose(c, &r);
+    pthread_mutex_unlock(&c->admin_lock);
+    sl_cluster_record_free(&r);
+    return rc;
+}
+
+int sl_cluster_alter_isr(sl_cluster *c, const char *topic, int32_t partition, int32_t leader,
+                         int32_t epoch, int32_t version, const int32_t *isr, size_t nisr) {
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    if (nisr == 0 || nisr > SL_MAX_REPLICAS || !state_has(isr, (int32_t)nisr, leader))
+        return SL_EINVAL;
+    pthread_mutex_lock(&c->lock);
+    ctopic *t = find_ctopic(c, topic);
+    sl_partition_state *st = t && partition >= 0 && partition < t->npartitions
+                                 ? &t->parts[partition]
+                                 : NULL;
+    int rc = st ? 0 : SL_ENOENT;
+    if (st && (st->leader != leader || st->epoch != epoch || st->version != version))
+        rc = SL_EFENCED;
+    for (size_t i = 0; rc == 0 && i < nisr; i++)
+        if (!state_has(st->replicas, st->nreplicas, isr[i]) ||
+            (isr[i] != leader && !state_has(st->isr, st->nisr, isr[i]) &&
+             !alive(c, isr[i], sl_clock_mono_ms())))
+            rc = SL_EINVAL; /* a fenced broker does not rejoin before it heartbeats again */
+    sl_cluster_record r = {.type = SL_CREC_PARTITION, .partition = partition};
+    if (rc == 0) {
+        snprintf(r.name, sizeof(r.name), "%s", topic);
+        r.state = *st;
+        r.state.version = version + 1;
+        r.state.nisr = (int32_t)nisr;
+        memcpy(r.state.isr, isr, nisr * sizeof(*isr));
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc == 0) {
+        rc = propose(c, &r);
+        if (rc == 0)
+            sl_info("cluster", "%s-%d: ISR now has %zu of %d replicas", topic, partition, nisr,
+                    r.state.nreplicas);
+    }
+    return rc;
+}
+
+/* ---- start and stop ---- */
 
 int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf, size_t errlen) {
     sl_quorum_peer peers[MAX_CONTROLLERS];
@@ -129,10 +563,15 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
     if (c == NULL)
         return SL_ENOMEM;
     c->node_id = conf->node_id;
+    c->broker = conf->broker;
+    c->session_ms = conf->session_timeout_ms > 0 ? conf->session_timeout_ms : DEFAULT_SESSION_MS;
+    c->default_replication = conf->default_replication > 0 ? conf->default_replication : 1;
     c->voters = n;
     for (size_t i = 0; i < n; i++)
         c->voter_ids[i] = peers[i].id;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->admin_lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
     char dir[4096], marker[4200];
     snprintf(dir, sizeof(dir), "%s/quorum", conf->data_dir);
     snprintf(marker, sizeof(marker), "%s/quorum.joined", conf->data_dir);
@@ -144,6 +583,8 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
                  "it, or remove %s to join as a new voter knowing that risk", dir, marker,
                  marker);
         pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->admin_lock);
+        pthread_cond_destroy(&c->cond);
         free(c);
         return SL_EINVAL;
     }
@@ -152,8 +593,14 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
     if (rc == 0 && stat(marker, &st) != 0 &&
         sl_fs_write_atomic(marker, conf->controllers, strlen(conf->controllers)) != 0)
         sl_warn("cluster", "cannot write %s", marker);
+    if (rc == 0 && pthread_create(&c->thread, NULL, controller_main, c) != 0) {
+        sl_quorum_stop(c->quorum);
+        rc = SL_ENOMEM;
+    }
     if (rc) {
         pthread_mutex_destroy(&c->lock);
+        pthread_mutex_destroy(&c->admin_lock);
+        pthread_cond_destroy(&c->cond);
         free(c);
         return rc;
     }
@@ -164,41 +611,22 @@ int sl_cluster_start(const sl_cluster_conf *conf, sl_cluster **out, char *errbuf
 void sl_cluster_stop(sl_cluster *c) {
     if (c == NULL)
         return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
     sl_quorum_stop(c->quorum);
+    while (c->topics) {
+        ctopic *t = c->topics;
+        c->topics = t->next;
+        ctopic_free(t);
+    }
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->admin_lock);
+    pthread_cond_destroy(&c->cond);
     free(c->members);
     free(c);
-}
-
-static bool is_voter(const sl_cluster *c, int32_t id) {
-    for (size_t i = 0; i < c->voters; i++)
-        if (c->voter_ids[i] == id)
-            return true;
-    return false;
-}
-
-int sl_cluster_register(sl_cluster *c, int32_t id, const char *url) {
-    /* Every node is a controller: an id outside the quorum is nobody's, and a registration that
-     * is not an address would break forwarding for every follower. */
-    if (!is_voter(c, id) || url == NULL || strlen(url) >= sizeof(((sl_cluster_member *)0)->url) ||
-        (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "ipc://", 6) != 0) ||
-        strpbrk(url, "\"\\ \t\r\n") != NULL)
-        return SL_EINVAL;
-    if (sl_quorum_leader(c->quorum) != c->node_id)
-        return SL_ENOTLEADER;
-    sl_buf b = SL_BUF_INIT;
-    msgpack_packer pk;
-    sl_mp_packer_init(&pk, &b);
-    msgpack_pack_map(&pk, 3);
-    sl_mp_pack_str(&pk, "t");
-    sl_mp_pack_str(&pk, "broker");
-    sl_mp_pack_str(&pk, "id");
-    msgpack_pack_int32(&pk, id);
-    sl_mp_pack_str(&pk, "url");
-    sl_mp_pack_str(&pk, url);
-    int rc = sl_quorum_propose(c->quorum, b.data, b.len, PROPOSE_TIMEOUT_MS);
-    sl_buf_free(&b);
-    return rc;
 }
 
 int sl_cluster_members(sl_cluster *c, sl_cluster_member **out, size_t *n, int32_t *leader,
@@ -212,4 +640,17 @@ int sl_cluster_members(sl_cluster *c, sl_cluster_member **out, size_t *n, int32_
     *leader = sl_quorum_leader(c->quorum);
     *voters = c->voters;
     return *out ? 0 : SL_ENOMEM;
+}
+
+int sl_cluster_member_url(sl_cluster *c, int32_t id, char *url, size_t len) {
+    int rc = SL_ENOENT;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->nmembers; i++) {
+        if (c->members[i].id == id) {
+            snprintf(url, len, "%s", c->members[i].url);
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }

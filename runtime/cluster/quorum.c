@@ -56,6 +56,8 @@ struct sl_quorum {
     bool stopping;
     bool closing; /* loop thread only: raft_close was called */
     atomic_int_fast32_t leader;
+    atomic_uint_fast64_t applied;    /* the index of the last entry applied here */
+    atomic_uint_fast64_t last_index; /* the index of the last entry in the local log */
     int32_t logged_leader; /* loop thread only */
 };
 
@@ -125,6 +127,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return 0;
     }
     q->apply(q->arg, (const uint8_t *)buf->base + 4, len);
+    /* libraft moves last_applied after this returns: this entry is the next one. */
+    atomic_store(&q->applied, (uint64_t)raft_last_applied(&q->raft) + 1);
     return 0;
 }
 
@@ -234,6 +238,8 @@ static void on_tick(uv_timer_t *t) {
     const char *addr = NULL;
     raft_leader(&q->raft, &id, &addr);
     atomic_store(&q->leader, (int32_t)id);
+    atomic_store(&q->applied, (uint64_t)raft_last_applied(&q->raft));
+    atomic_store(&q->last_index, (uint64_t)raft_last_index(&q->raft));
     if ((int32_t)id != q->logged_leader) {
         if (id)
             sl_info("quorum", "controller %" PRId32 " leads the metadata quorum (term %llu)%s",
@@ -378,6 +384,14 @@ int sl_quorum_propose(sl_quorum *q, const void *data, size_t len, int timeout_ms
 
 int32_t sl_quorum_leader(sl_quorum *q) {
     return (int32_t)atomic_load(&q->leader);
+}
+
+uint64_t sl_quorum_applied(sl_quorum *q) {
+    return atomic_load(&q->applied);
+}
+
+uint64_t sl_quorum_last_index(sl_quorum *q) {
+    return atomic_load(&q->last_index);
 }
 
 void sl_quorum_stop(sl_quorum *q) {

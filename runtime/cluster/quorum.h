@@ -50,6 +50,15 @@ int sl_quorum_propose(sl_quorum *q, const void *data, size_t len, int timeout_ms
 /* The current leader's id (0 when none is known) and whether it is this controller. */
 int32_t sl_quorum_leader(sl_quorum *q);
 
+/* The index of the last entry applied here: a node whose index has reached the one the leader
+ * reported has applied everything the leader had (indexes are positions in the one log). */
+uint64_t sl_quorum_applied(sl_quorum *q);
+
+/* The index of the last entry in this node's log (as of the last tick, every 100 ms). On the
+ * leader it covers every committed entry: once applied that far, a node knows all the leader
+ * knew. */
+uint64_t sl_quorum_last_index(sl_quorum *q);
+
 /* Leaves the quorum and frees it. Call once nothing else uses it (no propose under way). */
 void sl_quorum_stop(sl_quorum *q);
 

@@ -723,19 +723,25 @@ static void trim_partial(sl_buf *out, size_t start, int64_t stop) {
     out->len = pos;
 }
 
-/* A read up to the HW, or ('aborted' not NULL) up to the last stable offset with the aborted
- * transactions of [offset, LSO), taken under the same lock as the read so that retention
- * cannot prune them in between. */
-static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
-                     sl_read_result *res, sl_txn_range **aborted, size_t *naborted) {
+/* How far a read may go: the HW (consumers), the last stable offset (read_committed consumers)
+ * or the LEO (followers, which copy what the leader has before it is committed). */
+enum read_bound { READ_TO_HW, READ_TO_LSO, READ_TO_LEO };
+
+/* A read up to 'bound'. For READ_TO_LSO, 'aborted' gets the aborted transactions of
+ * [offset, LSO), taken under the same lock as the read so that retention cannot prune them in
+ * between. */
+static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, enum read_bound bound,
+                     sl_buf *out, sl_read_result *res, sl_txn_range **aborted, size_t *naborted) {
     pthread_mutex_lock(&pl->lock);
     offsets_locked(pl, res);
-    int64_t stop = aborted ? res->last_stable_offset : pl->hw;
-    if (offset < res->log_start_offset || offset > pl->hw) {
+    bool leo = bound == READ_TO_LEO;
+    int64_t end = leo ? res->log_end_offset : pl->hw;
+    int64_t stop = bound == READ_TO_LSO ? res->last_stable_offset : end;
+    if (offset < res->log_start_offset || offset > end) {
         pthread_mutex_unlock(&pl->lock);
         return SL_ERANGE;
     }
-    if (aborted && offset < stop) {
+    if (bound == READ_TO_LSO && offset < stop) {
         int rc = sl_txn_index_aborted(&pl->txns, offset, stop, aborted, naborted);
         if (rc) {
             pthread_mutex_unlock(&pl->lock);
@@ -746,14 +752,16 @@ static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *o
         pthread_mutex_unlock(&pl->lock);
         return 0;
     }
+    /* To the LEO: a segment's size as seen under the lock, since appends only add after it. */
     size_t i = segment_for(pl, offset);
-    int64_t limit = readable_limit(pl, i), pos;
+    int64_t limit = leo ? pl->segs[i]->size : readable_limit(pl, i), pos;
     int rc = sl_segment_find(pl->segs[i], offset, limit, &pos);
     while (rc == SL_ERANGE && i + 1 < pl->nsegs) {
         /* 'offset' falls in a gap after this segment (compaction may leave one): read on. Past
-         * the HW segment the readable limit is 0, so this never reads beyond the HW. */
+         * the HW segment the readable limit is 0, so this never reads beyond the HW (nor, with
+         * the segments' sizes as limits, beyond the LEO). */
         i++;
-        limit = readable_limit(pl, i);
+        limit = leo ? pl->segs[i]->size : readable_limit(pl, i);
         rc = sl_segment_find(pl->segs[i], pl->segs[i]->base_offset, limit, &pos);
     }
     sl_segment *seg = pl->segs[i];
@@ -780,20 +788,92 @@ static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *o
 
 int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                     sl_read_result *res) {
-    return read_upto(pl, offset, max_bytes, out, res, NULL, NULL);
+    return read_upto(pl, offset, max_bytes, READ_TO_HW, out, res, NULL, NULL);
+}
+
+int sl_partlog_read_replica(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                            sl_read_result *res) {
+    return read_upto(pl, offset, max_bytes, READ_TO_LEO, out, res, NULL, NULL);
 }
 
 int sl_partlog_read_committed(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                               sl_read_result *res, sl_txn_range **aborted, size_t *naborted) {
     *aborted = NULL;
     *naborted = 0;
-    int rc = read_upto(pl, offset, max_bytes, out, res, aborted, naborted);
+    int rc = read_upto(pl, offset, max_bytes, READ_TO_LSO, out, res, aborted, naborted);
     if (rc) {
         free(*aborted);
         *aborted = NULL;
         *naborted = 0;
     }
     return rc;
+}
+
+/* The last non-empty segment whose first batch has an epoch <= 'epoch' into '*at': 1, or 0 when
+ * there is none. Epochs never decrease along the log, so a binary search on first batches finds
+ * it; an empty segment (a fresh active one, one truncated to nothing) is stepped over. Lock
+ * held. */
+static int epoch_segment(sl_partlog *pl, int32_t epoch, size_t *at) {
+    size_t lo = 0, hi = pl->nsegs;
+    int found = 0;
+    /* Non-empty segments below 'lo' start at or below 'epoch', those from 'hi' on above it. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2, j = mid;
+        while (j < hi && pl->segs[j]->size == 0)
+            j++;
+        if (j == hi) {
+            hi = mid;
+            continue;
+        }
+        sl_batch_header h;
+        int r = sl_segment_header_at(pl->segs[j], 0, pl->segs[j]->size, &h);
+        if (r <= 0)
+            return SL_ECORRUPT; /* a non-empty segment starts with a whole batch */
+        if (h.leader_epoch <= epoch) {
+            *at = j;
+            found = 1;
+            lo = j + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return found;
+}
+
+int sl_partlog_epoch_end(sl_partlog *pl, int32_t epoch, int32_t *found_epoch,
+                         int64_t *end_offset) {
+    int32_t found = -1;
+    size_t i = 0;
+    /* Under the lock, as lookups by time are: a few header reads at index entries, and neither
+     * an append nor a truncation can move the log from under the answer. */
+    pthread_mutex_lock(&pl->lock);
+    int64_t start = pl->segs[0]->base_offset, end = start;
+    int rc = epoch < 0 ? 0 : epoch_segment(pl, epoch, &i); /* -1 asks for no epoch */
+    if (rc == 1) /* else every batch is of a later epoch, or there is none */
+        rc = sl_segment_epoch_end(pl->segs[i], epoch, pl->segs[i]->size, &found, &end);
+    if (rc == 0 && found >= 0) {
+        /* The epoch runs to the end of segment i: it ends where the next batch starts, which
+         * opens the next non-empty segment, or at the LEO. */
+        end = active(pl)->next_offset;
+        while (++i < pl->nsegs && pl->segs[i]->size == 0)
+            ;
+        sl_batch_header h;
+        if (i < pl->nsegs && sl_segment_header_at(pl->segs[i], 0, pl->segs[i]->size, &h) != 1)
+            rc = SL_ECORRUPT;
+        else if (i < pl->nsegs)
+            end = h.base_offset;
+    }
+    pthread_mutex_unlock(&pl->lock);
+    if (rc < 0) {
+        sl_error("log", "%s: unreadable batch header looking up the end of leader epoch %" PRId32,
+                 pl->name, epoch);
+        return rc;
+    }
+    if (found < 0)
+        end = start; /* only batches without an epoch (-1) at or below it count as none */
+    *found_epoch = found;
+    *end_offset = end;
+    return 0;
 }
 
 int sl_partlog_offset_for_time(sl_partlog *pl, int64_t ts, int64_t *offset) {

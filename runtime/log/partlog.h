@@ -2,7 +2,8 @@
  *
  * The log end offset (LEO) is the next offset to assign; the high watermark (HW) is the end of
  * what readers may see. On a single node the broker moves the HW to the LEO after each append;
- * with replication it moves when followers have the records. Reads never go past the HW.
+ * with replication it moves when followers have the records. Reads never go past the HW, but
+ * a follower's (sl_partlog_read_replica) goes to the LEO.
  *
  * Thread-safety: every function may be called from any thread. Appends serialize on the
  * partition lock; reads copy batch bytes without holding it. */
@@ -118,6 +119,23 @@ int sl_partlog_append_replica(sl_partlog *pl, const uint8_t *data, size_t len, i
  * a change of leader): whole segments, then part of one; the LEO becomes that batch's base
  * offset and the HW never stays past it. SL_ERANGE for an offset before the log start. */
 int sl_partlog_truncate(sl_partlog *pl, int64_t offset);
+
+/* sl_partlog_read for a follower: bounded by the LEO instead of the HW, since a follower copies
+ * what the leader has written before it is committed. Whole batches from the one holding
+ * 'offset', up to about 'max_bytes' (at least one whole batch), from one segment; nothing is
+ * appended when offset == LEO. SL_ERANGE when offset is below the log start or past the LEO.
+ * 'res' gets the offsets of the log either way. */
+int sl_partlog_read_replica(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
+                            sl_read_result *res);
+
+/* Kafka's OffsetsForLeaderEpoch on this log: '*found_epoch' gets the largest leader epoch
+ * <= 'epoch' that a batch in the log carries (control batches too), '*end_offset' the base
+ * offset of the first batch of a later epoch, or the LEO when there is none. When no batch has
+ * such an epoch (an empty log, one whose older epochs retention deleted, 'epoch' < 0),
+ * *found_epoch is -1 and *end_offset the log start. Relies on epochs never decreasing along the
+ * log, as appends and replica appends keep them. SL_ECORRUPT for an unreadable batch header. */
+int sl_partlog_epoch_end(sl_partlog *pl, int32_t epoch, int32_t *found_epoch,
+                         int64_t *end_offset);
 
 /* Moves the high watermark (never backwards, never past the LEO). */
 int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);

@@ -497,6 +497,43 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
     return r < 0 ? SL_ECORRUPT : SL_ERANGE;
 }
 
+int sl_segment_header_at(sl_segment *seg, int64_t pos, int64_t limit, sl_batch_header *h) {
+    return header_at(seg, pos, limit, h);
+}
+
+int sl_segment_epoch_end(sl_segment *seg, int32_t epoch, int64_t limit, int32_t *found_epoch,
+                         int64_t *end_offset) {
+    /* The last index entry whose batch has an epoch <= 'epoch' (entry 0 is at position 0, so a
+     * scan from it sees every batch before it too); the scan from there stops at the next entry
+     * at the latest, so it reads about index.interval.bytes of headers. */
+    size_t lo = 0, hi = seg->nidx;
+    while (hi > 0 && seg->idx[hi - 1].position >= limit)
+        hi--;
+    sl_batch_header h;
+    int r;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((r = header_at(seg, seg->idx[mid].position, limit, &h)) != 1)
+            return SL_ECORRUPT;
+        if (h.leader_epoch <= epoch)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    int64_t p = seg->nidx ? seg->idx[lo].position : 0;
+    *found_epoch = -1;
+    while ((r = header_at(seg, p, limit, &h)) == 1) {
+        if (h.leader_epoch > epoch) {
+            *end_offset = h.base_offset;
+            return 1;
+        }
+        if (h.leader_epoch >= 0) /* -1: a batch written without an epoch */
+            *found_epoch = h.leader_epoch;
+        p += h.length + SL_BATCH_LOG_OVERHEAD;
+    }
+    return r < 0 ? SL_ECORRUPT : 0;
+}
+
 int sl_segment_walk(sl_segment *seg, int64_t limit,
                     int (*fn)(void *arg, const sl_batch_header *h, int64_t pos), void *arg) {
     sl_batch_header h;

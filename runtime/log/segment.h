@@ -96,6 +96,18 @@ int sl_segment_find_time(sl_segment *seg, int64_t ts, int64_t limit, int64_t *of
 int sl_segment_walk(sl_segment *seg, int64_t limit,
                     int (*fn)(void *arg, const sl_batch_header *h, int64_t pos), void *arg);
 
+/* The header of the batch at 'pos': 1, 0 when 'pos' is 'limit' (no batch there), or
+ * SL_ECORRUPT when no whole batch starts at 'pos' below 'limit'. */
+int sl_segment_header_at(sl_segment *seg, int64_t pos, int64_t limit, sl_batch_header *h);
+
+/* Among the batches below 'limit', whose leader epochs never decrease: the first with an epoch
+ * above 'epoch' (a binary search over the offset index, then headers from the entry found).
+ * 1 with its base offset in '*end_offset'; 0 when there is none. Either way '*found_epoch' gets
+ * the largest epoch <= 'epoch' of a batch before it, or -1 (batches without an epoch, -1, do not
+ * count). SL_ECORRUPT. */
+int sl_segment_epoch_end(sl_segment *seg, int32_t epoch, int64_t limit, int32_t *found_epoch,
+                         int64_t *end_offset);
+
 /* Cuts the segment before the first batch whose last offset is >= 'offset' (whole batches: the
  * batch holding 'offset' goes too), and rebuilds its indexes. A replica truncating a tail its
  * leader does not have. */

@@ -17,6 +17,7 @@
 #include "group/coordinator.h"
 #include "group/txn.h"
 #include "net/kafka_codec.h"
+#include "cluster/cluster.h"
 #include "net/server.h"
 
 /* Kafka's error codes (the wire numbers). */
@@ -26,8 +27,10 @@ enum {
     KERR_OFFSET_OUT_OF_RANGE = 1,
     KERR_CORRUPT_MESSAGE = 2,
     KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    KERR_LEADER_NOT_AVAILABLE = 5,
     KERR_NOT_LEADER = 6,
     KERR_REQUEST_TIMED_OUT = 7,
+    KERR_NOT_ENOUGH_REPLICAS = 19,
     KERR_MESSAGE_TOO_LARGE = 10,
     KERR_OFFSET_METADATA_TOO_LARGE = 12,
     KERR_COORDINATOR_NOT_AVAILABLE = 15,
@@ -71,6 +74,7 @@ typedef struct sl_kafka_ctx {
      * validate_only, so every decoder is reached at fuzzing speed. Never set in sluiced. */
     bool decode_only;
     sl_txn_coord *txn; /* transactions; NULL: transactional requests are refused */
+    sl_cluster *cluster; /* a node of a cluster: Metadata names every broker; NULL: alone */
 } sl_kafka_ctx;
 
 /* One request: header decoded; 'body' reads the request body. */

@@ -159,8 +159,14 @@ static int16_t check_spec(sl_kafka_ctx *ctx, const topic_spec *t, int32_t partit
                  MAX_PARTITIONS);
         return KERR_INVALID_PARTITIONS;
     }
-    if (t->replication != -1 && t->replication != 1) {
-        snprintf(msg, len, "replication factor must be 1 (or -1): this cluster has one broker");
+    if (t->replication == 0 || t->replication < -1 || t->replication > SL_MAX_REPLICAS) {
+        snprintf(msg, len, "replication factor must be 1 to %d (or -1 for the default)",
+                 SL_MAX_REPLICAS);
+        return KERR_INVALID_REPLICATION_FACTOR;
+    }
+    if (ctx->cluster == NULL && t->replication > 1) {
+        snprintf(msg, len, "replication factor %d needs a cluster: this broker is alone",
+                 t->replication);
         return KERR_INVALID_REPLICATION_FACTOR;
     }
     return check_configs(t, msg, len);
@@ -173,7 +179,8 @@ static int16_t create_one(sl_kafka_ctx *ctx, const topic_spec *t, bool validate_
     if (err || validate_only)
         return err;
     int rc =
-        sl_broker_create_topic(ctx->broker, t->name, partitions, t->configs, t->nconfigs, msg, len);
+        sl_broker_create_topic(ctx->broker, t->name, partitions, t->replication, t->configs,
+                               t->nconfigs, msg, len);
     if (rc == 0)
         msg[0] = '\0';
     return sl_kafka_error(rc);

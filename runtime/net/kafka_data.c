@@ -53,14 +53,53 @@ static void write_topic_metadata(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwrite
         sl_kw_bool(w, strncmp(name, "__", 2) == 0); /* is_internal */
     sl_kw_i32(w, rc ? 0 : n);
     for (int32_t p = 0; rc == 0 && p < n; p++) {
-        sl_kw_i16(w, KERR_NONE);
+        sl_partition_state st = {.leader = ctx->node_id, .nreplicas = 1, .nisr = 1};
+        st.replicas[0] = st.isr[0] = ctx->node_id;
+        sl_broker_partition_state(ctx->broker, name, p, &st);
+        sl_kw_i16(w, st.leader < 0 ? KERR_LEADER_NOT_AVAILABLE : KERR_NONE);
         sl_kw_i32(w, p);
-        sl_kw_i32(w, ctx->node_id); /* leader */
-        sl_kw_i32(w, 1);            /* replica_nodes */
-        sl_kw_i32(w, ctx->node_id);
-        sl_kw_i32(w, 1); /* isr_nodes */
-        sl_kw_i32(w, ctx->node_id);
+        sl_kw_i32(w, st.leader);
+        sl_kw_i32(w, st.nreplicas);
+        for (int32_t k = 0; k < st.nreplicas; k++)
+            sl_kw_i32(w, st.replicas[k]);
+        sl_kw_i32(w, st.nisr);
+        for (int32_t k = 0; k < st.nisr; k++)
+            sl_kw_i32(w, st.isr[k]);
     }
+}
+
+/* The brokers a Kafka client may connect to: every node of the cluster with a Kafka listener,
+ * or this one. */
+static void write_brokers(sl_kafka_ctx *ctx, int16_t v, sl_kwriter *w) {
+    sl_cluster_member *m = NULL;
+    size_t n = 0, voters, listed = 0;
+    int32_t leader;
+    if (ctx->cluster && sl_cluster_members(ctx->cluster, &m, &n, &leader, &voters) != 0)
+        n = 0;
+    for (size_t i = 0; i < n; i++)
+        listed += strrchr(m[i].kafka, ':') != NULL;
+    if (listed == 0) {
+        sl_kw_i32(w, 1);
+        sl_kw_i32(w, ctx->node_id);
+        sl_kw_string(w, ctx->host);
+        sl_kw_i32(w, ctx->port);
+        if (v >= 1)
+            sl_kw_string(w, NULL); /* rack */
+    } else {
+        sl_kw_i32(w, (int32_t)listed);
+        for (size_t i = 0; i < n; i++) {
+            char *colon = strrchr(m[i].kafka, ':');
+            if (colon == NULL)
+                continue;
+            *colon = '\0';
+            sl_kw_i32(w, m[i].id);
+            sl_kw_string(w, m[i].kafka);
+            sl_kw_i32(w, atoi(colon + 1));
+            if (v >= 1)
+                sl_kw_string(w, NULL);
+        }
+    }
+    free(m);
 }
 
 int sl_kafka_metadata(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
@@ -81,16 +120,12 @@ int sl_kafka_metadata(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     bool all = n == -1 || (v == 0 && n == 0);
     if (v >= 3)
         sl_kw_i32(w, 0); /* throttle_time_ms */
-    sl_kw_i32(w, 1);     /* brokers: this one */
-    sl_kw_i32(w, ctx->node_id);
-    sl_kw_string(w, ctx->host);
-    sl_kw_i32(w, ctx->port);
-    if (v >= 1)
-        sl_kw_string(w, NULL); /* rack */
+    write_brokers(ctx, v, w);
     if (v >= 2)
         sl_kw_string(w, CLUSTER_ID);
+    int32_t controller = ctx->cluster ? sl_cluster_controller(ctx->cluster) : ctx->node_id;
     if (v >= 1)
-        sl_kw_i32(w, ctx->node_id); /* controller_id */
+        sl_kw_i32(w, controller > 0 ? controller : -1); /* controller_id */
     if (all) {
         char **list;
         size_t count;
@@ -126,6 +161,43 @@ static bool codec_allowed(int16_t version, const uint8_t *data, size_t len) {
     return true;
 }
 
+/* One partition of a Produce request, between its append and its answer. */
+typedef struct produced {
+    int32_t partition;
+    int rc;
+    sl_append_result res;
+} produced;
+
+/* Appends one topic's partitions; with acks=all (-1) a partition with too few in-sync replicas
+ * is refused before anything is written. */
+static int produce_topic(sl_kafka_ctx *ctx, sl_kreader *r, int16_t v, int16_t acks,
+                         const char *topic, produced *out, int32_t np) {
+    bool exists = sl_kafka_ensure_topic(ctx, topic) == 0;
+    for (int32_t p = 0; p < np; p++) {
+        int32_t len;
+        produced *o = &out[p];
+        o->partition = sl_kr_i32(r);
+        const uint8_t *records = sl_kr_bytes(r, &len);
+        if (r->error)
+            return -1;
+        o->res = (sl_append_result){.base_offset = -1, .log_start_offset = -1, .append_time = -1};
+        char err[256];
+        if (!exists)
+            o->rc = SL_ENOENT;
+        else if (records == NULL || len <= 0)
+            o->rc = SL_ECORRUPT;
+        else if (!codec_allowed(v, records, (size_t)len))
+            o->rc = SL_EUNSUPPORTED;
+        else if (acks == -1 && (o->rc = sl_broker_check_insync(ctx->broker, topic,
+                                                                o->partition)) != 0)
+            ;
+        else /* the batches are appended from the request frame, which is ours to change */
+            o->rc = sl_broker_produce(ctx->broker, topic, o->partition, (uint8_t *)records,
+                                      (size_t)len, &o->res, err, sizeof(err));
+    }
+    return 0;
+}
+
 int sl_kafka_produce(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     sl_kreader *r = &req->body;
     int16_t v = req->api_version;
@@ -133,45 +205,55 @@ int sl_kafka_produce(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
     bool txn_null = true;
     sl_kr_string(r, txn, sizeof(txn), &txn_null);
     int16_t acks = sl_kr_i16(r);
-    sl_kr_i32(r); /* timeout_ms: appends on one node finish at once */
+    int32_t timeout_ms = sl_kr_i32(r); /* how long acks=all waits for the in-sync replicas */
     int32_t nt = sl_kr_array(r, 2 + 4);
     if (r->error)
         return -1;
-    sl_kw_i32(w, nt < 0 ? 0 : nt);
-    for (int32_t t = 0; t < nt; t++) {
-        char topic[TOPIC_MAX];
-        sl_kr_string(r, topic, sizeof(topic), NULL);
+    /* Every partition is appended first and answered after, so acks=all waits for all of them
+     * at once. */
+    char (*topics)[TOPIC_MAX] = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*topics));
+    produced **parts = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*parts));
+    int32_t *nparts = calloc(nt > 0 ? (size_t)nt : 1, sizeof(*nparts));
+    int rc = topics && parts && nparts ? 0 : -1;
+    for (int32_t t = 0; rc == 0 && t < nt; t++) {
+        sl_kr_string(r, topics[t], sizeof(topics[t]), NULL);
         int32_t np = sl_kr_array(r, 4 + 4);
-        if (r->error)
-            return -1;
-        sl_kw_string(w, topic);
-        sl_kw_i32(w, np < 0 ? 0 : np);
-        bool exists = sl_kafka_ensure_topic(ctx, topic) == 0;
-        for (int32_t p = 0; p < np; p++) {
-            int32_t partition = sl_kr_i32(r), len;
-            const uint8_t *records = sl_kr_bytes(r, &len);
-            if (r->error)
-                return -1;
-            sl_append_result res = {.base_offset = -1, .log_start_offset = -1, .append_time = -1};
-            char err[256];
-            int rc;
-            if (!exists)
-                rc = SL_ENOENT;
-            else if (records == NULL || len <= 0)
-                rc = SL_ECORRUPT;
-            else if (!codec_allowed(v, records, (size_t)len))
-                rc = SL_EUNSUPPORTED;
-            else /* the batches are appended from the request frame, which is ours to change */
-                rc = sl_broker_produce(ctx->broker, topic, partition, (uint8_t *)records,
-                                       (size_t)len, &res, err, sizeof(err));
-            sl_kw_i32(w, partition);
-            sl_kw_i16(w, sl_kafka_error(rc));
-            sl_kw_i64(w, rc ? -1 : res.base_offset);
-            sl_kw_i64(w, rc ? -1 : res.append_time); /* log_append_time_ms (v2+) */
+        if (r->error || (np > 0 && (parts[t] = calloc((size_t)np, sizeof(**parts))) == NULL)) {
+            rc = -1;
+            break;
+        }
+        nparts[t] = np < 0 ? 0 : np;
+        rc = produce_topic(ctx, r, v, acks, topics[t], parts[t], nparts[t]);
+    }
+    int64_t deadline = sl_clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 30000);
+    for (int32_t t = 0; rc == 0 && acks == -1 && t < nt; t++)
+        for (int32_t p = 0; p < nparts[t]; p++)
+            if (parts[t][p].rc == 0)
+                parts[t][p].rc = sl_broker_wait_replicated(ctx->broker, topics[t],
+                                                           parts[t][p].partition,
+                                                           parts[t][p].res.last_offset, deadline);
+    if (rc == 0)
+        sl_kw_i32(w, nt < 0 ? 0 : nt);
+    for (int32_t t = 0; rc == 0 && t < nt; t++) {
+        sl_kw_string(w, topics[t]);
+        sl_kw_i32(w, nparts[t]);
+        for (int32_t p = 0; p < nparts[t]; p++) {
+            const produced *o = &parts[t][p];
+            sl_kw_i32(w, o->partition);
+            sl_kw_i16(w, sl_kafka_error(o->rc));
+            sl_kw_i64(w, o->rc ? -1 : o->res.base_offset);
+            sl_kw_i64(w, o->rc ? -1 : o->res.append_time); /* log_append_time_ms (v2+) */
             if (v >= 5)
-                sl_kw_i64(w, rc ? -1 : res.log_start_offset);
+                sl_kw_i64(w, o->rc ? -1 : o->res.log_start_offset);
         }
     }
+    for (int32_t t = 0; parts && t < nt; t++)
+        free(parts[t]);
+    free(parts);
+    free(nparts);
+    free(topics);
+    if (rc)
+        return -1;
     sl_kw_i32(w, 0); /* throttle_time_ms, last in Produce answers */
     return acks == 0 ? 1 : 0;
 }

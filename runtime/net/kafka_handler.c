@@ -87,6 +87,7 @@ int16_t sl_kafka_error(int status) {
     case SL_EINVAL: return KERR_INVALID_REQUEST;
     case SL_EUNSUPPORTED: return KERR_UNSUPPORTED_COMPRESSION_TYPE;
     case SL_ESTOPPED: return KERR_NOT_COORDINATOR;
+    case SL_ENOTENOUGHREPLICAS: return KERR_NOT_ENOUGH_REPLICAS;
     default: return KERR_UNKNOWN;
     }
 }
@@ -98,7 +99,7 @@ int sl_kafka_ensure_topic(sl_kafka_ctx *ctx, const char *topic) {
     if (!ctx->auto_create_topics)
         return SL_ENOENT;
     char err[256] = "";
-    int rc = sl_broker_create_topic(ctx->broker, topic, ctx->default_partitions, NULL, 0, err,
+    int rc = sl_broker_create_topic(ctx->broker, topic, ctx->default_partitions, 0, NULL, 0, err,
                                     sizeof(err));
     if (rc == 0)
         sl_info("kafka", "created topic %s on first use (%d partitions)", topic,

@@ -23,52 +23,11 @@ void sl_mp_bin_end(sl_buf *b, size_t at) {
         sl_be32_put(b->data + at + 1, (uint32_t)(b->len - at - 5));
 }
 
-int sl_mp_int(const msgpack_object *o, int64_t *v) {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > INT64_MAX)
-            return SL_EPROTO;
-        *v = (int64_t)o->via.u64;
-        return 0;
-    }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        *v = o->via.i64;
-        return 0;
-    }
-    return SL_EPROTO;
-}
-
 static int mp_i32(const msgpack_object *o, int32_t *v) {
     int64_t x;
     if (sl_mp_int(o, &x) || x < INT32_MIN || x > INT32_MAX)
         return SL_EPROTO;
     *v = (int32_t)x;
-    return 0;
-}
-
-int sl_mp_str(const msgpack_object *o, const char **s, size_t *len) {
-    if (o->type != MSGPACK_OBJECT_STR)
-        return SL_EPROTO;
-    *s = o->via.str.ptr;
-    *len = o->via.str.size;
-    return 0;
-}
-
-int sl_mp_strcpy(const msgpack_object *o, char *out, size_t outlen) {
-    const char *s;
-    size_t n;
-    if (sl_mp_str(o, &s, &n) || n >= outlen || (n > 0 && memchr(s, '\0', n)))
-        return SL_EPROTO;
-    if (n > 0) /* msgpack-c gives an empty string a NULL pointer */
-        memcpy(out, s, n);
-    out[n] = '\0';
-    return 0;
-}
-
-int sl_mp_array(const msgpack_object *o, size_t min, const msgpack_object **items, size_t *n) {
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < min)
-        return SL_EPROTO;
-    *items = o->via.array.ptr;
-    *n = o->via.array.size;
     return 0;
 }
 
@@ -198,7 +157,7 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
         return 0;
     case SL_API_CREATE_TOPIC:
         if (n < 3 || sl_mp_strcpy(&a[0], req->name, sizeof(req->name)) ||
-            mp_i32(&a[1], &req->partitions))
+            mp_i32(&a[1], &req->partitions) || (n > 3 && mp_i32(&a[3], &req->replication)))
             return SL_EPROTO;
         return decode_configs(&a[2], req);
     case SL_API_ALTER_TOPIC:
@@ -218,7 +177,9 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
         req->nbody = n;
         return 0;
     case SL_API_CLUSTER_REGISTER:
-        if (n < 2)
+    case SL_API_REPLICA_FETCH:
+    case SL_API_ALTER_ISR:
+        if (n < (req->api == SL_API_CLUSTER_REGISTER ? 2u : req->api == SL_API_ALTER_ISR ? 6u : 4u))
             return SL_EPROTO;
         req->body = a;
         req->nbody = n;

@@ -20,12 +20,17 @@
  *                                                -3 last stable offset, else ms
  *                -> [0, nil, [[topic, [[partition, status, offset]...]]...]]
  *   METADATA        [[topic...] or nil for all]
- *                -> [0, nil, node_id, [[topic, status, [leader per partition]]...]]
- *   CREATE_TOPIC    [name, partitions, {key: value}]      -> [status, msg]
+ *                -> [0, nil, node_id, [[topic, status, [leader per partition]]...],
+ *                    [[node_id, url]...]]
+ *                   leader -1: none right now (an election is under way; ask again). The
+ *                   brokers list is empty on a node outside a cluster: it serves everything.
+ *   CREATE_TOPIC    [name, partitions, {key: value}, replication (optional)]
+ *                                                        -> [status, msg]
  *   DELETE_TOPIC    [name]                                -> [status, msg]
  *   ALTER_TOPIC     [name, {key: value}]                  -> [status, msg]
- *   DESCRIBE_TOPIC  [name] -> [status, msg, name, [[partition, leader, start, end, size]...],
- *                              {key: value}]
+ *   DESCRIBE_TOPIC  [name] -> [status, msg, name, [[partition, leader, start, end, size,
+ *                              [replica...], [in-sync replica...]]...], {key: value}]
+ *                   (start, end and size -1 for a partition with no replica on this node)
  *   LIST_TOPICS     []     -> [0, nil, [name...]]
  *   INIT_PRODUCER_ID [transactional_id, timeout_ms] (both optional)
  *                          -> [0, nil, producer_id, epoch]
@@ -35,10 +40,22 @@
  *                      [[topic, [[partition, offset, md]...]]...]]     -> [status, msg]
  *   END_TXN         [transactional_id, producer_id, epoch, commit]     -> [status, msg]
  *
- * Cluster membership (cluster/cluster.h):
- *   CLUSTER_REGISTER [node_id, url]  -> [status, msg]   (the quorum's leader only)
+ * Cluster (cluster/cluster.h; between nodes):
+ *   CLUSTER_REGISTER [node_id, url, kafka]  -> [0, nil, applied]   a broker's heartbeat, to
+ *                    the controller only (kafka: its Kafka listener HOST:PORT, optional);
+ *                    'applied' is how far the controller applied the log
  *   CLUSTER_STATUS   []  -> [0, nil, node_id, leader_id, voters, [[node_id, url]...]]
  *                    (a node without --controllers: itself only, leader 0, voters 0)
+ *   REPLICA_FETCH    [replica_id, max_wait_ms, max_bytes,
+ *                     [[topic, partition, leader_epoch, offset, last_epoch]...]]
+ *                -> [0, nil, [[topic, partition, status, hw, log_start, diverging_epoch,
+ *                              diverging_end, bin batches]...]]
+ *                    a follower's fetch from the leader, up to its log end; 'offset' is the
+ *                    follower's log end; last_epoch >= 0 asks the leader to check the
+ *                    follower's log first (diverging_end >= 0: the logs part there, see
+ *                    sl_broker_replica_fetch)
+ *   ALTER_ISR        [topic, partition, leader, leader_epoch, version, [node_id...]]
+ *                -> [status, msg]       a leader's ISR change, to the controller only
  *
  * Consumer groups (Kafka's classic protocol; metadata and assignments are Kafka's consumer
  * protocol bytes):
@@ -72,6 +89,7 @@
 #include "base/buf.h"
 #include "base/mp.h"
 #include "base/mpcheck.h"
+#include "broker/broker.h" /* SL_TOPIC_NAME_MAX */
 
 enum sl_native_api {
     SL_API_PRODUCE = 1,
@@ -97,10 +115,9 @@ enum sl_native_api {
     SL_API_TXN_OFFSET_COMMIT = 21,
     SL_API_CLUSTER_REGISTER = 22,
     SL_API_CLUSTER_STATUS = 23,
+    SL_API_REPLICA_FETCH = 24,
+    SL_API_ALTER_ISR = 25,
 };
-
-/* Longest topic name (Kafka's limit), so names fit file names with room for "-partition". */
-#define SL_TOPIC_NAME_MAX 249
 
 typedef struct sl_native_part {
     int32_t partition;
@@ -126,6 +143,7 @@ typedef struct sl_native_req {
     uint32_t id;
     uint16_t api;
     int32_t acks, timeout_ms, max_wait_ms, min_bytes, max_bytes, partitions;
+    int32_t replication; /* CREATE_TOPIC: 0 for the default */
     int32_t isolation; /* FETCH: 1 read_committed */
     char name[SL_TOPIC_NAME_MAX + 1]; /* admin requests */
     sl_native_topic *topics;
@@ -151,12 +169,6 @@ void sl_native_req_free(sl_native_req *req);
  * its length field, to patch with sl_mp_bin_end once the size is known. */
 size_t sl_mp_bin_begin(sl_buf *b);
 void sl_mp_bin_end(sl_buf *b, size_t at);
-
-/* Safe accessors over msgpack objects: 0 or SL_EPROTO. */
-int sl_mp_int(const msgpack_object *o, int64_t *v);
-int sl_mp_str(const msgpack_object *o, const char **s, size_t *len);
-int sl_mp_strcpy(const msgpack_object *o, char *out, size_t outlen); /* SL_EPROTO if too long */
-int sl_mp_array(const msgpack_object *o, size_t min, const msgpack_object **items, size_t *n);
 
 /* Parses a response body: checks it is an array of at least 'min' items, returns the status in
  * items[0] and the message in 'msg' (borrowed from 'unpacked', may be NULL). */

@@ -46,36 +46,70 @@ static int reply_status(sl_conn *conn, uint32_t id, int status, const char *msg)
     return finish(conn, out);
 }
 
+/* What one partition of a produce request came to. */
+typedef struct produced {
+    int rc;
+    sl_append_result res;
+    char err[256];
+} produced;
+
+/* With acks=all (-1) a partition's answer waits until every in-sync replica has its records,
+ * and a partition with too few in-sync replicas is refused before anything is written. */
 static int handle_produce(sl_broker *b, sl_conn *conn, sl_native_req *req) {
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < req->ntopics; i++)
+        total += req->topics[i].nparts;
+    produced *out_parts = calloc(total ? total : 1, sizeof(*out_parts));
+    if (out_parts == NULL)
+        return reply_status(conn, req->id, SL_ENOMEM, NULL);
+    int64_t deadline = sl_clock_mono_ms() + (req->timeout_ms > 0 ? req->timeout_ms : 30000);
+    for (size_t i = 0; i < req->ntopics; i++) {
+        sl_native_topic *t = &req->topics[i];
+        for (size_t j = 0; j < t->nparts; j++, k++) {
+            sl_native_part *p = &t->parts[j];
+            produced *r = &out_parts[k];
+            r->rc = req->acks == -1 ? sl_broker_check_insync(b, t->name, p->partition) : 0;
+            if (r->rc == 0)
+                r->rc = sl_broker_produce(b, t->name, p->partition, p->data, p->len, &r->res,
+                                          r->err, sizeof(r->err));
+            if (r->rc && r->rc != SL_ENOENT && r->rc != SL_ENOTLEADER)
+                sl_warn("broker", "produce to %s-%d from %s refused: %s", t->name, p->partition,
+                        sl_conn_peer(conn), r->err[0] ? r->err : sl_strerror(r->rc));
+            if (r->rc == 0 && r->res.duplicate)
+                sl_debug("broker", "duplicate batch to %s-%d from %s answered with offset %lld",
+                         t->name, p->partition, sl_conn_peer(conn),
+                         (long long)r->res.base_offset);
+        }
+    }
+    k = 0;
+    for (size_t i = 0; req->acks == -1 && i < req->ntopics; i++)
+        for (size_t j = 0; j < req->topics[i].nparts; j++, k++)
+            if (out_parts[k].rc == 0)
+                out_parts[k].rc = sl_broker_wait_replicated(b, req->topics[i].name,
+                                                            req->topics[i].parts[j].partition,
+                                                            out_parts[k].res.last_offset,
+                                                            deadline);
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     begin_ok(out, &pk, req->id, 3);
     msgpack_pack_array(&pk, req->ntopics);
+    k = 0;
     for (size_t i = 0; i < req->ntopics; i++) {
         sl_native_topic *t = &req->topics[i];
         msgpack_pack_array(&pk, 2);
         sl_mp_pack_str(&pk, t->name);
         msgpack_pack_array(&pk, t->nparts);
-        for (size_t j = 0; j < t->nparts; j++) {
-            sl_native_part *p = &t->parts[j];
-            sl_append_result res = {0};
-            char err[256] = "";
-            int rc = sl_broker_produce(b, t->name, p->partition, p->data, p->len, &res, err,
-                                       sizeof(err));
-            if (rc && rc != SL_ENOENT)
-                sl_warn("broker", "produce to %s-%d from %s refused: %s", t->name, p->partition,
-                        sl_conn_peer(conn), err[0] ? err : sl_strerror(rc));
-            if (rc == 0 && res.duplicate)
-                sl_debug("broker", "duplicate batch to %s-%d from %s answered with offset %lld",
-                         t->name, p->partition, sl_conn_peer(conn), (long long)res.base_offset);
+        for (size_t j = 0; j < t->nparts; j++, k++) {
+            produced *r = &out_parts[k];
             msgpack_pack_array(&pk, 5);
-            msgpack_pack_int32(&pk, p->partition);
-            msgpack_pack_int(&pk, rc);
-            msgpack_pack_int64(&pk, rc ? -1 : res.base_offset);
-            msgpack_pack_int64(&pk, rc ? -1 : res.log_start_offset);
-            sl_mp_pack_str(&pk, rc ? err : NULL);
+            msgpack_pack_int32(&pk, t->parts[j].partition);
+            msgpack_pack_int(&pk, r->rc);
+            msgpack_pack_int64(&pk, r->rc ? -1 : r->res.base_offset);
+            msgpack_pack_int64(&pk, r->rc ? -1 : r->res.log_start_offset);
+            sl_mp_pack_str(&pk, r->rc ? (r->err[0] ? r->err : sl_strerror(r->rc)) : NULL);
         }
     }
+    free(out_parts);
     if (req->acks == 0)
         return 0; /* the client expects no answer */
     return finish(conn, out);
@@ -181,18 +215,38 @@ static void pack_topic_meta(sl_broker *b, msgpack_packer *pk, const char *name) 
     sl_mp_pack_str(pk, name);
     msgpack_pack_int(pk, rc);
     msgpack_pack_array(pk, (size_t)n);
-    for (int32_t i = 0; i < n; i++)
-        msgpack_pack_int32(pk, sl_broker_node_id(b));
+    for (int32_t i = 0; i < n; i++) {
+        sl_partition_state st;
+        msgpack_pack_int32(pk, sl_broker_partition_state(b, name, i, &st) == 0 ? st.leader : -1);
+    }
 }
 
-static int handle_metadata(sl_broker *b, sl_conn *conn, sl_native_req *req) {
+/* The brokers of the cluster, for clients to reach each partition's leader; none outside one. */
+static void pack_brokers(sl_native_ctx *ctx, msgpack_packer *pk) {
+    sl_cluster_member *members = NULL;
+    size_t n = 0, voters;
+    int32_t leader;
+    sl_cluster *cluster = atomic_load(&ctx->cluster_ready) ? ctx->cluster : NULL;
+    if (cluster && sl_cluster_members(cluster, &members, &n, &leader, &voters) != 0)
+        n = 0;
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int32(pk, members[i].id);
+        sl_mp_pack_str(pk, members[i].url);
+    }
+    free(members);
+}
+
+static int handle_metadata(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    sl_broker *b = ctx->broker;
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     char **names = NULL;
     size_t count = 0;
     if (req->all_topics && sl_broker_list_topics(b, false, &names, &count))
         return reply_status(conn, req->id, SL_ENOMEM, NULL);
-    begin_ok(out, &pk, req->id, 4);
+    begin_ok(out, &pk, req->id, 5);
     msgpack_pack_int32(&pk, sl_broker_node_id(b));
     if (req->all_topics) {
         msgpack_pack_array(&pk, count);
@@ -204,6 +258,7 @@ static int handle_metadata(sl_broker *b, sl_conn *conn, sl_native_req *req) {
         for (size_t i = 0; i < req->ntopics; i++)
             pack_topic_meta(b, &pk, req->topics[i].name);
     }
+    pack_brokers(ctx, &pk);
     return finish(conn, out);
 }
 
@@ -222,12 +277,18 @@ static int handle_describe(sl_broker *b, sl_conn *conn, sl_native_req *req) {
     msgpack_pack_array(&pk, (size_t)d.npartitions);
     for (int32_t i = 0; i < d.npartitions; i++) {
         sl_partition_desc *p = &d.partitions[i];
-        msgpack_pack_array(&pk, 5);
+        msgpack_pack_array(&pk, 7);
         msgpack_pack_int32(&pk, p->partition);
         msgpack_pack_int32(&pk, p->leader);
         msgpack_pack_int64(&pk, p->start_offset);
         msgpack_pack_int64(&pk, p->end_offset);
         msgpack_pack_int64(&pk, p->size_bytes);
+        msgpack_pack_array(&pk, (size_t)p->state.nreplicas);
+        for (int32_t k = 0; k < p->state.nreplicas; k++)
+            msgpack_pack_int32(&pk, p->state.replicas[k]);
+        msgpack_pack_array(&pk, (size_t)p->state.nisr);
+        for (int32_t k = 0; k < p->state.nisr; k++)
+            msgpack_pack_int32(&pk, p->state.isr[k]);
     }
     msgpack_pack_map(&pk, d.nconfigs);
     for (size_t i = 0; i < d.nconfigs; i++) {
@@ -467,13 +528,21 @@ static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *re
 
 /* ---- cluster ---- */
 
+static sl_cluster *cluster_of(sl_native_ctx *ctx) {
+    return atomic_load(&ctx->cluster_ready) ? ctx->cluster : NULL;
+}
+
 static int handle_cluster_register(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
     int64_t id;
-    char url[256];
-    if (int_field(&req->body[0], 1, INT32_MAX, &id) || str_field(&req->body[1], url, sizeof(url)))
+    char url[256], kafka[128] = "";
+    if (int_field(&req->body[0], 1, INT32_MAX, &id) ||
+        str_field(&req->body[1], url, sizeof(url)) ||
+        (req->nbody > 2 && str_field(&req->body[2], kafka, sizeof(kafka))))
         return reply_status(conn, req->id, SL_EPROTO, "malformed cluster registration");
-    sl_cluster *cluster = atomic_load(&ctx->cluster_ready) ? ctx->cluster : NULL;
-    int rc = cluster ? sl_cluster_register(cluster, (int32_t)id, url) : SL_EUNSUPPORTED;
+    sl_cluster *cluster = cluster_of(ctx);
+    uint64_t applied = 0;
+    int rc = cluster ? sl_cluster_heartbeat(cluster, (int32_t)id, url, kafka, &applied)
+                     : SL_EUNSUPPORTED;
     char msg[400] = "";
     if (rc == SL_EUNSUPPORTED)
         snprintf(msg, sizeof(msg), "this node runs without --controllers");
@@ -482,11 +551,123 @@ static int handle_cluster_register(sl_native_ctx *ctx, sl_conn *conn, sl_native_
                  "not a tcp:// or ipc:// address", id, url);
     else if (rc == SL_ENOTLEADER)
         snprintf(msg, sizeof(msg), "this node does not lead the metadata quorum");
-    return reply_status(conn, req->id, rc, msg);
+    if (rc)
+        return reply_status(conn, req->id, rc, msg);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 3);
+    msgpack_pack_uint64(&pk, applied);
+    return finish(conn, out);
+}
+
+static int handle_alter_isr(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int64_t p, leader, epoch, version, id;
+    const msgpack_object *ids;
+    size_t n;
+    int32_t isr[SL_MAX_REPLICAS];
+    if (str_field(&req->body[0], topic, sizeof(topic)) ||
+        int_field(&req->body[1], 0, INT32_MAX, &p) ||
+        int_field(&req->body[2], 1, INT32_MAX, &leader) ||
+        int_field(&req->body[3], 0, INT32_MAX, &epoch) ||
+        int_field(&req->body[4], 0, INT32_MAX, &version) ||
+        sl_mp_array(&req->body[5], 1, &ids, &n) || n > SL_MAX_REPLICAS)
+        return reply_status(conn, req->id, SL_EPROTO, "malformed ISR change");
+    for (size_t i = 0; i < n; i++) {
+        if (int_field(&ids[i], 1, INT32_MAX, &id))
+            return reply_status(conn, req->id, SL_EPROTO, "malformed ISR change");
+        isr[i] = (int32_t)id;
+    }
+    sl_cluster *cluster = cluster_of(ctx);
+    int rc = cluster ? sl_cluster_alter_isr(cluster, topic, (int32_t)p, (int32_t)leader,
+                                            (int32_t)epoch, (int32_t)version, isr, n)
+                     : SL_EUNSUPPORTED;
+    return reply_status(conn, req->id, rc, NULL);
+}
+
+/* One partition of a follower's fetch. */
+typedef struct replica_part {
+    char topic[SL_TOPIC_NAME_MAX + 1];
+    int64_t partition, epoch, offset, last_epoch;
+} replica_part;
+
+static int replica_pass(sl_broker *b, sl_native_req *req, int32_t replica, size_t max_bytes,
+                        const replica_part *parts, size_t n, sl_buf *out) {
+    msgpack_packer pk;
+    size_t total = 0;
+    begin_ok(out, &pk, req->id, 3);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const replica_part *rp = &parts[i];
+        sl_read_result res = {0};
+        int32_t div_epoch = -1;
+        int64_t div_end = -1;
+        sl_buf data = SL_BUF_INIT;
+        size_t want = max_bytes > total ? max_bytes - total : 0;
+        int rc = sl_broker_replica_fetch(b, rp->topic, (int32_t)rp->partition, replica,
+                                         (int32_t)rp->epoch, rp->offset, (int32_t)rp->last_epoch,
+                                         want ? want : 1, &data, &res, &div_epoch, &div_end);
+        /* Fields: topic, partition, status, hw, log start, diverging epoch and end, batches
+         * (read into a buffer of their own first: the status comes before them). */
+        msgpack_pack_array(&pk, 8);
+        sl_mp_pack_str(&pk, rp->topic);
+        msgpack_pack_int32(&pk, (int32_t)rp->partition);
+        msgpack_pack_int(&pk, rc);
+        msgpack_pack_int64(&pk, res.high_watermark);
+        msgpack_pack_int64(&pk, res.log_start_offset);
+        msgpack_pack_int32(&pk, div_epoch);
+        msgpack_pack_int64(&pk, div_end);
+        msgpack_pack_bin(&pk, data.len);
+        msgpack_pack_bin_body(&pk, data.data, data.len);
+        total += data.len;
+        sl_buf_free(&data);
+    }
+    return (int)(total > 0);
+}
+
+/* A follower's fetch: long-polls up to max_wait_ms for something to copy. */
+static int handle_replica_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    int64_t replica, max_wait, max_bytes;
+    const msgpack_object *list;
+    size_t n;
+    if (int_field(&req->body[0], 1, INT32_MAX, &replica) ||
+        int_field(&req->body[1], 0, 60000, &max_wait) ||
+        int_field(&req->body[2], 1, INT32_MAX, &max_bytes) ||
+        sl_mp_array(&req->body[3], 0, &list, &n))
+        return reply_status(conn, req->id, SL_EPROTO, "malformed replica fetch");
+    replica_part *parts = calloc(n ? n : 1, sizeof(*parts));
+    if (parts == NULL)
+        return reply_status(conn, req->id, SL_ENOMEM, NULL);
+    for (size_t i = 0; i < n; i++) {
+        const msgpack_object *f;
+        size_t nf;
+        if (sl_mp_array(&list[i], 5, &f, &nf) || str_field(&f[0], parts[i].topic,
+                                                           sizeof(parts[i].topic)) ||
+            int_field(&f[1], 0, INT32_MAX, &parts[i].partition) ||
+            int_field(&f[2], 0, INT32_MAX, &parts[i].epoch) ||
+            int_field(&f[3], 0, INT64_MAX, &parts[i].offset) ||
+            int_field(&f[4], -1, INT32_MAX, &parts[i].last_epoch)) {
+            free(parts);
+            return reply_status(conn, req->id, SL_EPROTO, "malformed replica fetch");
+        }
+    }
+    sl_broker *b = ctx->broker;
+    sl_buf *out = sl_conn_buffer(conn);
+    int64_t deadline = sl_clock_mono_ms() + max_wait;
+    for (;;) {
+        uint64_t version = sl_broker_data_version(b);
+        out->len = 0;
+        int got = replica_pass(b, req, (int32_t)replica, (size_t)max_bytes, parts, n, out);
+        if (got || sl_clock_mono_ms() >= deadline || sl_broker_stopping(b))
+            break;
+        sl_broker_wait_for_data(b, version, deadline);
+    }
+    free(parts);
+    return finish(conn, out);
 }
 
 static int handle_cluster_status(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
-    sl_cluster_member self = {sl_broker_node_id(ctx->broker), ""}, *members = &self;
+    sl_cluster_member self = {.id = sl_broker_node_id(ctx->broker)}, *members = &self;
     size_t n = 1, voters = 0;
     int32_t leader = 0;
     bool ready = atomic_load(&ctx->cluster_ready);
@@ -765,6 +946,10 @@ static int handle_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
 }
 
 static enum sl_request_kind kind_of(uint16_t api) {
+    if (api == SL_API_REPLICA_FETCH)
+        return SL_REQ_FETCH;
+    if (api >= SL_API_END_TXN)
+        return SL_REQ_ADMIN;
     if (api >= SL_API_JOIN_GROUP)
         return SL_REQ_GROUP;
     switch (api) {
@@ -797,7 +982,7 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_PRODUCE: rc = handle_produce(b, conn, &req); break;
     case SL_API_FETCH: rc = handle_fetch(b, conn, &req); break;
     case SL_API_LIST_OFFSETS: rc = handle_list_offsets(b, conn, &req); break;
-    case SL_API_METADATA: rc = handle_metadata(b, conn, &req); break;
+    case SL_API_METADATA: rc = handle_metadata(ctx, conn, &req); break;
     case SL_API_DESCRIBE_TOPIC: rc = handle_describe(b, conn, &req); break;
     case SL_API_LIST_TOPICS: rc = handle_list_topics(b, conn, &req); break;
     case SL_API_INIT_PRODUCER_ID: rc = handle_init_producer_id(ctx, conn, &req); break;
@@ -805,10 +990,12 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_TXN_OFFSET_COMMIT: rc = handle_txn_offset_commit(ctx, conn, &req); break;
     case SL_API_CLUSTER_REGISTER: rc = handle_cluster_register(ctx, conn, &req); break;
     case SL_API_CLUSTER_STATUS: rc = handle_cluster_status(ctx, conn, &req); break;
+    case SL_API_REPLICA_FETCH: rc = handle_replica_fetch(ctx, conn, &req); break;
+    case SL_API_ALTER_ISR: rc = handle_alter_isr(ctx, conn, &req); break;
     default: rc = handle_group(ctx, conn, &req); break;
     case SL_API_CREATE_TOPIC:
-        rc = sl_broker_create_topic(b, req.name, req.partitions, kv, req.nconfigs, err,
-                                    sizeof(err));
+        rc = sl_broker_create_topic(b, req.name, req.partitions, req.replication, kv,
+                                    req.nconfigs, err, sizeof(err));
         rc = reply_status(conn, req.id, rc, err);
         break;
     case SL_API_DELETE_TOPIC:

@@ -15,7 +15,8 @@ import unittest
 from harness import BrokerTestCase, binary, free_port, wait_until
 
 
-class ClusterTest(BrokerTestCase):
+class ClusterCase(BrokerTestCase):
+    """Three nodes of a cluster on this machine, and how to look at them."""
 
     def start_cluster(self, n=3):
         # The controller ports are picked free and bound a moment later by sluiced; another
@@ -56,16 +57,41 @@ class ClusterTest(BrokerTestCase):
         up = [m for m in s["nodes"] if m["status"] == "up" and urls.get(m["node_id"]) == m["url"]]
         return s if s["controller"] and len(up) == expect_up else None
 
+    def in_sync(self, topic, node, replicas):
+        """The topic as 'node' describes it once every partition has a leader and
+        'replicas' in-sync replicas."""
+        rc, out, _ = self.cli("topic", "describe", topic, "--json", broker=node)
+        if rc != 0:
+            return None  # not known there yet
+        d = json.loads(out)
+        ok = all(p["leader"] > 0 and len(p["isr"]) == replicas for p in d["partitions"])
+        return d if ok else None
+
+    def partition_bytes(self, node, topic, partition):
+        """The concatenated segment files of a partition's replica on 'node'."""
+        path = os.path.join(node.data_dir, "%s-%d" % (topic, partition))
+        data = b""
+        for name in sorted(os.listdir(path)):
+            if name.endswith(".log"):
+                with open(os.path.join(path, name), "rb") as f:
+                    data += f.read()
+        return data
+
+
+class ClusterTest(ClusterCase):
+
     def test_members_register_and_survive_the_leaders_death(self):
         nodes = self.start_cluster()
         s = wait_until(lambda: self.settled(nodes[2], 3), 20, "3 brokers up with a leader",
                        interval=0.2)
         self.assertEqual(s["voters"], 3)
         self.assertEqual(sorted(m["node_id"] for m in s["nodes"]), [1, 2, 3])
-        # The leaders each broker holds (topics are still each node's own).
+        # Topics go through the metadata log: every node knows them, and leaders are spread.
         self.create_topic("orders", partitions=3, broker=nodes[0])
-        led = {m["node_id"]: m["partitions_led"] for m in self.status(nodes[1])["nodes"]}
-        self.assertEqual(led, {1: 3, 2: 0, 3: 0})
+        led = wait_until(lambda: (lambda x: x if sum(x.values()) == 3 else None)(
+            {m["node_id"]: m["partitions_led"] for m in self.status(nodes[1])["nodes"]}), 10,
+            "the new topic's leaders seen from another node", interval=0.1)
+        self.assertEqual(led, {1: 1, 2: 1, 3: 1})
         # Every node knows every other's address, and the same leader.
         for b in nodes:
             other = self.status(b)
@@ -94,6 +120,86 @@ class ClusterTest(BrokerTestCase):
         self.assertIn(leader.url, [m["url"] for m in s3["nodes"]])
         line = "registered in the cluster as broker %d at %s" % (leader.node_id, leader.url)
         wait_until(lambda: line in leader.log_text(since_start=True), 5, line, interval=0.1)
+
+    def test_replicated_partitions_fail_over_without_losing_an_acknowledged_record(self):
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        out = self.cli_ok("topic", "create", "events", "--partitions", "3", "--replication", "3",
+                          broker=nodes[1])
+        self.assertIn('created topic "events"', out)
+        d = wait_until(lambda: self.in_sync("events", nodes[2], 3), 20, "3 in-sync replicas",
+                       interval=0.2)
+        self.assertEqual(sorted(p["leader"] for p in d["partitions"]), [1, 2, 3])
+        for p in d["partitions"]:
+            self.assertEqual(sorted(p["replicas"]), [1, 2, 3])
+        everyone = ",".join(b.url for b in nodes)
+        first = ["k%d v%d" % (i % 50, i) for i in range(3000)]
+        self.cli_ok("produce", "events", "--key-sep", " ", "-X", "acks=all",
+                    input="".join(l + "\n" for l in first), url=everyone)
+        # Kill the leader of partition 0: a follower from its ISR takes over.
+        victim = nodes[d["partitions"][0]["leader"] - 1]
+        survivor = nodes[victim.node_id % 3]
+        victim.kill9()
+        began = time.monotonic()
+        after = wait_until(lambda: (lambda x: x if x["partitions"][0]["leader"] not in
+                                    (victim.node_id, -1) else None)(
+                                        self.describe("events", broker=survivor)), 15,
+                           "a new leader for events-0", interval=0.1)
+        took = time.monotonic() - began
+        self.assertLess(took, 8, "partition failover took %.1f s" % took)
+        self.assertNotIn(victim.node_id, after["partitions"][0]["isr"])
+        second = ["k%d w%d" % (i % 50, i) for i in range(3000)]
+        alive = ",".join(b.url for b in nodes if b is not victim)
+        self.cli_ok("produce", "events", "--key-sep", " ", "-X", "acks=all",
+                    input="".join(l + "\n" for l in second), url=alive, timeout=60)
+        rc, text, err = self.cli("consume", "events", "--format", r"%p %o %k %v\n",
+                                 url=alive, timeout=60)
+        self.assertEqual(rc, 0, err)
+        values = [line.split(" ", 3)[3] for line in text.splitlines()]
+        self.assertEqual(sorted(values), sorted(l.split(" ")[1] for l in first + second))
+        # Per key, the order produced.
+        by_key = {}
+        for line in text.splitlines():
+            p, o, k, v = line.split(" ", 3)
+            by_key.setdefault(k, []).append(v)
+        for k, vs in by_key.items():
+            self.assertEqual(vs, [l.split(" ")[1] for l in first + second
+                                  if l.split(" ")[0] == k], k)
+        # It comes back, catches up and rejoins every ISR; then the replicas hold the same
+        # bytes at the same offsets.
+        victim.restart()
+        wait_until(lambda: self.in_sync("events", survivor, 3), 30, "the ISRs whole again",
+                   interval=0.3)
+        for p in range(3):
+            copies = [self.partition_bytes(b, "events", p) for b in nodes]
+            self.assertTrue(copies[0], "events-%d is empty" % p)
+            self.assertEqual(copies[0], copies[1], "events-%d differs" % p)
+            self.assertEqual(copies[0], copies[2], "events-%d differs" % p)
+
+    def test_acks_all_is_refused_below_min_insync_replicas(self):
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        self.cli_ok("topic", "create", "strict", "--replication", "3", "--config",
+                    "min.insync.replicas=3", broker=nodes[0])
+        d = wait_until(lambda: self.in_sync("strict", nodes[0], 3), 20, "3 in-sync replicas",
+                       interval=0.2)
+        leader = nodes[d["partitions"][0]["leader"] - 1]
+        follower = [b for b in nodes if b is not leader][0]
+        follower.kill9()
+        wait_until(lambda: self.in_sync("strict", leader, 2), 15, "the ISR down to 2",
+                   interval=0.2)
+        rc, out, err = self.cli("produce", "strict", "-X", "acks=all", "-X",
+                                "delivery.timeout.ms=2000", input="refused\n", url=leader.url)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("not enough in-sync replicas", err)
+        # acks=1 does not wait for the ISR.
+        self.cli_ok("produce", "strict", "-X", "acks=1", input="taken\n", url=leader.url)
+        follower.restart()
+        wait_until(lambda: self.in_sync("strict", leader, 3), 30, "the ISR whole again",
+                   interval=0.3)
+        self.cli_ok("produce", "strict", "-X", "acks=all", input="accepted\n", url=leader.url)
+        values = [r[3] for r in self.consume_records("strict", broker=leader)]
+        self.assertEqual(values, ["taken", "accepted"])
 
     def test_bad_controllers_are_refused_and_one_node_is_a_cluster_of_one(self):
         single = self.start_broker()

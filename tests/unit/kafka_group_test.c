@@ -316,7 +316,7 @@ static void expect_commit(const char *topic, int16_t err1, int16_t err9) {
 static void commit_and_fetch_offsets(void) {
     int32_t n;
     char err[256];
-    SL_PASS(sl_broker_create_topic(ctx.broker, "events", 2, NULL, 0, err, sizeof(err)));
+    SL_PASS(sl_broker_create_topic(ctx.broker, "events", 2, 0, NULL, 0, err, sizeof(err)));
     SL_PASS(sl_broker_partition_count(ctx.broker, "events", &n));
     put_commit(2, generation, member, "events");
     SL_PASS(call(sl_kafka_offset_commit, 2));

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1066,6 +1067,8 @@ struct race {
     sl_partlog *pl;
     atomic_llong target; /* the reader stops on reaching it; -1 while unknown */
     int64_t batches_seen;
+    bool replica;              /* read as a follower does: to the LEO, the HW lagging behind */
+    atomic_llong epoch2_start; /* where leader epoch 2 begins; -1 until it does */
 };
 
 static void *race_reader(void *arg) {
@@ -1078,7 +1081,18 @@ static void *race_reader(void *arg) {
             break;
         sl_read_result rr;
         out.len = 0;
-        int rc = sl_partlog_read(r->pl, next, 3000, &out, &rr);
+        int rc = r->replica ? sl_partlog_read_replica(r->pl, next, 3000, &out, &rr)
+                            : sl_partlog_read(r->pl, next, 3000, &out, &rr);
+        if (r->replica) {
+            /* Epoch 1 never ends anywhere but where epoch 2 begins. */
+            long long e2 = atomic_load(&r->epoch2_start);
+            int32_t found;
+            int64_t end;
+            SL_PASS(sl_partlog_epoch_end(r->pl, 1, &found, &end));
+            SL_TRUE(found <= 1);
+            if (found == 1 && e2 >= 0)
+                SL_EQ(end, e2);
+        }
         if (rc == SL_ERANGE && next < rr.log_start_offset) {
             next = rr.log_start_offset; /* retention passed us: skip ahead, as consumers do */
             continue;
@@ -1098,13 +1112,13 @@ static void *race_reader(void *arg) {
             pos += (size_t)h.length + SL_BATCH_LOG_OVERHEAD;
             r->batches_seen++;
         }
-        SL_TRUE(next <= rr.high_watermark);
+        SL_TRUE(next <= (r->replica ? rr.log_end_offset : rr.high_watermark));
     }
     sl_buf_free(&out);
     return NULL;
 }
 
-static void reads_race_appends_rolls_and_retention(void) {
+static void race_appends(bool replica) {
     char *dir = make_dir();
     sl_logconf conf = test_conf();
     conf.segment_bytes = 8000;
@@ -1113,7 +1127,7 @@ static void reads_race_appends_rolls_and_retention(void) {
     conf.index_interval_bytes = 512;
     sl_partlog *pl;
     SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
-    struct race r = {pl, -1, 0};
+    struct race r = {pl, -1, 0, replica, -1};
     pthread_t t;
     SL_EQ(pthread_create(&t, NULL, race_reader, &r), 0);
     int64_t leo = 0;
@@ -1122,10 +1136,14 @@ static void reads_race_appends_rolls_and_retention(void) {
         req.len = 0;
         build(&req, 1 + i % 5, NULL, 1000 + i, 50 + (size_t)(i % 7) * 20);
         sl_append_result res;
-        SL_PASS(sl_partlog_append(pl, req.data, req.len, 1, 5000, &res));
+        /* A follower reads behind a lagging HW, across leader epochs 0 to 4. */
+        int32_t epoch = replica ? i / 600 : 1;
+        SL_PASS(sl_partlog_append(pl, req.data, req.len, epoch, 5000, &res));
         SL_EQ(res.base_offset, leo);
+        if (replica && epoch == 2 && atomic_load(&r.epoch2_start) < 0)
+            atomic_store(&r.epoch2_start, res.base_offset);
+        SL_PASS(sl_partlog_set_high_watermark(pl, replica ? leo : res.last_offset + 1));
         leo = res.last_offset + 1;
-        SL_PASS(sl_partlog_set_high_watermark(pl, leo));
         if (i % 50 == 0)
             sl_partlog_enforce_retention(pl, 5000);
     }
@@ -1139,6 +1157,14 @@ static void reads_race_appends_rolls_and_retention(void) {
     sl_buf_free(&req);
     sl_partlog_close(pl);
     drop_dir(dir);
+}
+
+static void reads_race_appends_rolls_and_retention(void) {
+    race_appends(false);
+}
+
+static void replica_reads_race_appends_rolls_and_retention(void) {
+    race_appends(true);
 }
 
 /* ---- transactions ---- */
@@ -1372,6 +1398,271 @@ static void replicas_copy_bytes_and_truncate_divergent_tails(void) {
     drop_dir(follower_dir);
 }
 
+static void read_replica_goes_past_the_high_watermark_to_the_leo(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 600; /* several segments */
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    model *m = model_new();
+    sl_read_result rr;
+    sl_buf out = SL_BUF_INIT;
+    /* An empty log: nothing at the LEO, out of range past it, the offsets filled either way. */
+    SL_PASS(sl_partlog_read_replica(pl, 0, 1 << 20, &out, &rr));
+    SL_EQ(out.len, 0);
+    memset(&rr, 0xab, sizeof(rr));
+    SL_FAIL(sl_partlog_read_replica(pl, 1, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_EQ(rr.log_end_offset, 0);
+    SL_EQ(rr.log_start_offset, 0);
+    for (int i = 0; i < 12; i++) {
+        produce(pl, m, 1 + i % 3, 1000 * i, 60, 5000);
+        if (i == 4)
+            commit(pl); /* the HW stays in an early segment */
+    }
+    sl_partlog_offsets(pl, &rr);
+    int64_t hw = rr.high_watermark;
+    SL_EQ(rr.log_end_offset, m->leo);
+    SL_TRUE(hw > 0 && hw < m->leo);
+    size_t segs = sl_partlog_segment_count(pl);
+    SL_TRUE(segs > 2);
+    /* From every offset, the whole batch holding it, past the HW too; a consumer's read stops
+     * at the HW. */
+    for (int64_t off = 0; off < m->leo; off++) {
+        out.len = 0;
+        SL_PASS(sl_partlog_read_replica(pl, off, 1, &out, &rr));
+        SL_EQ(check_read(m, off, &out), 1);
+        SL_EQ(rr.high_watermark, hw);
+        SL_EQ(rr.log_end_offset, m->leo);
+        out.len = 0;
+        if (off <= hw) {
+            SL_PASS(sl_partlog_read(pl, off, 1, &out, &rr));
+            SL_EQ(out.len == 0, off == hw);
+        } else {
+            SL_FAIL(sl_partlog_read(pl, off, 1, &out, &rr), SL_ERANGE);
+        }
+    }
+    /* Large fetches take the log a segment at a time, byte for byte, and stop at the LEO. */
+    sl_buf copy = SL_BUF_INIT;
+    int64_t from = 0;
+    size_t fetches = 0;
+    for (;;) {
+        size_t before = copy.len;
+        SL_PASS(sl_partlog_read_replica(pl, from, 1 << 20, &copy, &rr));
+        if (copy.len == before)
+            break;
+        fetches++;
+        SL_EQ(check_read(m, from, &(sl_buf){.data = copy.data + before,
+                                            .len = copy.len - before}) > 0, 1);
+        for (size_t pos = before; pos < copy.len;) {
+            sl_batch_header h;
+            size_t total = sl_batch_total_size(copy.data + pos, copy.len - pos);
+            SL_PASS(sl_batch_header_parse(copy.data + pos, total, &h));
+            from = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+    }
+    SL_EQ(from, m->leo);
+    SL_EQ(fetches, segs);
+    SL_EQ(copy.len, m->all.len);
+    SL_TRUE(memcmp(copy.data, m->all.data, m->all.len) == 0);
+    out.len = 0;
+    SL_FAIL(sl_partlog_read_replica(pl, m->leo + 1, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_FAIL(sl_partlog_read_replica(pl, -1, 1 << 20, &out, &rr), SL_ERANGE);
+    SL_EQ(out.len, 0);
+    /* What is appended is readable at once, without the HW moving. */
+    produce(pl, m, 2, 20000, 60, 5000);
+    SL_PASS(sl_partlog_read_replica(pl, from, 1 << 20, &out, &rr));
+    SL_EQ(check_read(m, from, &out), 1);
+    SL_EQ(rr.high_watermark, hw);
+    sl_buf_free(&copy);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    model_free(m);
+    drop_dir(dir);
+}
+
+/* The batches of a log by base offset and leader epoch: the oracle for epoch_end. */
+typedef struct epoch_log {
+    int64_t base[256];
+    int32_t epoch[256];
+    size_t n;
+} epoch_log;
+
+static void epoch_log_add(epoch_log *el, int64_t base, int32_t epoch) {
+    SL_TRUE(el->n < 256);
+    el->base[el->n] = base;
+    el->epoch[el->n++] = epoch;
+}
+
+/* Forgets the batches a truncation to 'leo' removed. */
+static void epoch_log_cut(epoch_log *el, int64_t leo) {
+    while (el->n > 0 && el->base[el->n - 1] >= leo)
+        el->n--;
+}
+
+/* One batch of 'n' records appended as leader of 'epoch'; returns its base offset. */
+static int64_t epoch_batch(sl_partlog *pl, epoch_log *el, int32_t epoch, int n, int64_t ts) {
+    sl_buf req = SL_BUF_INIT;
+    build(&req, n, NULL, ts, 60);
+    sl_append_result res;
+    SL_PASS(sl_partlog_append(pl, req.data, req.len, epoch, ts, &res));
+    epoch_log_add(el, res.base_offset, epoch);
+    sl_buf_free(&req);
+    return res.base_offset;
+}
+
+static void expect_epoch_end(sl_partlog *pl, int32_t epoch, int32_t want_epoch,
+                             int64_t want_end) {
+    int32_t found = -7;
+    int64_t end = -7;
+    SL_PASS(sl_partlog_epoch_end(pl, epoch, &found, &end));
+    if (found != want_epoch || end != want_end)
+        SL_TEST_FAIL_("epoch_end(%d) = (%d, %lld), expected (%d, %lld)", (int)epoch, (int)found,
+                      (long long)end, (int)want_epoch, (long long)want_end);
+}
+
+/* Every epoch from -1 to 9 against a scan of the batches the log still holds (which does not
+ * rely on epochs being ordered). */
+static void check_epoch_ends(sl_partlog *pl, const epoch_log *el) {
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    for (int32_t e = -1; e <= 9; e++) {
+        int32_t found = -1;
+        for (size_t i = 0; i < el->n; i++)
+            if (el->base[i] >= rr.log_start_offset && el->epoch[i] <= e && el->epoch[i] > found)
+                found = el->epoch[i];
+        int64_t end = found < 0 ? rr.log_start_offset : rr.log_end_offset;
+        for (size_t i = 0; found >= 0 && i < el->n; i++) {
+            if (el->base[i] >= rr.log_start_offset && el->epoch[i] > found) {
+                end = el->base[i];
+                break;
+            }
+        }
+        expect_epoch_end(pl, e, found, end);
+    }
+}
+
+static bool is_segment_base(const char *dir, int64_t offset) {
+    int64_t bases[64];
+    size_t n = list_bases(dir, bases, 64);
+    for (size_t i = 0; i < n; i++)
+        if (bases[i] == offset)
+            return true;
+    return false;
+}
+
+static void epoch_end_answers_offsets_for_leader_epoch(void) {
+    char *dir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 700; /* several segments */
+    conf.index_interval_bytes = 400; /* index entries in each, batches between them */
+    sl_partlog *pl;
+    SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    epoch_log el = {0};
+    /* An empty log knows no epoch. */
+    expect_epoch_end(pl, 0, -1, 0);
+    expect_epoch_end(pl, 5, -1, 0);
+    expect_epoch_end(pl, -1, -1, 0);
+
+    /* Epoch 0, then epoch 2 from a segment's start; in epoch 2 a transaction whose marker, the
+     * first batch of epoch 5, lies inside a segment. */
+    for (int i = 0; i < 7; i++)
+        epoch_batch(pl, &el, 0, 1 + i % 3, 1000 + 100 * i);
+    SL_PASS(sl_partlog_roll_if_due(pl, INT64_MAX / 2));
+    int64_t b2 = epoch_batch(pl, &el, 2, 2, 100000);
+    for (int i = 1; i < 5; i++)
+        epoch_batch(pl, &el, 2, 1 + i % 3, 100000 + 100 * i);
+    sl_batch_builder b = {0};
+    sl_batch_builder_reset(&b);
+    SL_PASS(sl_batch_builder_add(&b, 101000, "k", 1, "v", 1, NULL, 0));
+    b.producer_id = 7;
+    b.producer_epoch = 0;
+    b.base_sequence = 0;
+    b.flags = SL_BATCH_ATTR_TRANSACTIONAL;
+    sl_batch_builder_finish(&b);
+    sl_append_result res;
+    SL_PASS(sl_partlog_append(pl, b.buf.data, b.buf.len, 2, 101000, &res));
+    sl_batch_builder_free(&b);
+    epoch_log_add(&el, res.base_offset, 2);
+    int64_t b5;
+    SL_PASS(sl_partlog_append_marker(pl, 7, 0, SL_CONTROL_COMMIT, 5, 200000, &b5));
+    epoch_log_add(&el, b5, 5);
+    for (int i = 0; i < 5; i++)
+        epoch_batch(pl, &el, 5, 1 + i % 3, 200000 + 100 * i);
+    SL_PASS(sl_partlog_roll_if_due(pl, INT64_MAX / 2)); /* an empty active segment at the end */
+    commit(pl);
+    sl_read_result rr;
+    sl_partlog_offsets(pl, &rr);
+    int64_t leo = rr.log_end_offset;
+    SL_TRUE(sl_partlog_segment_count(pl) > 4);
+    SL_TRUE(is_segment_base(dir, b2));
+    SL_TRUE(!is_segment_base(dir, b5));
+    SL_TRUE(is_segment_base(dir, leo));
+
+    for (int pass = 0; pass < 2; pass++) { /* and the same after a reopen */
+        expect_epoch_end(pl, 0, 0, b2);
+        expect_epoch_end(pl, 1, 0, b2);
+        expect_epoch_end(pl, 2, 2, b5); /* the marker counts */
+        expect_epoch_end(pl, 3, 2, b5);
+        expect_epoch_end(pl, 5, 5, leo);
+        expect_epoch_end(pl, 7, 5, leo);
+        expect_epoch_end(pl, -1, -1, 0);
+        check_epoch_ends(pl, &el);
+        sl_partlog_close(pl);
+        SL_PASS(sl_partlog_open(dir, "orders-3", &conf, &pl));
+    }
+
+    /* Retention deletes the segments of epoch 0: the log now starts with epoch 2. */
+    conf.retention_ms = 200000;
+    sl_partlog_set_conf(pl, &conf);
+    SL_TRUE(sl_partlog_enforce_retention(pl, 250000) >= 2);
+    sl_partlog_offsets(pl, &rr);
+    SL_EQ(rr.log_start_offset, b2);
+    expect_epoch_end(pl, 0, -1, b2);
+    expect_epoch_end(pl, 1, -1, b2);
+    expect_epoch_end(pl, 2, 2, b5);
+    expect_epoch_end(pl, 7, 5, leo);
+    expect_epoch_end(pl, -1, -1, b2);
+    check_epoch_ends(pl, &el);
+    sl_buf out = SL_BUF_INIT;
+    SL_FAIL(sl_partlog_read_replica(pl, b2 - 1, 1 << 20, &out, &rr), SL_ERANGE);
+
+    /* Truncations: epoch 5 down to its marker, then gone, then part of epoch 2. */
+    SL_PASS(sl_partlog_truncate(pl, b5 + 1));
+    epoch_log_cut(&el, b5 + 1);
+    expect_epoch_end(pl, 5, 5, b5 + 1);
+    expect_epoch_end(pl, 9, 5, b5 + 1);
+    expect_epoch_end(pl, 4, 2, b5);
+    check_epoch_ends(pl, &el);
+    SL_PASS(sl_partlog_truncate(pl, b5));
+    epoch_log_cut(&el, b5);
+    expect_epoch_end(pl, 5, 2, b5);
+    expect_epoch_end(pl, 2, 2, b5);
+    check_epoch_ends(pl, &el);
+    int64_t cut = el.base[el.n - 4]; /* a batch of epoch 2 inside the log */
+    SL_TRUE(cut > b2);
+    SL_PASS(sl_partlog_truncate(pl, cut));
+    epoch_log_cut(&el, cut);
+    expect_epoch_end(pl, 7, 2, cut);
+    check_epoch_ends(pl, &el);
+    /* To the log start: an empty log that does not start at 0. */
+    SL_PASS(sl_partlog_truncate(pl, b2));
+    epoch_log_cut(&el, b2);
+    expect_epoch_end(pl, 2, -1, b2);
+    expect_epoch_end(pl, 7, -1, b2);
+    expect_epoch_end(pl, -1, -1, b2);
+    /* A new leader's epoch follows on. */
+    epoch_batch(pl, &el, 9, 2, 300000);
+    int64_t b9 = epoch_batch(pl, &el, 9, 3, 300100);
+    SL_EQ(b9, b2 + 2);
+    expect_epoch_end(pl, 9, 9, b2 + 5);
+    expect_epoch_end(pl, 8, -1, b2);
+    check_epoch_ends(pl, &el);
+    sl_buf_free(&out);
+    sl_partlog_close(pl);
+    drop_dir(dir);
+}
+
 SL_TESTS({"append assigns offsets and reads return stored batches",
           append_assigns_offsets_and_reads_back},
          {"high watermark bounds reads and only moves forward", high_watermark_bounds_reads},
@@ -1395,7 +1686,12 @@ SL_TESTS({"append assigns offsets and reads return stored batches",
          {"LogAppendTime restamps batches and keeps the CRC valid",
           log_append_time_restamps_batches},
          {"reads race appends, rolls and retention", reads_race_appends_rolls_and_retention},
+         {"replica reads and epoch lookups race appends, rolls and retention",
+          replica_reads_race_appends_rolls_and_retention},
          {"transactions bound reads and survive a reopen",
           transactions_bound_reads_and_survive_reopen},
          {"replicas copy the leader's bytes and truncate divergent tails",
-          replicas_copy_bytes_and_truncate_divergent_tails})
+          replicas_copy_bytes_and_truncate_divergent_tails},
+         {"read_replica goes past the high watermark to the LEO",
+          read_replica_goes_past_the_high_watermark_to_the_leo},
+         {"epoch_end answers OffsetsForLeaderEpoch", epoch_end_answers_offsets_for_leader_epoch})

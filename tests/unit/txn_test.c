@@ -59,7 +59,7 @@ static void commits_aborts_offsets_and_fencing(void) {
     SL_TRUE(mkdtemp(dir) != NULL);
     start();
     char err[256];
-    SL_PASS(sl_broker_create_topic(broker, "t", 1, NULL, 0, err, sizeof(err)));
+    SL_PASS(sl_broker_create_topic(broker, "t", 1, 0, NULL, 0, err, sizeof(err)));
     int64_t pid, pid2;
     int16_t epoch, epoch2;
     SL_FAIL(sl_txn_init_producer(txn, "", 1000, &pid, &epoch), SL_EINVAL);

@@ -107,10 +107,14 @@ typedef struct sl_client sl_client;
 
 typedef struct sl_partition_info {
     int32_t partition;
-    int32_t leader;       /* node id */
-    int64_t start_offset; /* log start offset */
+    int32_t leader;       /* node id; -1: none right now */
+    int64_t start_offset; /* log start offset (-1: no replica on the node asked) */
     int64_t end_offset;   /* high watermark: the next offset to be written */
     int64_t size_bytes;   /* bytes on disk */
+    int32_t nreplicas;    /* the nodes holding a replica, the leader among them */
+    int32_t replicas[8];
+    int32_t nisr;         /* the in-sync replicas */
+    int32_t isr[8];
 } sl_partition_info;
 
 typedef struct sl_config_entry {
@@ -137,6 +141,11 @@ SL_API void sl_client_destroy(sl_client *cl);
 SL_API int sl_topic_create(sl_client *cl, const char *name, int32_t partitions,
                            const char *const *configs, size_t nconfigs, char *errbuf,
                            size_t errlen);
+/* The same with 'replication' replicas of each partition on different brokers of a cluster (at
+ * most as many as live brokers; <= 0: the cluster's default). */
+SL_API int sl_topic_create_replicated(sl_client *cl, const char *name, int32_t partitions,
+                                      int32_t replication, const char *const *configs,
+                                      size_t nconfigs, char *errbuf, size_t errlen);
 SL_API int sl_topic_alter(sl_client *cl, const char *name, const char *const *configs,
                           size_t nconfigs, char *errbuf, size_t errlen);
 SL_API int sl_topic_delete(sl_client *cl, const char *name, char *errbuf, size_t errlen);

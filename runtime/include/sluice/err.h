@@ -33,7 +33,8 @@
 #define SL_EGROUPPROTOCOL -25 /* consumer group: the member's protocols match no other member's */
 #define SL_EGROUPNOTEMPTY -26 /* consumer group: it has live members */
 #define SL_EUNSTABLE -27      /* consumer group: an undecided transaction holds offsets for it */
-#define SL_E_LAST -27
+#define SL_ENOTENOUGHREPLICAS -28 /* acks=all: fewer in-sync replicas than min.insync.replicas */
+#define SL_E_LAST -28
 
 #ifdef __cplusplus
 extern "C" {
