@@ -160,7 +160,8 @@ int32_t sl_cl_meta_leader(sl_cl_meta *m, const char *topic, int32_t partition) {
 }
 
 bool sl_cl_meta_note(sl_cl_meta *m, int status) {
-    bool moved = status == SL_ENOTLEADER;
+    /* A leader that does not know the topic yet has not applied its creation: ask again. */
+    bool moved = status == SL_ENOTLEADER || status == SL_ENOENT;
     bool lost = status == SL_ECLOSED || status == SL_ECONNREFUSED;
     if (!moved && !lost && status != SL_ETIMEDOUT) /* a frozen node times out */
         return false;

@@ -58,8 +58,8 @@ int32_t sl_cl_meta_leader(sl_cl_meta *m, const char *topic, int32_t partition);
  * again. */
 bool sl_cl_meta_changed(sl_cl_meta *m, uint64_t *seen);
 
-/* Whether 'status' says the leader moved or its node is gone (SL_ENOTLEADER, a lost or refused
- * connection); if so the map is marked stale, as it is after SL_ETIMEDOUT (a node frozen or cut
+/* Whether 'status' says the leader moved or its node is gone (SL_ENOTLEADER or SL_ENOENT, a
+ * lost or refused connection); if so the map is marked stale, as it is after SL_ETIMEDOUT (a node frozen or cut
  * off), though that is not counted as such. Outside a cluster only SL_ENOTLEADER marks it. */
 bool sl_cl_meta_note(sl_cl_meta *m, int status);
 

@@ -170,6 +170,7 @@ static bool is_retriable(int status) {
     case SL_ECONNREFUSED:
     case SL_ENOTLEADER:
     case SL_ENOTENOUGHREPLICAS:
+    case SL_ENOENT: /* known here, so not yet to its leader: a topic just created (as Kafka) */
     case SL_EIO:
     case SL_EOUTOFORDER: /* an earlier batch of the partition failed and is being retried */
         return true;

@@ -1,6 +1,8 @@
 """A queue workload in the spirit of Jepsen on three real nodes: an idempotent Kafka producer
-(librdkafka, acks=all) sends numbered records while a fault loop kills a random broker with -9
-every few seconds and starts it again. Afterwards every partition is read to its end.
+(librdkafka, acks=all) sends numbered records while a fault loop, every few seconds, either
+kills a random broker with -9 and starts it again, or freezes one (SIGSTOP) for longer than the
+cluster's session timeout, which cuts it off from the others as a partition would, and lets it
+go on as a leader that has been replaced. Afterwards every partition is read to its end.
 
 Every acknowledged record is there exactly once, at the offset it was acknowledged with
 (so no two leaders ever served different records at one offset); per key the order is the
@@ -8,7 +10,9 @@ order sent; offsets only go forward; and once the ISRs are whole again every rep
 same bytes."""
 
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,6 +30,7 @@ PRODUCER = textwrap.dedent('''
     servers, topic, n, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     p = Producer({"bootstrap.servers": servers, "enable.idempotence": True, "acks": "all",
                   "linger.ms": 5, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
+                  "request.timeout.ms": 5000, "socket.timeout.ms": 5000,
                   "topic.metadata.refresh.interval.ms": 1000})
     def report(err, msg):
         i = int(msg.value())
@@ -60,21 +65,29 @@ class FaultTest(ClusterCase):
         for b in nodes:
             wait_until(lambda: self.in_sync("queue", b, 3), 20, "the topic on every node",
                        interval=0.2)
-        records, rate = 24000, 1500.0
+        records, rate = 30000, 1500.0
         producer = subprocess.Popen(
             ["/usr/bin/python3", "-c", PRODUCER, ",".join(b.kafka for b in nodes), "queue",
              str(records), str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # Faults while it sends: a random node killed, started again two seconds later.
-        rng = random.Random(7)
-        kills = 0
-        deadline = time.monotonic() + records / rate - 3
+        # Faults while it sends: a random node killed and started again two seconds later, or
+        # frozen for four (past the 3 s session timeout: fenced, its partitions moved).
+        seed = int(os.environ.get("SLUICE_FAULT_SEED", "7"))  # another seed, other faults
+        rng = random.Random(seed)
+        kills = freezes = 0
+        deadline = time.monotonic() + records / rate - 4
         while time.monotonic() < deadline and producer.poll() is None:
             time.sleep(2)
             victim = rng.choice(nodes)
-            victim.kill9()
-            kills += 1
-            time.sleep(2)
-            victim.restart()
+            if (kills + freezes) % 2 == 0:
+                victim.kill9()
+                kills += 1
+                time.sleep(2)
+                victim.restart()
+            else:
+                victim.proc.send_signal(signal.SIGSTOP)
+                freezes += 1
+                time.sleep(4)
+                victim.proc.send_signal(signal.SIGCONT)
         out, err = producer.communicate(timeout=180)
         self.assertEqual(producer.returncode, 0, err[-2000:])
         acked, failed = {}, 0
@@ -88,7 +101,8 @@ class FaultTest(ClusterCase):
                 failed += 1
             else:
                 acked[i] = (partition, offset)
-        self.assertGreaterEqual(kills, 3)
+        self.assertGreaterEqual(kills, 2)
+        self.assertGreaterEqual(freezes, 2)
         self.assertGreater(len(acked), records // 2, "%d failed" % failed)
         # Read every partition to its end once every ISR is whole again.
         for b in nodes:
@@ -114,8 +128,9 @@ class FaultTest(ClusterCase):
                              % (where, at.get(where)))
         for k, vs in by_key.items():
             self.assertEqual(vs, sorted(vs), "order of key %s" % k)
-        print("faults: %d kills; %d of %d records acknowledged, %d failed, %d read"
-              % (kills, len(acked), records, failed, len(seen)), file=sys.stderr)
+        print("faults (seed %d): %d kills, %d freezes; %d of %d records acknowledged, %d failed, "
+              "%d read" % (seed, kills, freezes, len(acked), records, failed, len(seen)),
+              file=sys.stderr)
         self.assertEqual([v for v, n in seen.items() if n > 1], [], "duplicates")
         for p in range(3):
             copies = [self.partition_bytes(b, "queue", p) for b in nodes]
