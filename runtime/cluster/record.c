@@ -145,6 +145,29 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
                        T | NAME | CONFIGS, T | NAME | P | LEADER | EPOCH | VERSION | ISR};
     if (!(have & T) || (have & need[r->type]) != need[r->type])
         return SL_EINVAL;
+    /* Fields another kind of record carries mean nothing here: keep only this kind's. */
+    sl_cluster_record kept = {.type = r->type};
+    if (r->type == SL_CREC_BROKER)
+        kept.member = r->member;
+    else
+        memcpy(kept.name, r->name, sizeof(kept.name));
+    if (r->type == SL_CREC_PARTITION) {
+        kept.partition = r->partition;
+        kept.state = r->state;
+    }
+    if (r->type == SL_CREC_TOPIC) {
+        kept.npartitions = r->npartitions;
+        kept.parts = r->parts;
+        r->parts = NULL;
+    }
+    if (r->type == SL_CREC_TOPIC || r->type == SL_CREC_CONFIG) {
+        kept.configs = r->configs;
+        kept.nconfigs = r->nconfigs;
+        r->configs = NULL;
+        r->nconfigs = 0;
+    }
+    sl_cluster_record_free(r);
+    *r = kept;
     return 0;
 }
 
