@@ -7,8 +7,9 @@
 #   scripts/bench-replication.sh [--records N] [--size BYTES] [--runs K]
 #
 # Private brokers (from build/, or SL_BUILD_DIR) in temporary directories; per run a new
-# 3-partition topic and `sluice bench produce` with the library's defaults. Prints each run
-# and the medians.
+# 3-partition topic and `sluice bench produce` with the library's defaults, the topic deleted
+# after it (three replicas write three times the bytes: kept, they would have the kernel
+# write pages back to disk under later runs). Prints each run and the medians.
 set -euo pipefail
 
 BENCH_NAME=bench-replication
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
     -h | --help)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -62,6 +63,8 @@ for run in $(seq "$RUNS"); do
     r=$(rate "single-$run" 1)
     say "one broker, acks=1, run $run: $r records/s"
     single+=("$r")
+    # Deleted, so its pages are not written back to disk under the next run.
+    "$SLUICE" topic delete "single-$run" >/dev/null
 done
 kill -TERM "$broker_pid" && wait "$broker_pid" || true
 broker_pid=""
@@ -100,6 +103,7 @@ sys.exit(0 if all(len(p["isr"]) == 3 for p in json.load(sys.stdin)["partitions"]
     r=$(rate "replicated-$run" all)
     say "three brokers, replication 3, acks=all, run $run: $r records/s"
     replicated+=("$r")
+    "$SLUICE" topic delete "replicated-$run" >/dev/null
 done
 
 one=$(printf '%s\n' "${single[@]}" | median)
