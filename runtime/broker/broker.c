@@ -1182,7 +1182,8 @@ int sl_broker_followed(sl_broker *b, int32_t leader, sl_followed **out, size_t *
             if (part->log == NULL)
                 continue;
             pthread_mutex_lock(&part->state_lock);
-            bool mine = part->state.leader == leader && leader != b->node_id;
+            bool mine = part->state.leader == leader && leader != b->node_id &&
+                        has_replica(&part->state, b->node_id); /* not a replica moved away */
             sl_followed f = {.partition = i, .epoch = part->state.epoch,
                              .checked = part->checked_epoch == part->state.epoch};
             pthread_mutex_unlock(&part->state_lock);

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { OPT_JSON = 256 };
+enum { OPT_FLAG = 256 };
 
 static const char status_help[] =
     "Usage: sluice cluster status [--json]\n"
@@ -103,21 +103,29 @@ static bool probe(const struct cli *cli, const char *url, int32_t *controller, i
     return up;
 }
 
-static int cmd_status(struct cli *cli, int argc, char **argv) {
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON}, COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
-    bool json = false;
+/* The options of a command that takes one flag ('--name') besides the common ones, and no
+ * operands. */
+static int parse_flag_only(struct cli *cli, int argc, char **argv, const char *help,
+                           const char *name, bool *flag) {
+    const struct option options[] = {
+        {name, no_argument, NULL, OPT_FLAG}, COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     int opt, rc;
     cli_start_options();
     while ((opt = getopt_long(argc, argv, ":b:X:h", options, NULL)) != -1) {
         if (opt == 'h')
-            return cli_show_help(status_help);
-        if (opt == OPT_JSON)
-            json = true;
+            return cli_show_help(help);
+        if (opt == OPT_FLAG)
+            *flag = true;
         else if ((rc = cli_common_option(cli, opt, argv)) != CLI_GO_ON)
             return rc;
     }
-    if ((rc = cli_no_operands(cli, argc, argv)) != CLI_GO_ON)
+    return cli_no_operands(cli, argc, argv);
+}
+
+static int cmd_status(struct cli *cli, int argc, char **argv) {
+    bool json = false;
+    int rc = parse_flag_only(cli, argc, argv, status_help, "json", &json);
+    if (rc != CLI_GO_ON)
         return rc;
     sl_client *admin;
     if ((rc = cli_open_admin(cli, &admin)) != CLI_GO_ON)
@@ -180,13 +188,56 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
     return CLI_OK;
 }
 
+static const char rebalance_help[] =
+    "Usage: sluice cluster rebalance [--wait]\n"
+    "\n"
+    "Places every partition again over the brokers that are up, as a new topic would be, and\n"
+    "moves the replicas that differ: a broker just added takes its share. New replicas copy the\n"
+    "partition while the old ones serve; once they are in sync the old ones are dropped and the\n"
+    "first new replica leads. Producers and consumers go on meanwhile.\n"
+    "\n"
+    "Options:\n"
+    "      --wait             wait until every move is done, printing progress\n" COMMON_OPTIONS_HELP;
+
+static int cmd_rebalance(struct cli *cli, int argc, char **argv) {
+    bool wait = false;
+    int rc = parse_flag_only(cli, argc, argv, rebalance_help, "wait", &wait);
+    if (rc != CLI_GO_ON)
+        return rc;
+    sl_client *admin;
+    if ((rc = cli_open_admin(cli, &admin)) != CLI_GO_ON)
+        return rc;
+    char errbuf[256] = "";
+    int32_t moving = 0, last = -1;
+    int status = sl_cluster_rebalance_replicas(admin, &moving, errbuf, sizeof(errbuf));
+    if (status == 0)
+        printf("%" PRId32 " %s moving\n", moving, cli_plural((uint64_t)moving, "partition is",
+                                                            "partitions are"));
+    /* Asking again starts nothing new while the placement is the same: it counts. */
+    while (status == 0 && wait && moving > 0) {
+        if (moving != last && last >= 0)
+            printf("%" PRId32 " still moving\n", moving);
+        fflush(stdout);
+        last = moving;
+        usleep(500 * 1000);
+        status = sl_cluster_rebalance_replicas(admin, &moving, errbuf, sizeof(errbuf));
+    }
+    if (status == 0 && wait)
+        printf("every partition is where it belongs\n");
+    sl_client_destroy(admin);
+    if (status)
+        return cli_report_failure(cli, status, errbuf, NULL, "cannot rebalance the cluster");
+    return CLI_OK;
+}
+
 static const struct cli_command cluster_commands[] = {
     {"status", cmd_status, "the brokers, whether they are up, and the quorum's leader"},
+    {"rebalance", cmd_rebalance, "move replicas so every broker holds its share"},
 };
 
 static const struct cli_group cluster_group = {
     "sluice cluster [OPTIONS] COMMAND [ARGS]...",
-    "Shows the nodes of a cluster.",
+    "Shows the nodes of a cluster and moves replicas between them.",
     cluster_commands,
     sizeof(cluster_commands) / sizeof(cluster_commands[0]),
 };

@@ -516,7 +516,7 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    sl_native_ctx ctx = {broker, NULL, NULL, NULL, "", false};
+    sl_native_ctx ctx = {broker, NULL, NULL, NULL, "", false, NULL};
     /* Transactions first: it settles what a crash left open, so the group coordinator then
      * loads only decided offsets. */
     if ((rc = sl_txn_open(broker, &ctx.txn)) != 0)
@@ -571,6 +571,8 @@ int main(int argc, char **argv) {
                            kafka ? kafka_bound : NULL};
         if ((rc = sl_node_start(&nc, &node)) != 0)
             sl_error("sluiced", "cannot start the cluster threads: %s", sl_strerror(rc));
+        else
+            atomic_store(&ctx.node, node);
     }
     sl_supervisor *supervisor = NULL;
     if (rc == 0) {
@@ -615,6 +617,7 @@ int main(int argc, char **argv) {
         sl_server_stop(kafka);
     if (native)
         sl_server_stop(native);
+    atomic_store(&ctx.node, NULL);
     sl_node_stop(node);
     sl_cluster_stop(ctx.cluster);
     sl_txn_close(ctx.txn);

@@ -439,6 +439,26 @@ void sl_cluster_info_free(sl_cluster_info *info) {
     memset(info, 0, sizeof(*info));
 }
 
+int sl_cluster_rebalance_replicas(sl_client *cl, int32_t *moving, char *errbuf,
+                                  size_t errlen) {
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    int64_t count;
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&cl->req, id, SL_API_CLUSTER_REBALANCE, &pk);
+    msgpack_pack_array(&pk, 0);
+    msgpack_unpacked_init(&up);
+    int rc = admin_call(cl, id, &up, 3, &items, &n, errbuf, errlen);
+    if (rc == 0 && sl_mp_int(&items[2], &count))
+        rc = SL_EPROTO;
+    if (rc == 0)
+        *moving = (int32_t)count;
+    msgpack_unpacked_destroy(&up);
+    return rc;
+}
+
 int sl_cluster_describe(sl_client *cl, sl_cluster_info *out) {
     msgpack_packer pk;
     msgpack_unpacked up;

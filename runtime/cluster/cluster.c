@@ -21,11 +21,18 @@
 #define CONTROLLER_TICK_MS 200
 #define DEFAULT_SESSION_MS 3000
 
+/* Where a partition's replicas are being moved (n 0: nowhere). */
+typedef struct ctarget {
+    int32_t n;
+    int32_t ids[SL_MAX_REPLICAS];
+} ctarget;
+
 /* The image of the metadata log: topics and where their partitions live. */
 typedef struct ctopic {
     char *name;
     int32_t npartitions;
     sl_partition_state *parts;
+    ctarget *targets;
     sl_config_kv *configs; /* the overrides */
     size_t nconfigs;
     struct ctopic *next;
@@ -74,6 +81,7 @@ static void ctopic_free(ctopic *t) {
     }
     free(t->configs);
     free(t->parts);
+    free(t->targets);
     free(t->name);
     free(t);
 }
@@ -115,7 +123,8 @@ static void apply_member(sl_cluster *c, const sl_cluster_member *m) {
 static void apply_topic(sl_cluster *c, sl_cluster_record *r) {
     pthread_mutex_lock(&c->lock);
     ctopic *t = find_ctopic(c, r->name) ? NULL : calloc(1, sizeof(*t));
-    if (t && (t->name = strdup(r->name)) != NULL) {
+    if (t && (t->name = strdup(r->name)) != NULL &&
+        (t->targets = calloc((size_t)r->npartitions, sizeof(*t->targets))) != NULL) {
         t->npartitions = r->npartitions;
         t->parts = r->parts;
         t->configs = r->configs;
@@ -126,6 +135,7 @@ static void apply_topic(sl_cluster *c, sl_cluster_record *r) {
         t->next = c->topics;
         c->topics = t;
     } else if (t) {
+        free(t->name);
         free(t);
         t = NULL;
     }
@@ -182,10 +192,11 @@ static void apply_partition(sl_cluster *c, const sl_cluster_record *r) {
     pthread_mutex_lock(&c->lock);
     ctopic *t = find_ctopic(c, r->name);
     sl_partition_state *st = t && r->partition < t->npartitions ? &t->parts[r->partition] : NULL;
+    const sl_partition_state *reps = r->has_replicas ? &r->state : st;
     bool ok = st && r->state.version > st->version && r->state.epoch >= st->epoch &&
               (r->state.leader == -1 || state_has(r->state.isr, r->state.nisr, r->state.leader));
     for (int32_t i = 0; ok && i < r->state.nisr; i++)
-        ok = state_has(st->replicas, st->nreplicas, r->state.isr[i]);
+        ok = state_has(reps->replicas, reps->nreplicas, r->state.isr[i]);
     sl_partition_state next;
     if (ok) {
         next = *st;
@@ -194,7 +205,16 @@ static void apply_partition(sl_cluster *c, const sl_cluster_record *r) {
         next.version = r->state.version;
         next.nisr = r->state.nisr;
         memcpy(next.isr, r->state.isr, sizeof(next.isr));
+        if (r->has_replicas) {
+            next.nreplicas = r->state.nreplicas;
+            memcpy(next.replicas, r->state.replicas, sizeof(next.replicas));
+        }
         *st = next;
+        if (r->has_target) {
+            ctarget *target = &t->targets[r->partition];
+            target->n = r->ntarget;
+            memcpy(target->ids, r->target, sizeof(target->ids));
+        }
     }
     pthread_mutex_unlock(&c->lock);
     if (ok)
@@ -261,6 +281,32 @@ static bool next_state(const sl_cluster *c, const sl_partition_state *st, int64_
     return changed;
 }
 
+/* A move whose target replicas are all in sync ends: the replicas become the target (the
+ * others stop following), the first of them leads if it can, and the target is cleared. Lock
+ * held. */
+static bool finish_move(const sl_partition_state *st, const ctarget *target,
+                        sl_partition_state *next) {
+    if (target->n == 0)
+        return false;
+    for (int32_t i = 0; i < target->n; i++)
+        if (!state_has(st->isr, st->nisr, target->ids[i]))
+            return false; /* still catching up */
+    *next = *st;
+    next->nreplicas = target->n;
+    memcpy(next->replicas, target->ids, sizeof(next->replicas));
+    next->nisr = 0;
+    for (int32_t i = 0; i < st->nisr; i++)
+        if (state_has(target->ids, target->n, st->isr[i]))
+            next->isr[next->nisr++] = st->isr[i];
+    /* The preferred leader (the target's first) takes over, which spreads leaders evenly. */
+    if (next->leader != target->ids[0]) {
+        next->leader = target->ids[0];
+        next->epoch = st->epoch + 1;
+    }
+    next->version = st->version + 1;
+    return true;
+}
+
 static void control(sl_cluster *c) {
     bool leading = sl_quorum_leader(c->quorum) == c->node_id;
     int64_t now = sl_clock_mono_ms();
@@ -282,11 +328,11 @@ static void control(sl_cluster *c) {
     c->last_seen[voter_index(c, c->node_id)] = now;
     for (size_t i = 0; i < c->voters; i++) {
         bool dead = now - c->last_seen[i] >= c->session_ms;
-        if (dead != c->fenced[i])
-            sl_info("cluster", dead ? "broker %" PRId32 " sent no heartbeat for %" PRId64
-                                      " ms: fenced, its partitions move"
-                                    : "broker %" PRId32 " is back%.0" PRId64,
-                    c->voter_ids[i], dead ? now - c->last_seen[i] : 0);
+        if (dead && !c->fenced[i])
+            sl_info("cluster", "broker %" PRId32 " sent no heartbeat for %" PRId64 " ms: "
+                    "fenced, its partitions move", c->voter_ids[i], now - c->last_seen[i]);
+        else if (!dead && c->fenced[i])
+            sl_info("cluster", "broker %" PRId32 " is back", c->voter_ids[i]);
         c->fenced[i] = dead;
     }
     size_t n = 0, cap = 0;
@@ -294,7 +340,9 @@ static void control(sl_cluster *c) {
     for (ctopic *t = c->topics; t; t = t->next) {
         for (int32_t p = 0; p < t->npartitions; p++) {
             sl_partition_state next;
-            if (!next_state(c, &t->parts[p], now, &next))
+            bool done_moving = false;
+            if (!next_state(c, &t->parts[p], now, &next) &&
+                !(done_moving = finish_move(&t->parts[p], &t->targets[p], &next)))
                 continue;
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -309,6 +357,10 @@ static void control(sl_cluster *c) {
             snprintf(r->name, sizeof(r->name), "%s", t->name);
             r->partition = p;
             r->state = next;
+            r->has_replicas = r->has_target = done_moving;
+            if (done_moving)
+                sl_info("cluster", "%s-%d: moved, its replicas are now the %d asked for", t->name,
+                        p, next.nreplicas);
             if (next.leader != t->parts[p].leader)
                 sl_info("cluster", "%s-%d: leader %" PRId32 " -> %" PRId32 " at epoch %" PRId32,
                         t->name, p, t->parts[p].leader, next.leader, next.epoch);
@@ -383,6 +435,34 @@ int32_t sl_cluster_controller(sl_cluster *c) {
 
 /* ---- topics ---- */
 
+/* The live brokers by id into 'live' (room for MAX_CONTROLLERS). Lock held. */
+static size_t live_brokers(const sl_cluster *c, int64_t now, int32_t *live) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->nmembers; i++) /* sorted by id */
+        if (alive(c, c->members[i].id, now))
+            live[n++] = c->members[i].id;
+    return n;
+}
+
+/* Where partition 'p' of 'name' goes with 'replication' replicas on these brokers:
+ * consecutive brokers from a point the name picks, so a partition's replicas are on different
+ * brokers and leaders (the first replica) spread evenly. */
+static void place(const char *name, int32_t p, int32_t replication, const int32_t *live,
+                  size_t nlive, int32_t *out) {
+    size_t start = sl_murmur2(name, strlen(name)) % nlive;
+    for (int32_t k = 0; k < replication; k++)
+        out[k] = live[(start + (size_t)p + (size_t)k) % nlive];
+}
+
+static bool same_set(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
+    if (na != nb)
+        return false;
+    for (int32_t i = 0; i < na; i++)
+        if (!state_has(b, nb, a[i]))
+            return false;
+    return true;
+}
+
 int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
                             int32_t replication, const sl_config_kv *configs, size_t nconfigs,
                             char *errbuf, size_t errlen) {
@@ -402,12 +482,8 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
         return SL_ENOMEM;
     pthread_mutex_lock(&c->admin_lock);
     pthread_mutex_lock(&c->lock);
-    int64_t now = sl_clock_mono_ms();
     int32_t live[MAX_CONTROLLERS];
-    size_t nlive = 0;
-    for (size_t i = 0; i < c->nmembers; i++) /* sorted by id */
-        if (alive(c, c->members[i].id, now))
-            live[nlive++] = c->members[i].id;
+    size_t nlive = live_brokers(c, sl_clock_mono_ms(), live);
     if (find_ctopic(c, name)) {
         snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
         rc = SL_EEXIST;
@@ -418,13 +494,9 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     }
     pthread_mutex_unlock(&c->lock);
     if (rc == 0) {
-        /* Consecutive brokers from a point the name picks: a partition's replicas on different
-         * brokers, and leaders (the first replica) spread evenly over them. */
-        size_t start = sl_murmur2(name, strlen(name)) % nlive;
         for (int32_t p = 0; p < partitions; p++) {
             r.parts[p].nreplicas = replication;
-            for (int32_t k = 0; k < replication; k++)
-                r.parts[p].replicas[k] = live[(start + (size_t)p + (size_t)k) % nlive];
+            place(name, p, replication, live, nlive, r.parts[p].replicas);
         }
         rc = propose(c, &r);
         if (rc == 0)
@@ -434,6 +506,85 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     }
     pthread_mutex_unlock(&c->admin_lock);
     free(r.parts);
+    return rc;
+}
+
+int sl_cluster_rebalance(sl_cluster *c, int32_t *moving, char *errbuf, size_t errlen) {
+    if (sl_quorum_leader(c->quorum) != c->node_id)
+        return SL_ENOTLEADER;
+    pthread_mutex_lock(&c->admin_lock);
+    pthread_mutex_lock(&c->lock);
+    int32_t live[MAX_CONTROLLERS];
+    size_t nlive = live_brokers(c, sl_clock_mono_ms(), live);
+    size_t n = 0, cap = 0;
+    sl_cluster_record *moves = NULL;
+    int32_t pending = 0;
+    int rc = 0;
+    for (ctopic *t = c->topics; t && nlive > 0 && rc == 0; t = t->next) {
+        for (int32_t p = 0; p < t->npartitions && rc == 0; p++) {
+            const sl_partition_state *st = &t->parts[p];
+            const ctarget *now_to = &t->targets[p];
+            int32_t replication = now_to->n ? now_to->n : st->nreplicas;
+            if (replication > (int32_t)nlive)
+                replication = (int32_t)nlive;
+            int32_t target[SL_MAX_REPLICAS];
+            place(t->name, p, replication, live, nlive, target);
+            bool in_place = same_set(target, replication, st->replicas, st->nreplicas);
+            bool preferred = st->leader == target[0] ||
+                             !state_has(st->isr, st->nisr, target[0]);
+            if (now_to->n ? same_set(target, replication, now_to->ids, now_to->n)
+                          : in_place && preferred) {
+                pending += now_to->n > 0;
+                continue;
+            }
+            sl_partition_state next = *st;
+            if (in_place && now_to->n == 0) {
+                /* Where it belongs, led by another replica: the preferred one (the first)
+                 * takes over, which spreads leaders evenly. */
+                memcpy(next.replicas, target, sizeof(next.replicas));
+                next.leader = target[0];
+                next.epoch = st->epoch + 1;
+                replication = 0; /* no move: the target stays empty */
+            }
+            /* Else first the union, so the new replicas catch up while the old ones still
+             * serve; the controller drops the old ones once the new ones are in sync. */
+            for (int32_t k = 0; k < replication; k++)
+                if (!state_has(next.replicas, next.nreplicas, target[k]) &&
+                    next.nreplicas < SL_MAX_REPLICAS)
+                    next.replicas[next.nreplicas++] = target[k];
+            next.version = st->version + 1;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                sl_cluster_record *nm = realloc(moves, cap * sizeof(*nm));
+                if (nm == NULL) {
+                    rc = SL_ENOMEM;
+                    break;
+                }
+                moves = nm;
+            }
+            sl_cluster_record *r = &moves[n++];
+            memset(r, 0, sizeof(*r));
+            r->type = SL_CREC_PARTITION;
+            snprintf(r->name, sizeof(r->name), "%s", t->name);
+            r->partition = p;
+            r->state = next;
+            r->has_replicas = r->has_target = true;
+            r->ntarget = replication;
+            memcpy(r->target, target, sizeof(r->target));
+            pending += replication > 0;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = propose(c, &moves[i]);
+    pthread_mutex_unlock(&c->admin_lock);
+    free(moves);
+    if (rc)
+        snprintf(errbuf, errlen, "cannot start moving replicas: %s", sl_strerror(rc));
+    else if (n > 0)
+        sl_info("cluster", "rebalance: %zu partition%s change over %zu brokers (%d moving)", n,
+                n == 1 ? "" : "s", nlive, pending);
+    *moving = pending;
     return rc;
 }
 

@@ -64,6 +64,13 @@ int sl_cluster_delete_topic(sl_cluster *c, const char *name, char *errbuf, size_
 int sl_cluster_alter_topic(sl_cluster *c, const char *name, const sl_config_kv *configs,
                            size_t nconfigs, char *errbuf, size_t errlen);
 
+/* `cluster rebalance`: places every partition again over the live brokers (as a new topic
+ * would be) and starts moving those whose replicas differ: new replicas join and catch up
+ * while the old ones serve, then the controller drops the old ones and the first new one
+ * leads. Producers and consumers go on meanwhile. '*moving' gets how many partitions are
+ * moving (those still moving from an earlier call included: call again until it is 0). */
+int sl_cluster_rebalance(sl_cluster *c, int32_t *moving, char *errbuf, size_t errlen);
+
 /* A partition leader's request to change its ISR to 'isr' ('leader', 'epoch' and 'version' are
  * the state it knows). SL_EFENCED when the state has moved on (the leader learns the new one
  * from the log), SL_EINVAL when 'isr' lacks the leader or names a non-replica. */

@@ -438,7 +438,9 @@ static void pack_admin(msgpack_packer *pk, const void *arg) {
         msgpack_pack_int32(pk, a->replication);
 }
 
-static int forward_admin(sl_node *n, const admin_request *a, char *errbuf, size_t errlen) {
+/* One request to the controller, on a connection of its own (admin is rare). */
+static int to_controller(sl_node *n, uint16_t api, pack_fn pack, const void *arg, int64_t *value,
+                         char *errbuf, size_t errlen) {
     char url[256];
     int32_t ctl;
     if (controller_url(n, url, sizeof(url), &ctl) != 0 || ctl == n->id) {
@@ -451,8 +453,27 @@ static int forward_admin(sl_node *n, const admin_request *a, char *errbuf, size_
         snprintf(errbuf, errlen, "cannot reach the controller at %s: %s", url, sl_strerror(rc));
         return rc;
     }
-    rc = request(&pc, a->api, pack_admin, a, 10000, NULL, errbuf, errlen);
+    rc = request(&pc, api, pack, arg, 10000, value, errbuf, errlen);
     peer_close(&pc);
+    return rc;
+}
+
+static int forward_admin(sl_node *n, const admin_request *a, char *errbuf, size_t errlen) {
+    return to_controller(n, a->api, pack_admin, a, NULL, errbuf, errlen);
+}
+
+static void pack_empty(msgpack_packer *pk, const void *arg) {
+    (void)arg;
+    msgpack_pack_array(pk, 0);
+}
+
+int sl_node_rebalance(sl_node *n, int32_t *moving, char *errbuf, size_t errlen) {
+    int rc = sl_cluster_rebalance(n->cluster, moving, errbuf, errlen);
+    if (rc != SL_ENOTLEADER)
+        return rc;
+    int64_t v = 0;
+    rc = to_controller(n, SL_API_CLUSTER_REBALANCE, pack_empty, NULL, &v, errbuf, errlen);
+    *moving = (int32_t)v;
     return rc;
 }
 

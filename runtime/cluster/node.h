@@ -32,6 +32,9 @@ typedef struct sl_node_conf {
 /* Starts the threads and sets the broker's admin and ISR hooks (call before serving). */
 int sl_node_start(const sl_node_conf *conf, sl_node **out);
 
+/* sl_cluster_rebalance on the controller, wherever it is. */
+int sl_node_rebalance(sl_node *n, int32_t *moving, char *errbuf, size_t errlen);
+
 /* Stops the threads; the broker's hooks must not be called afterwards (stop the servers
  * first). */
 void sl_node_stop(sl_node *n);

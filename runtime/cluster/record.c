@@ -88,7 +88,7 @@ static const char *const type_names[] = {NULL, "broker", "topic", "delete", "con
 static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
     unsigned have = 0; /* a bit per field seen */
     enum { T = 1, ID = 2, URL = 4, NAME = 8, P = 16, LEADER = 32, EPOCH = 64, VERSION = 128,
-           ISR = 256, CONFIGS = 512, REPLICAS = 1024 };
+           ISR = 256, CONFIGS = 512, REPLICAS = 1024, TARGET = 2048 };
     int rc = 0;
     for (uint32_t i = 0; i < map->size && rc == 0; i++) {
         const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
@@ -135,8 +135,20 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
             rc = get_configs(v, r);
             have |= CONFIGS;
         } else if (key_is(k, "replicas") && !(have & REPLICAS)) {
-            rc = get_assignment(v, r);
+            /* A topic's: one list per partition; a partition's: one list. */
+            bool nested = v->type == MSGPACK_OBJECT_ARRAY && v->via.array.size > 0 &&
+                          v->via.array.ptr[0].type == MSGPACK_OBJECT_ARRAY;
+            if (nested) {
+                rc = get_assignment(v, r);
+            } else {
+                rc = get_nodes(v, r->state.replicas, &r->state.nreplicas);
+                r->has_replicas = rc == 0;
+            }
             have |= REPLICAS;
+        } else if (key_is(k, "target")) {
+            rc = get_nodes(v, r->target, &r->ntarget);
+            r->has_target = rc == 0;
+            have |= TARGET;
         }
     }
     if (rc)
@@ -152,9 +164,17 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
     else
         memcpy(kept.name, r->name, sizeof(kept.name));
     if (r->type == SL_CREC_PARTITION) {
+        if (r->parts || (r->has_replicas && r->state.nreplicas == 0))
+            return SL_EINVAL; /* a topic's assignment, or no replica at all */
         kept.partition = r->partition;
         kept.state = r->state;
+        kept.has_replicas = r->has_replicas;
+        kept.has_target = r->has_target;
+        kept.ntarget = r->ntarget;
+        memcpy(kept.target, r->target, sizeof(kept.target));
     }
+    if (r->type == SL_CREC_TOPIC && r->parts == NULL)
+        return SL_EINVAL;
     if (r->type == SL_CREC_TOPIC) {
         kept.npartitions = r->npartitions;
         kept.parts = r->parts;
@@ -221,7 +241,9 @@ int sl_cluster_encode_record(const sl_cluster_record *r, sl_buf *out) {
     sl_mp_packer_init(&pk, out);
     static const uint32_t fields[] = {0, 3, 4, 2, 3, 7};
     bool kafka = r->type == SL_CREC_BROKER && r->member.kafka[0];
-    msgpack_pack_map(&pk, fields[r->type] + (kafka ? 1 : 0));
+    bool part = r->type == SL_CREC_PARTITION;
+    msgpack_pack_map(&pk, fields[r->type] + (kafka ? 1 : 0) + (part && r->has_replicas) +
+                              (part && r->has_target));
     sl_mp_pack_str(&pk, "t");
     sl_mp_pack_str(&pk, type_names[r->type]);
     if (r->type == SL_CREC_BROKER) {
@@ -258,6 +280,14 @@ int sl_cluster_encode_record(const sl_cluster_record *r, sl_buf *out) {
         msgpack_pack_int32(&pk, r->state.version);
         sl_mp_pack_str(&pk, "isr");
         pack_nodes(&pk, r->state.isr, r->state.nisr);
+        if (r->has_replicas) {
+            sl_mp_pack_str(&pk, "replicas");
+            pack_nodes(&pk, r->state.replicas, r->state.nreplicas);
+        }
+        if (r->has_target) {
+            sl_mp_pack_str(&pk, "target");
+            pack_nodes(&pk, r->target, r->ntarget);
+        }
     }
     return 0;
 }

@@ -5,7 +5,8 @@
  *   {"t": "delete", "name": str}
  *   {"t": "config", "name": str, "configs": {str: str}}   the full overrides
  *   {"t": "part", "name": str, "p": int, "leader": int, "epoch": int, "version": int,
- *    "isr": [node id...]}
+ *    "isr": [node id...], "replicas": [node id...] (optional: a new replica set),
+ *    "target": [node id...] (optional: where a move is taking the replicas; [] when done)}
  * Node ids are >= 1; a leader of -1 is none. A record of a kind this version does not know is
  * refused by the decoder and skipped by the reader, so newer kinds can be added. */
 #ifndef SL_CLUSTER_RECORD_H
@@ -36,7 +37,10 @@ typedef struct sl_cluster_record {
     sl_cluster_member member;        /* BROKER */
     char name[SL_TOPIC_NAME_MAX + 1]; /* TOPIC, DELETE, CONFIG, PARTITION */
     int32_t partition;               /* PARTITION */
-    sl_partition_state state;        /* PARTITION */
+    sl_partition_state state;        /* PARTITION (replicas only with has_replicas) */
+    bool has_replicas, has_target;   /* PARTITION */
+    int32_t target[SL_MAX_REPLICAS]; /* PARTITION, with has_target */
+    int32_t ntarget;
     int32_t npartitions;             /* TOPIC */
     sl_partition_state *parts;       /* TOPIC: malloc'd, one per partition */
     sl_config_kv *configs;           /* TOPIC, CONFIG: malloc'd */

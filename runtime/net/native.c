@@ -173,6 +173,7 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
         return 0;
     case SL_API_INIT_PRODUCER_ID:
     case SL_API_CLUSTER_STATUS:
+    case SL_API_CLUSTER_REBALANCE:
         req->body = a;
         req->nbody = n;
         return 0;

@@ -56,6 +56,8 @@
  *                    sl_broker_replica_fetch)
  *   ALTER_ISR        [topic, partition, leader, leader_epoch, version, [node_id...]]
  *                -> [status, msg]       a leader's ISR change, to the controller only
+ *   CLUSTER_REBALANCE [] -> [0, nil, moving]   place every partition again and move the
+ *                    replicas that differ; 'moving': partitions still moving
  *
  * Consumer groups (Kafka's classic protocol; metadata and assignments are Kafka's consumer
  * protocol bytes):
@@ -117,6 +119,7 @@ enum sl_native_api {
     SL_API_CLUSTER_STATUS = 23,
     SL_API_REPLICA_FETCH = 24,
     SL_API_ALTER_ISR = 25,
+    SL_API_CLUSTER_REBALANCE = 26,
 };
 
 typedef struct sl_native_part {

@@ -585,6 +585,25 @@ static int handle_alter_isr(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *re
     return reply_status(conn, req->id, rc, NULL);
 }
 
+static int handle_rebalance(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    sl_node *node = atomic_load(&ctx->node);
+    if (node == NULL)
+        return reply_status(conn, req->id, SL_EUNSUPPORTED,
+                            cluster_of(ctx) ? "this node is still joining its cluster"
+                                            : "this node runs without --controllers: there is "
+                                              "nothing to rebalance");
+    char err[256] = "";
+    int32_t moving = 0;
+    int rc = sl_node_rebalance(node, &moving, err, sizeof(err));
+    if (rc)
+        return reply_status(conn, req->id, rc, err);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 3);
+    msgpack_pack_int32(&pk, moving);
+    return finish(conn, out);
+}
+
 /* One partition of a follower's fetch. */
 typedef struct replica_part {
     char topic[SL_TOPIC_NAME_MAX + 1];
@@ -992,6 +1011,7 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
     case SL_API_CLUSTER_STATUS: rc = handle_cluster_status(ctx, conn, &req); break;
     case SL_API_REPLICA_FETCH: rc = handle_replica_fetch(ctx, conn, &req); break;
     case SL_API_ALTER_ISR: rc = handle_alter_isr(ctx, conn, &req); break;
+    case SL_API_CLUSTER_REBALANCE: rc = handle_rebalance(ctx, conn, &req); break;
     default: rc = handle_group(ctx, conn, &req); break;
     case SL_API_CREATE_TOPIC:
         rc = sl_broker_create_topic(b, req.name, req.partitions, req.replication, kv,

@@ -10,6 +10,7 @@
 
 #include "broker/broker.h"
 #include "cluster/cluster.h"
+#include "cluster/node.h"
 #include "group/coordinator.h"
 #include "group/txn.h"
 #include "net/server.h"
@@ -24,6 +25,8 @@ typedef struct sl_native_ctx {
     sl_cluster *cluster; /* NULL on a node without --controllers */
     char url[256];       /* this broker's native address, as bound */
     atomic_bool cluster_ready;
+    /* The node's cluster threads (forwarding to the controller), set once they run. */
+    _Atomic(sl_node *) node;
 } sl_native_ctx;
 
 /* An sl_frame_handler; 'ctx' is an sl_native_ctx. */

@@ -201,6 +201,50 @@ class ClusterTest(ClusterCase):
         values = [r[3] for r in self.consume_records("strict", broker=leader)]
         self.assertEqual(values, ["taken", "accepted"])
 
+    def test_rebalance_moves_replicas_onto_a_new_broker_while_producing(self):
+        ports = [free_port() for _ in range(3)]
+        controllers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(ports))
+        self.nodes = [self.start_broker(extra_args=["--node-id", str(i + 1), "--controllers",
+                                                    controllers]) for i in range(2)]
+        wait_until(lambda: self.settled(self.nodes[0], 2), 20, "2 brokers up", interval=0.2)
+        self.cli_ok("topic", "create", "grow", "--partitions", "6", "--replication", "2",
+                    broker=self.nodes[0])
+        first = ["%d" % i for i in range(20000)]
+        self.cli_ok("produce", "grow", input="".join(v + "\n" for v in first),
+                    url=self.nodes[0].url)
+        # A third broker joins; the rebalance gives it its share while a producer goes on.
+        self.nodes.append(self.start_broker(extra_args=["--node-id", "3", "--controllers",
+                                                        controllers]))
+        wait_until(lambda: self.settled(self.nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        everyone = ",".join(b.url for b in self.nodes)
+        second = ["%d" % i for i in range(20000, 40000)]
+        producer = subprocess.Popen(
+            [binary("sluice"), "-b", everyone, "produce", "grow", "--acks", "all",
+             "--linger-ms", "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        out = self.cli_ok("cluster", "rebalance", "--wait", url=everyone, timeout=60)
+        self.assertIn("partitions are moving", out)
+        self.assertIn("every partition is where it belongs", out)
+        _, err = producer.communicate("".join(v + "\n" for v in second), timeout=60)
+        self.assertEqual(producer.returncode, 0, err)
+        d = wait_until(lambda: self.in_sync("grow", self.nodes[2], 2), 20, "ISRs of 2",
+                       interval=0.2)
+        held = {1: 0, 2: 0, 3: 0}
+        led = {1: 0, 2: 0, 3: 0}
+        for p in d["partitions"]:
+            self.assertEqual(len(p["replicas"]), 2)
+            self.assertEqual(sorted(p["isr"]), sorted(p["replicas"]))
+            self.assertEqual(p["leader"], p["replicas"][0])
+            led[p["leader"]] += 1
+            for r in p["replicas"]:
+                held[r] += 1
+        self.assertEqual(held, {1: 4, 2: 4, 3: 4})
+        self.assertEqual(led, {1: 2, 2: 2, 3: 2})
+        values = [r[3] for r in self.consume_records("grow", broker=self.nodes[2])]
+        self.assertEqual(sorted(values, key=int), first + second)
+        # Asked again, nothing moves.
+        self.assertIn("0 partitions are moving", self.cli_ok("cluster", "rebalance", url=everyone))
+
     def test_bad_controllers_are_refused_and_one_node_is_a_cluster_of_one(self):
         single = self.start_broker()
         text = self.cli_ok("cluster", "status", broker=single)

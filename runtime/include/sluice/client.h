@@ -354,6 +354,12 @@ typedef struct sl_cluster_info {
 /* The cluster as the connected broker knows it. */
 SL_API int sl_cluster_describe(sl_client *cl, sl_cluster_info *out);
 SL_API void sl_cluster_info_free(sl_cluster_info *info);
+
+/* Asks the controller to place every partition again over the live brokers and move the
+ * replicas that differ (sluice cluster rebalance); '*moving' gets how many partitions are
+ * moving. Call again until it is 0 to wait for the end. */
+SL_API int sl_cluster_rebalance_replicas(sl_client *cl, int32_t *moving, char *errbuf,
+                                         size_t errlen);
 SL_API int sl_group_delete(sl_client *cl, const char *group, char *errbuf, size_t errlen);
 
 /* Sets a group's committed offsets as a tool does (group reset): refused with
