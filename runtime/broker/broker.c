@@ -25,6 +25,8 @@
 #define MAINT_TICK_MS 1000     /* flush.ms and segment.ms are checked at least this often */
 #define FORMAT_VERSION 1       /* of the data directory, in meta.properties */
 #define PID_BLOCK 1000         /* producer ids reserved per metadata record */
+#define JOIN_WAIT_MS 3000      /* a follower asked into the ISR that stops asking (dead) stops
+                                * holding the HW back after this */
 
 /* Latency histogram bounds in seconds (Prometheus "le" labels). */
 static const double latency_bounds[] = {0.0001, 0.0005, 0.001, 0.005, 0.01,
@@ -48,6 +50,7 @@ typedef struct partition {
     follower_pos pos[SL_MAX_REPLICAS]; /* leader: by index in state.replicas */
     int32_t isr_asked_version;         /* leader: the state an ISR change was asked on */
     int64_t isr_asked_ms;
+    int32_t joining; /* leader: a follower asked into the ISR, counted for the HW already */
     int32_t checked_epoch; /* follower: log checked against this epoch's leader; -1: not yet */
     bool replicated;       /* from the cluster's metadata log (not a node-local topic) */
 } partition;
@@ -98,7 +101,9 @@ struct sl_broker {
     int64_t replica_lag_max_ms;
     sl_isr_hook isr_hook;
     sl_admin_hook admin_hook;
-    atomic_bool metadata_ready; /* the metadata log is applied up to the controller's */
+    /* Until when (monotonic ms) this node may lead: the metadata log was applied as far as the
+     * controller's at a heartbeat the controller answered. */
+    atomic_int_fast64_t lease_until;
 };
 
 static int advance_hw(sl_broker *b, struct partition *part);
@@ -127,9 +132,11 @@ static bool leads(sl_broker *b, partition *part, int32_t *epoch) {
         *epoch = 0;
         return true;
     }
-    /* Until the metadata log is applied, an old record may still name this node. */
+    /* Without a lease an old record may still name this node: it was cut off (or frozen)
+     * long enough for the controller to have moved its partitions, or it is catching up. */
     pthread_mutex_lock(&part->state_lock);
-    bool yes = part->log && part->state.leader == b->node_id && atomic_load(&b->metadata_ready);
+    bool yes = part->log && part->state.leader == b->node_id &&
+               sl_clock_mono_ms() < atomic_load(&b->lease_until);
     *epoch = part->state.epoch;
     pthread_mutex_unlock(&part->state_lock);
     return yes;
@@ -679,6 +686,8 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
     }
     if (rc == 0)
         rc = sl_partlog_append(part->log, data, len, leader_epoch, sl_clock_wall_ms(), res);
+    if (rc == 0)
+        res->leader_epoch = leader_epoch;
     if (rc == 0 && (rc = advance_hw(b, part)) > 0)
         rc = 0;
     if (rc == 0 && !res->duplicate) {
@@ -837,13 +846,19 @@ void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook) {
 /* Moves a led partition's high watermark to what every in-sync replica holds: at once when the
  * leader is alone in its ISR (and outside a cluster). 1 when it moved, 0 when not, or an error. */
 static int advance_hw(sl_broker *b, partition *part) {
+    int64_t now = sl_clock_mono_ms();
     sl_read_result r;
     sl_partlog_offsets(part->log, &r);
     int64_t hw = r.log_end_offset;
     pthread_mutex_lock(&part->state_lock);
     for (int32_t i = 0; i < part->state.nreplicas; i++) {
         int32_t id = part->state.replicas[i];
-        if (id != b->node_id && in_isr(&part->state, id) && part->pos[i].log_end < hw)
+        /* A follower on its way into the ISR counts from the moment it is asked in (Kafka's
+         * maximal ISR): once the controller adds it, it may be elected, so it must hold
+         * everything the HW passed meanwhile. */
+        bool counted = in_isr(&part->state, id) ||
+                       (id == part->joining && now - part->isr_asked_ms < JOIN_WAIT_MS);
+        if (id != b->node_id && counted && part->pos[i].log_end < hw)
             hw = part->pos[i].log_end; /* -1 (not known yet) holds it where it is */
     }
     pthread_mutex_unlock(&part->state_lock);
@@ -857,10 +872,13 @@ void sl_broker_set_isr_hook(sl_broker *b, const sl_isr_hook *hook) {
     b->isr_hook = *hook;
 }
 
-void sl_broker_set_metadata_ready(sl_broker *b) {
-    if (!atomic_exchange(&b->metadata_ready, true))
-        sl_info("broker", "the metadata log is applied: serving the partitions led here");
-    signal_data(b);
+void sl_broker_renew_lease(sl_broker *b, int64_t until_mono_ms) {
+    int64_t before = atomic_exchange(&b->lease_until, until_mono_ms);
+    if (before <= sl_clock_mono_ms()) {
+        sl_info("broker", "the metadata log is applied as far as the controller's: leading the "
+                "partitions it names this node leader of");
+        signal_data(b);
+    }
 }
 
 /* Asks the controller for 'proposed' unless the same state was asked about within a second.
@@ -985,8 +1003,18 @@ static const char *role_name(const sl_broker *b, const sl_partition_state *st) {
 int sl_broker_apply_partition(sl_broker *b, const char *topic_name, int32_t p,
                               const sl_partition_state *st) {
     int rc = 0;
-    pthread_rwlock_wrlock(&b->topics_lock); /* a new replica here opens its log */
+    /* Exclusively only when a new replica here opens its log: this runs on the quorum's
+     * thread, which must not wait long (nor, the lock preferring writers, hold up readers). Only
+     * this thread opens logs, so the answer holds until the lock is taken again. */
+    pthread_rwlock_rdlock(&b->topics_lock);
     partition *part = find_partition(b, topic_name, p, &rc);
+    bool opens = part && part->log == NULL && has_replica(st, b->node_id);
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (opens)
+        pthread_rwlock_wrlock(&b->topics_lock);
+    else
+        pthread_rwlock_rdlock(&b->topics_lock);
+    part = find_partition(b, topic_name, p, &rc);
     topic *t = part ? find_topic(b, topic_name) : NULL;
     if (part) {
         pthread_mutex_lock(&part->state_lock);
@@ -996,6 +1024,7 @@ int sl_broker_apply_partition(sl_broker *b, const char *topic_name, int32_t p,
         sl_partition_state prev = part->state;
         memcpy(old, part->pos, sizeof(old));
         part->state = *st;
+        part->joining = 0; /* in the ISR now, or asked again on its next fetch */
         for (int32_t i = 0; i < st->nreplicas; i++) {
             /* A follower's position survives a change of ISR, not a change of leader. */
             part->pos[i] = (follower_pos){-1, sl_clock_mono_ms()};
@@ -1057,21 +1086,30 @@ int sl_broker_check_insync(sl_broker *b, const char *topic_name, int32_t p) {
 }
 
 int sl_broker_wait_replicated(sl_broker *b, const char *topic_name, int32_t p, int64_t offset,
-                              int64_t deadline_mono_ms) {
+                              int32_t leader_epoch, int64_t deadline_mono_ms) {
     for (;;) {
         uint64_t version = sl_broker_data_version(b);
         int rc = 0;
-        int32_t epoch;
+        int32_t epoch, nisr = 0, min_insync = 1;
         pthread_rwlock_rdlock(&b->topics_lock);
         partition *part = find_led(b, topic_name, p, &epoch, &rc);
         sl_read_result r;
-        if (part)
+        if (part) {
             sl_partlog_offsets(part->log, &r);
+            min_insync = sl_topic_config_min_insync(&find_topic(b, topic_name)->config);
+            pthread_mutex_lock(&part->state_lock);
+            nisr = part->state.nisr;
+            pthread_mutex_unlock(&part->state_lock);
+        }
         pthread_rwlock_unlock(&b->topics_lock);
+        /* Led again after losing the lead, the record may have been cut meanwhile: the
+         * offset now holds another. */
+        if (rc == 0 && epoch != leader_epoch)
+            rc = SL_ENOTLEADER;
         if (rc)
             return rc;
-        if (r.high_watermark > offset)
-            return 0;
+        if (r.high_watermark > offset) /* committed, but by fewer copies than asked? */
+            return nisr < min_insync ? SL_ENOTENOUGHREPLICAS : 0;
         if (atomic_load(&b->stopping))
             return SL_ESTOPPED;
         if (sl_clock_mono_ms() >= deadline_mono_ms)
@@ -1093,6 +1131,14 @@ int sl_broker_replica_fetch(sl_broker *b, const char *topic_name, int32_t p, int
     partition *part = find_led(b, topic_name, p, &leader_epoch, &rc);
     if (part && epoch != leader_epoch)
         rc = epoch > leader_epoch ? SL_ENOTLEADER : SL_EFENCED;
+    if (rc == 0) {
+        /* A follower past this log's end holds records this leader does not (it lost a tail
+         * in a crash, say): it must check its log, whatever it believes. */
+        sl_read_result r;
+        sl_partlog_offsets(part->log, &r);
+        if (offset > r.log_end_offset && last_epoch < 0)
+            last_epoch = INT32_MAX;
+    }
     if (rc == 0 && last_epoch >= 0) {
         int32_t found;
         int64_t end;
@@ -1121,6 +1167,7 @@ int sl_broker_replica_fetch(sl_broker *b, const char *topic_name, int32_t p, int
                 offset >= part->epoch_start && part->state.nisr < SL_MAX_REPLICAS) {
                 sl_partition_state proposed = part->state;
                 proposed.isr[proposed.nisr++] = replica;
+                part->joining = replica;
                 ask_isr_change(b, topic_name, part, &proposed);
             }
         }

@@ -203,19 +203,24 @@ typedef struct sl_isr_hook {
 } sl_isr_hook;
 void sl_broker_set_isr_hook(sl_broker *b, const sl_isr_hook *hook);
 
-/* The node has applied the metadata log as far as the controller had: until then it leads
- * nothing (an old record may still name it leader of a partition that has moved on). */
-void sl_broker_set_metadata_ready(sl_broker *b);
+/* The node had applied the metadata log as far as the controller at a heartbeat the controller
+ * answered: it may lead its partitions until 'until_mono_ms', a time before the controller
+ * could fence it. Without a lease it leads nothing (an old record may still name it leader of a
+ * partition that has moved on: after a restart, or when it was cut off or frozen). */
+void sl_broker_renew_lease(sl_broker *b, int64_t until_mono_ms);
 
 /* acks=all, before the append: SL_ENOTENOUGHREPLICAS while the ISR is smaller than the topic's
  * min.insync.replicas, SL_ENOTLEADER when this node does not lead the partition. */
 int sl_broker_check_insync(sl_broker *b, const char *topic, int32_t partition);
 
 /* acks=all, after the append: waits until the high watermark passes 'offset' (every in-sync
- * replica has the record). SL_ETIMEDOUT at the monotonic deadline, SL_ENOTLEADER when this
- * node stops leading the partition meanwhile, SL_ESTOPPED. */
+ * replica has the record). SL_ETIMEDOUT at the monotonic deadline; SL_ENOTLEADER when this
+ * node stops leading the partition meanwhile, or leads it at another epoch than
+ * 'leader_epoch' (the append's: sl_append_result); SL_ENOTENOUGHREPLICAS when the ISR shrank
+ * below min.insync.replicas before the record was in it (Kafka's NOT_ENOUGH_REPLICAS_AFTER_
+ * APPEND: the producer retries, its idempotence dedups); SL_ESTOPPED. */
 int sl_broker_wait_replicated(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
-                              int64_t deadline_mono_ms);
+                              int32_t leader_epoch, int64_t deadline_mono_ms);
 
 /* The leader's side of a follower's fetch: 'replica' (a node id) at leader epoch 'epoch' asks
  * from 'offset', which is also its log end: the leader records it, moves the ISR and the high

@@ -17,6 +17,11 @@
 #include "sluice/err.h"
 
 #define HEARTBEAT_MS 300
+/* How long a heartbeat's answer lets the node lead: less than the controller's session
+ * timeout (3 s), counted from the send, so the lease always ends before the controller can
+ * fence the node and elect other leaders. */
+#define LEASE_MS 2000
+#define ISR_PER_ROUND 16 /* ISR changes sent between two heartbeats */
 #define CALL_TIMEOUT_MS 3000
 #define CONNECT_TIMEOUT_MS 1000
 #define FETCH_WAIT_MS 500
@@ -235,11 +240,12 @@ static void *channel_main(void *arg) {
     sl_node *n = arg;
     peer_conn pc = {0};
     bool registered = false;
-    int64_t last_ok = sl_clock_mono_ms(), last_warn = 0;
+    int64_t last_ok = sl_clock_mono_ms(), last_warn = 0, last_lapse = 0;
     pthread_mutex_lock(&n->lock);
     while (!n->stop) {
-        /* ISR changes first: a leader waits on them to ack acks=all writes. */
-        while (n->nisr > 0 && !n->stop) {
+        /* ISR changes first (a leader waits on them to ack acks=all writes), a few a round so
+         * the heartbeat that keeps this node alive is never starved. */
+        for (int sent_isr = 0; n->nisr > 0 && !n->stop && sent_isr < ISR_PER_ROUND; sent_isr++) {
             isr_request r = n->isr_queue[0];
             memmove(n->isr_queue, n->isr_queue + 1, (n->nisr - 1) * sizeof(r));
             n->nisr--;
@@ -252,6 +258,8 @@ static void *channel_main(void *arg) {
         }
         pthread_mutex_unlock(&n->lock);
         uint64_t applied = 0;
+        int wake = 0;
+        int64_t sent = sl_clock_mono_ms();
         int rc = send_heartbeat(n, &pc, &applied);
         int64_t now = sl_clock_mono_ms();
         if (rc == 0) {
@@ -261,8 +269,15 @@ static void *channel_main(void *arg) {
                         n->url);
             registered = true;
             if (sl_cluster_applied(n->cluster) >= applied)
-                sl_broker_set_metadata_ready(n->broker);
+                sl_broker_renew_lease(n->broker, sent + LEASE_MS);
+            else
+                wake = 20; /* catching up: look again soon */
             start_followers(n);
+        } else if (now - last_ok > LEASE_MS && last_ok >= last_lapse) {
+            sl_warn("node", "no answer from the controller for %" PRId64 " ms: leading nothing "
+                    "until it answers (it may have moved this node's partitions)",
+                    now - last_ok);
+            last_lapse = now;
         } else if (now - last_ok > 10000 && now - last_warn > 10000) {
             sl_warn("node", "no heartbeat reached the controller for %" PRId64 " s (%s)",
                     (now - last_ok) / 1000,
@@ -271,7 +286,9 @@ static void *channel_main(void *arg) {
         }
         pthread_mutex_lock(&n->lock);
         if (!n->stop && n->nisr == 0) {
-            struct timespec ts = sl_clock_deadline(rc == 0 && registered ? HEARTBEAT_MS : 100);
+            struct timespec ts = sl_clock_deadline(wake ? wake
+                                                   : rc == 0 && registered ? HEARTBEAT_MS
+                                                                           : 100);
             pthread_cond_timedwait(&n->cond, &n->lock, &ts);
         }
     }
@@ -304,9 +321,14 @@ static bool take_part(sl_node *n, const sl_followed *f, const msgpack_object *a,
         sl_mp_int(&a[6], &div_end) || a[7].type != MSGPACK_OBJECT_BIN)
         return false;
     if (status) {
-        if (status == SL_ERANGE)
-            sl_warn("node", "%s-%d: the leader has no offset %" PRId64 " (its log starts at "
-                    "%" PRId64 ")", f->topic, f->partition, f->log_end, log_start);
+        /* Once a minute per follower thread: it asks again every round. */
+        static _Thread_local int64_t warned;
+        if (status == SL_ERANGE && sl_clock_mono_ms() - warned > 60000) {
+            sl_warn("node", "%s-%d: the leader no longer has offset %" PRId64 " (its log starts "
+                    "at %" PRId64 "): this replica cannot catch up", f->topic, f->partition,
+                    f->log_end, log_start);
+            warned = sl_clock_mono_ms();
+        }
         return false; /* not the leader yet, or a newer epoch: metadata will tell */
     }
     if (div_end >= 0) {

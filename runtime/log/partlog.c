@@ -737,10 +737,14 @@ static int read_upto(sl_partlog *pl, int64_t offset, size_t max_bytes, enum read
     bool leo = bound == READ_TO_LEO;
     int64_t end = leo ? res->log_end_offset : pl->hw;
     int64_t stop = bound == READ_TO_LSO ? res->last_stable_offset : end;
-    if (offset < res->log_start_offset || offset > end) {
+    /* Between the HW and the LEO is a range the log holds but may not show yet (a new leader's
+     * HW catches up with what its followers have): nothing now, not out of range. */
+    if (offset < res->log_start_offset || offset > res->log_end_offset) {
         pthread_mutex_unlock(&pl->lock);
         return SL_ERANGE;
     }
+    if (offset > end)
+        offset = end;
     if (bound == READ_TO_LSO && offset < stop) {
         int rc = sl_txn_index_aborted(&pl->txns, offset, stop, aborted, naborted);
         if (rc) {

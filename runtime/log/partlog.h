@@ -49,6 +49,7 @@ typedef struct sl_append_result {
     int64_t records;
     int64_t append_time; /* the broker's clock, or -1 when batches keep CreateTime */
     bool duplicate;      /* an idempotent producer's retry: already written at these offsets */
+    int32_t leader_epoch; /* the broker's: the leader epoch the append was made under */
 } sl_append_result;
 
 typedef struct sl_read_result {
@@ -142,8 +143,9 @@ int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
 
 /* Appends to 'out' whole batches from the one holding 'offset', up to about 'max_bytes' (at least
  * one whole batch, so a large batch never stalls a reader), below the high watermark, from one
- * segment. Nothing is appended when offset == HW. SL_ERANGE when offset is below the log start or
- * past the HW. 'res' gets the offsets of the log either way. */
+ * segment. Nothing is appended from the HW to the LEO (a new leader's HW catches up with its
+ * followers: a reader there waits, it is not out of range). SL_ERANGE when offset is below the
+ * log start or past the LEO. 'res' gets the offsets of the log either way. */
 int sl_partlog_read(sl_partlog *pl, int64_t offset, size_t max_bytes, sl_buf *out,
                     sl_read_result *res);
 

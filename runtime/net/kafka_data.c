@@ -231,7 +231,8 @@ int sl_kafka_produce(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {
             if (parts[t][p].rc == 0)
                 parts[t][p].rc = sl_broker_wait_replicated(ctx->broker, topics[t],
                                                            parts[t][p].partition,
-                                                           parts[t][p].res.last_offset, deadline);
+                                                           parts[t][p].res.last_offset,
+                                                           parts[t][p].res.leader_epoch, deadline);
     if (rc == 0)
         sl_kw_i32(w, nt < 0 ? 0 : nt);
     for (int32_t t = 0; rc == 0 && t < nt; t++) {

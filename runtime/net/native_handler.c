@@ -88,6 +88,7 @@ static int handle_produce(sl_broker *b, sl_conn *conn, sl_native_req *req) {
                 out_parts[k].rc = sl_broker_wait_replicated(b, req->topics[i].name,
                                                             req->topics[i].parts[j].partition,
                                                             out_parts[k].res.last_offset,
+                                                            out_parts[k].res.leader_epoch,
                                                             deadline);
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
@@ -614,6 +615,7 @@ static int replica_pass(sl_broker *b, sl_native_req *req, int32_t replica, size_
                         const replica_part *parts, size_t n, sl_buf *out) {
     msgpack_packer pk;
     size_t total = 0;
+    bool news = false;
     begin_ok(out, &pk, req->id, 3);
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++) {
@@ -640,8 +642,9 @@ static int replica_pass(sl_broker *b, sl_native_req *req, int32_t replica, size_
         msgpack_pack_bin_body(&pk, data.data, data.len);
         total += data.len;
         sl_buf_free(&data);
+        news |= rc != 0 || div_end >= 0; /* a refusal or a cut: the follower acts on it now */
     }
-    return (int)(total > 0);
+    return (int)(total > 0 || news);
 }
 
 /* A follower's fetch: long-polls up to max_wait_ms for something to copy. */
