@@ -57,6 +57,7 @@ typedef struct partition {
 
 typedef struct topic {
     char *name;
+    uint64_t id; /* a cluster's topics: which incarnation of the name (0: none given) */
     int32_t npartitions;
     partition *parts;
     sl_topic_config config;
@@ -212,6 +213,20 @@ static bool in_isr(const sl_partition_state *st, int32_t node) {
 
 /* Opens the logs of the partitions of 't' with a replica here; 'fresh' removes what a deleted
  * namesake may have left. */
+/* Which incarnation of its topic a partition directory holds (a cluster's topics): 0 when it
+ * does not say. */
+static uint64_t dir_topic_id(const char *dir) {
+    char path[4200], text[32] = "";
+    snprintf(path, sizeof(path), "%s/topic.id", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fgets(text, sizeof(text), f) == NULL)
+        text[0] = '\0';
+    fclose(f);
+    return strtoull(text, NULL, 10);
+}
+
 static int topic_open_logs(sl_broker *b, topic *t, bool fresh) {
     sl_logconf lc;
     sl_topic_config_to_log(&t->config, &lc);
@@ -223,26 +238,41 @@ static int topic_open_logs(sl_broker *b, topic *t, bool fresh) {
         snprintf(name, sizeof(name), "%s-%d", t->name, i);
         if (fresh)
             sl_fs_remove_tree(dir);
+        /* Replaying a cluster's metadata log passes through earlier incarnations of a name:
+         * a directory a later one owns is not theirs to open (nor, then, to delete). */
+        uint64_t owner = t->id ? dir_topic_id(dir) : 0;
+        if (owner && owner != t->id)
+            continue;
         int rc = sl_partlog_open(dir, name, &lc, &t->parts[i].log);
         if (rc) {
             sl_error("broker", "cannot open partition %s: %s", name, sl_strerror(rc));
             return rc;
         }
+        if (t->id && owner == 0) {
+            char path[4200], text[32];
+            snprintf(path, sizeof(path), "%s/topic.id", dir);
+            int n = snprintf(text, sizeof(text), "%" PRIu64 "\n", t->id);
+            if ((rc = sl_fs_write_atomic(path, text, (size_t)n)) != 0)
+                return rc;
+        }
     }
     return 0;
 }
 
+static void remove_partition_dir(sl_broker *b, const char *name, int32_t p) {
+    char dir[4096], doomed[4200];
+    partition_dir(b, name, p, dir, sizeof(dir));
+    /* Rename first, so a crash mid-removal never leaves a half-deleted live directory. */
+    snprintf(doomed, sizeof(doomed), "%s.deleted", dir);
+    if (rename(dir, doomed) == 0)
+        sl_fs_remove_tree(doomed);
+    else
+        sl_fs_remove_tree(dir);
+}
+
 static void remove_topic_dirs(sl_broker *b, const char *name, int32_t npartitions) {
-    for (int32_t i = 0; i < npartitions; i++) {
-        char dir[4096], doomed[4200];
-        partition_dir(b, name, i, dir, sizeof(dir));
-        /* Rename first, so a crash mid-removal never leaves a half-deleted live directory. */
-        snprintf(doomed, sizeof(doomed), "%s.deleted", dir);
-        if (rename(dir, doomed) == 0)
-            sl_fs_remove_tree(doomed);
-        else
-            sl_fs_remove_tree(dir);
-    }
+    for (int32_t i = 0; i < npartitions; i++)
+        remove_partition_dir(b, name, i);
 }
 
 /* ---- validation ---- */
@@ -914,7 +944,7 @@ static int config_from_kvs(const sl_config_kv *configs, size_t n, sl_topic_confi
     return rc;
 }
 
-int sl_broker_apply_topic(sl_broker *b, const char *name, int32_t npartitions,
+int sl_broker_apply_topic(sl_broker *b, const char *name, uint64_t id, int32_t npartitions,
                           const sl_config_kv *configs, size_t nconfigs,
                           const sl_partition_state *states) {
     sl_topic_config cfg;
@@ -926,6 +956,8 @@ int sl_broker_apply_topic(sl_broker *b, const char *name, int32_t npartitions,
     topic *t = NULL;
     if (rc == 0 && !exists && (t = topic_new(b, name, npartitions, &cfg)) == NULL)
         rc = SL_ENOMEM;
+    if (t)
+        t->id = id;
     for (int32_t i = 0; t && i < npartitions; i++) {
         t->parts[i].state = states[i];
         t->parts[i].replicated = true;
@@ -968,10 +1000,16 @@ int sl_broker_apply_delete(sl_broker *b, const char *name) {
         }
     }
     pthread_rwlock_unlock(&b->topics_lock);
-    int32_t n = t ? t->npartitions : 0;
     if (t) {
+        /* Only the directories this incarnation opened: a later one may own the others. */
+        for (int32_t i = 0; i < t->npartitions; i++) {
+            if (t->parts[i].log == NULL)
+                continue;
+            sl_partlog_close(t->parts[i].log);
+            t->parts[i].log = NULL;
+            remove_partition_dir(b, name, i);
+        }
         topic_free(t);
-        remove_topic_dirs(b, name, n);
         sl_info("broker", "deleted topic %s", name);
     }
     pthread_mutex_unlock(&b->admin_lock);

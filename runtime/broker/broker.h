@@ -163,8 +163,9 @@ int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_con
 
 /* The metadata log's topic changes, applied in log order on every node: a topic (unless it
  * exists) with the logs of the partitions whose replicas include this node, opened as they are
- * on disk; its deletion; its configs (the full overrides). */
-int sl_broker_apply_topic(sl_broker *b, const char *name, int32_t npartitions,
+ * on disk unless a directory belongs to another incarnation 'id' of the name (its topic.id);
+ * its deletion (of the directories it opened); its configs (the full overrides). */
+int sl_broker_apply_topic(sl_broker *b, const char *name, uint64_t id, int32_t npartitions,
                           const sl_config_kv *configs, size_t nconfigs,
                           const sl_partition_state *states);
 int sl_broker_apply_delete(sl_broker *b, const char *name);

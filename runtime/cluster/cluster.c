@@ -30,6 +30,7 @@ typedef struct ctarget {
 /* The image of the metadata log: topics and where their partitions live. */
 typedef struct ctopic {
     char *name;
+    uint64_t id;
     int32_t npartitions;
     sl_partition_state *parts;
     ctarget *targets;
@@ -126,6 +127,7 @@ static void apply_topic(sl_cluster *c, sl_cluster_record *r) {
     if (t && (t->name = strdup(r->name)) != NULL &&
         (t->targets = calloc((size_t)r->npartitions, sizeof(*t->targets))) != NULL) {
         t->npartitions = r->npartitions;
+        t->id = r->topic_id;
         t->parts = r->parts;
         t->configs = r->configs;
         t->nconfigs = r->nconfigs;
@@ -141,8 +143,8 @@ static void apply_topic(sl_cluster *c, sl_cluster_record *r) {
     }
     pthread_mutex_unlock(&c->lock);
     /* Only this thread changes the image, so 't' stays valid without the lock. */
-    if (t && sl_broker_apply_topic(c->broker, t->name, t->npartitions, t->configs, t->nconfigs,
-                                   t->parts) != 0)
+    if (t && sl_broker_apply_topic(c->broker, t->name, t->id, t->npartitions, t->configs,
+                                   t->nconfigs, t->parts) != 0)
         sl_error("cluster", "cannot open the partitions of topic %s here", t->name);
 }
 
@@ -473,7 +475,11 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
         return SL_ENOTLEADER;
     if (replication <= 0)
         replication = c->default_replication;
-    sl_cluster_record r = {.type = SL_CREC_TOPIC, .npartitions = partitions};
+    /* Which incarnation of the name: its partition directories say, so replaying the log
+     * through an earlier one never opens (nor deletes) a later one's data. */
+    uint64_t id = ((uint64_t)sl_clock_wall_ms() << 16 | (sl_clock_mono_ns() & 0xffff)) & INT64_MAX;
+    sl_cluster_record r = {.type = SL_CREC_TOPIC, .npartitions = partitions,
+                           .topic_id = id ? id : 1};
     snprintf(r.name, sizeof(r.name), "%s", name);
     r.parts = calloc((size_t)partitions, sizeof(*r.parts));
     r.configs = (sl_config_kv *)configs;

@@ -102,7 +102,13 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
             }
             have |= T;
         } else if (key_is(k, "id")) {
-            rc = get_i32(v, 1, &r->member.id);
+            /* A broker's id (an int32 >= 1), or a topic's incarnation (any positive integer). */
+            if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 == 0) {
+                rc = SL_EINVAL;
+            } else {
+                r->topic_id = v->via.u64;
+                r->member.id = v->via.u64 <= INT32_MAX ? (int32_t)v->via.u64 : 0;
+            }
             have |= ID;
         } else if (key_is(k, "url")) {
             rc = sl_mp_strcpy(v, r->member.url, sizeof(r->member.url)) || v->via.str.size == 0
@@ -159,6 +165,8 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
         return SL_EINVAL;
     /* Fields another kind of record carries mean nothing here: keep only this kind's. */
     sl_cluster_record kept = {.type = r->type};
+    if (r->type == SL_CREC_BROKER && r->member.id < 1)
+        return SL_EINVAL;
     if (r->type == SL_CREC_BROKER)
         kept.member = r->member;
     else
@@ -176,6 +184,7 @@ static int decode_map(const msgpack_object_map *map, sl_cluster_record *r) {
     if (r->type == SL_CREC_TOPIC && r->parts == NULL)
         return SL_EINVAL;
     if (r->type == SL_CREC_TOPIC) {
+        kept.topic_id = r->topic_id;
         kept.npartitions = r->npartitions;
         kept.parts = r->parts;
         r->parts = NULL;
@@ -242,8 +251,9 @@ int sl_cluster_encode_record(const sl_cluster_record *r, sl_buf *out) {
     static const uint32_t fields[] = {0, 3, 4, 2, 3, 7};
     bool kafka = r->type == SL_CREC_BROKER && r->member.kafka[0];
     bool part = r->type == SL_CREC_PARTITION;
+    bool tid = r->type == SL_CREC_TOPIC && r->topic_id != 0;
     msgpack_pack_map(&pk, fields[r->type] + (kafka ? 1 : 0) + (part && r->has_replicas) +
-                              (part && r->has_target));
+                              (part && r->has_target) + tid);
     sl_mp_pack_str(&pk, "t");
     sl_mp_pack_str(&pk, type_names[r->type]);
     if (r->type == SL_CREC_BROKER) {
@@ -262,6 +272,10 @@ int sl_cluster_encode_record(const sl_cluster_record *r, sl_buf *out) {
     if (r->type == SL_CREC_TOPIC || r->type == SL_CREC_CONFIG) {
         sl_mp_pack_str(&pk, "configs");
         pack_configs(&pk, r);
+    }
+    if (tid) {
+        sl_mp_pack_str(&pk, "id");
+        msgpack_pack_uint64(&pk, r->topic_id);
     }
     if (r->type == SL_CREC_TOPIC) {
         sl_mp_pack_str(&pk, "replicas");

@@ -1,6 +1,7 @@
 /* The records of the cluster's metadata log, msgpack maps ("t" names the kind):
  *   {"t": "broker", "id": int, "url": str, "kafka": str (optional)}
- *   {"t": "topic", "name": str, "configs": {str: str}, "replicas": [[node id...]...]}
+ *   {"t": "topic", "name": str, "id": int (optional: this incarnation of the name), "configs":
+ *    {str: str}, "replicas": [[node id...]...]}
  *        one list of replicas per partition; its first replica leads, at epoch 0, all in sync
  *   {"t": "delete", "name": str}
  *   {"t": "config", "name": str, "configs": {str: str}}   the full overrides
@@ -42,6 +43,7 @@ typedef struct sl_cluster_record {
     int32_t target[SL_MAX_REPLICAS]; /* PARTITION, with has_target */
     int32_t ntarget;
     int32_t npartitions;             /* TOPIC */
+    uint64_t topic_id;               /* TOPIC (0: none given) */
     sl_partition_state *parts;       /* TOPIC: malloc'd, one per partition */
     sl_config_kv *configs;           /* TOPIC, CONFIG: malloc'd */
     size_t nconfigs;

@@ -245,6 +245,35 @@ class ClusterTest(ClusterCase):
         # Asked again, nothing moves.
         self.assertIn("0 partitions are moving", self.cli_ok("cluster", "rebalance", url=everyone))
 
+    def test_a_recreated_topic_survives_a_restart(self):
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        everyone = ",".join(b.url for b in nodes)
+        for values in (["old%d" % i for i in range(100)], ["new%d" % i for i in range(50)]):
+            if values[0] == "new0":
+                self.cli_ok("topic", "delete", "again", url=everyone)
+                wait_until(lambda: all(self.cli("topic", "describe", "again", broker=b)[0] != 0
+                                       for b in nodes), 10, "the topic gone everywhere",
+                           interval=0.1)
+            self.cli_ok("topic", "create", "again", "--replication", "3", url=everyone)
+            for b in nodes:
+                wait_until(lambda: self.in_sync("again", b, 3), 20, "the topic everywhere",
+                           interval=0.1)
+            self.cli_ok("produce", "again", "--acks", "all",
+                        input="".join(v + "\n" for v in values), url=everyone)
+        # The restarted node replays create, delete, create: the first must not take (nor the
+        # delete remove) the directory the second owns.
+        nodes[1].stop()
+        nodes[1].restart()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up again", interval=0.2)
+        wait_until(lambda: self.in_sync("again", nodes[0], 3), 20, "the ISR whole", interval=0.2)
+        copies = [self.partition_bytes(b, "again", 0) for b in nodes]
+        self.assertTrue(copies[1])
+        self.assertEqual(copies[1], copies[0])
+        self.assertEqual(copies[1], copies[2])
+        values = [r[3] for r in self.consume_records("again", broker=nodes[1])]
+        self.assertEqual(values, ["new%d" % i for i in range(50)])
+
     def test_bad_controllers_are_refused_and_one_node_is_a_cluster_of_one(self):
         single = self.start_broker()
         text = self.cli_ok("cluster", "status", broker=single)
