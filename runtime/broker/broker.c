@@ -64,6 +64,14 @@ typedef struct topic {
     struct topic *next;
 } topic;
 
+/* Long-poll waiters and the counter they wait on. */
+typedef struct waitq {
+    atomic_uint_fast64_t version;
+    atomic_int waiters;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} waitq;
+
 typedef struct request_stats {
     atomic_uint_fast64_t count;
     atomic_uint_fast64_t sum_ns;
@@ -86,10 +94,9 @@ struct sl_broker {
     int64_t next_pid;      /* under admin_lock */
     int64_t pid_block_end; /* ids below this are recorded as handed out */
 
-    atomic_uint_fast64_t data_version;
-    atomic_int data_waiters;
-    pthread_mutex_t data_lock;
-    pthread_cond_t data_cond;
+    /* Long-polls: readers wait for what they may see (the HW) to move, followers for the log
+     * to grow, so neither is woken by the other's news. */
+    waitq visible, appended;
 
     atomic_bool stopping;
     pthread_t maint_thread;
@@ -618,13 +625,40 @@ int sl_broker_init_producer_id(sl_broker *b, int64_t *producer_id, int16_t *epoc
 
 /* ---- data ---- */
 
-static void signal_data(sl_broker *b) {
-    atomic_fetch_add(&b->data_version, 1);
-    if (atomic_load(&b->data_waiters) > 0) {
-        pthread_mutex_lock(&b->data_lock);
-        pthread_cond_broadcast(&b->data_cond);
-        pthread_mutex_unlock(&b->data_lock);
+static void waitq_signal(waitq *q) {
+    atomic_fetch_add(&q->version, 1);
+    if (atomic_load(&q->waiters) > 0) {
+        pthread_mutex_lock(&q->lock);
+        pthread_cond_broadcast(&q->cond);
+        pthread_mutex_unlock(&q->lock);
     }
+}
+
+static void waitq_wait(sl_broker *b, waitq *q, uint64_t version, int64_t deadline_mono_ms) {
+    pthread_mutex_lock(&q->lock);
+    atomic_fetch_add(&q->waiters, 1);
+    while (atomic_load(&q->version) == version && !atomic_load(&b->stopping)) {
+        int64_t left = deadline_mono_ms - sl_clock_mono_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts = sl_clock_deadline(left);
+        pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+    }
+    atomic_fetch_sub(&q->waiters, 1);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Anything changed (a topic, a partition's state): every waiter looks again. */
+static void signal_data(sl_broker *b) {
+    waitq_signal(&b->visible);
+    waitq_signal(&b->appended);
+}
+
+/* An append: followers look; readers too when the HW moved with it. */
+static void signal_append(sl_broker *b, bool hw_moved) {
+    waitq_signal(&b->appended);
+    if (hw_moved)
+        waitq_signal(&b->visible);
 }
 
 /* A topic whose compression.type names a codec stores every batch with it, as Kafka does: the
@@ -718,8 +752,11 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         rc = sl_partlog_append(part->log, data, len, leader_epoch, sl_clock_wall_ms(), res);
     if (rc == 0)
         res->leader_epoch = leader_epoch;
-    if (rc == 0 && (rc = advance_hw(b, part)) > 0)
+    bool moved = false;
+    if (rc == 0 && (rc = advance_hw(b, part)) > 0) {
+        moved = true;
         rc = 0;
+    }
     if (rc == 0 && !res->duplicate) {
         atomic_fetch_add(&part->records_in, (uint64_t)records);
         atomic_fetch_add(&part->bytes_in, len);
@@ -729,7 +766,7 @@ int sl_broker_produce(sl_broker *b, const char *topic_name, int32_t p, uint8_t *
         b->txn_hook.done(b->txn_hook.arg);
     sl_buf_free(&converted);
     if (rc == 0)
-        signal_data(b);
+        signal_append(b, moved);
     return rc;
 }
 
@@ -836,11 +873,14 @@ int sl_broker_write_marker(sl_broker *b, const char *topic_name, int32_t p, int6
     if (part)
         rc = sl_partlog_append_marker(part->log, pid, epoch, type, leader_epoch,
                                       sl_clock_wall_ms(), &offset);
-    if (rc == 0 && (rc = advance_hw(b, part)) > 0)
+    bool moved = false;
+    if (rc == 0 && (rc = advance_hw(b, part)) > 0) {
+        moved = true;
         rc = 0;
+    }
     pthread_rwlock_unlock(&b->topics_lock);
     if (rc == 0)
-        signal_data(b);
+        signal_append(b, moved);
     return rc;
 }
 
@@ -1217,8 +1257,8 @@ int sl_broker_replica_fetch(sl_broker *b, const char *topic_name, int32_t p, int
         rc = sl_partlog_read_replica(part->log, offset, max_bytes, out, res);
     pthread_rwlock_unlock(&b->topics_lock);
     /* Only a move wakes anyone: the follower's own long-poll waits on the same signal. */
-    if (moved)
-        signal_data(b); /* acks=all waiters and readers at the high watermark look */
+    if (moved) /* acks=all waiters and readers at the high watermark look */
+        waitq_signal(&b->visible);
     return rc;
 }
 
@@ -1437,21 +1477,19 @@ int sl_broker_record_timestamp(sl_broker *b, const char *topic, int32_t partitio
 }
 
 uint64_t sl_broker_data_version(sl_broker *b) {
-    return atomic_load(&b->data_version);
+    return atomic_load(&b->visible.version);
 }
 
 void sl_broker_wait_for_data(sl_broker *b, uint64_t version, int64_t deadline_mono_ms) {
-    pthread_mutex_lock(&b->data_lock);
-    atomic_fetch_add(&b->data_waiters, 1);
-    while (atomic_load(&b->data_version) == version && !atomic_load(&b->stopping)) {
-        int64_t left = deadline_mono_ms - sl_clock_mono_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts = sl_clock_deadline(left);
-        pthread_cond_timedwait(&b->data_cond, &b->data_lock, &ts);
-    }
-    atomic_fetch_sub(&b->data_waiters, 1);
-    pthread_mutex_unlock(&b->data_lock);
+    waitq_wait(b, &b->visible, version, deadline_mono_ms);
+}
+
+uint64_t sl_broker_log_version(sl_broker *b) {
+    return atomic_load(&b->appended.version);
+}
+
+void sl_broker_wait_for_log(sl_broker *b, uint64_t version, int64_t deadline_mono_ms) {
+    waitq_wait(b, &b->appended, version, deadline_mono_ms);
 }
 
 bool sl_broker_stopping(sl_broker *b) {
@@ -1763,8 +1801,10 @@ int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
     pthread_rwlock_init(&b->topics_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&b->admin_lock, NULL);
-    pthread_mutex_init(&b->data_lock, NULL);
-    pthread_cond_init(&b->data_cond, NULL);
+    pthread_mutex_init(&b->visible.lock, NULL);
+    pthread_cond_init(&b->visible.cond, NULL);
+    pthread_mutex_init(&b->appended.lock, NULL);
+    pthread_cond_init(&b->appended.cond, NULL);
     pthread_mutex_init(&b->maint_lock, NULL);
     pthread_cond_init(&b->maint_cond, NULL);
 
@@ -1813,9 +1853,7 @@ int sl_broker_open(const sl_broker_conf *conf, sl_broker **out) {
 
 void sl_broker_shutdown(sl_broker *b) {
     atomic_store(&b->stopping, true);
-    pthread_mutex_lock(&b->data_lock);
-    pthread_cond_broadcast(&b->data_cond);
-    pthread_mutex_unlock(&b->data_lock);
+    signal_data(b);
     pthread_mutex_lock(&b->maint_lock);
     pthread_cond_broadcast(&b->maint_cond);
     pthread_mutex_unlock(&b->maint_lock);
@@ -1838,8 +1876,10 @@ void sl_broker_close(sl_broker *b) {
         close(b->lock_fd);
     pthread_rwlock_destroy(&b->topics_lock);
     pthread_mutex_destroy(&b->admin_lock);
-    pthread_mutex_destroy(&b->data_lock);
-    pthread_cond_destroy(&b->data_cond);
+    pthread_mutex_destroy(&b->visible.lock);
+    pthread_cond_destroy(&b->visible.cond);
+    pthread_mutex_destroy(&b->appended.lock);
+    pthread_cond_destroy(&b->appended.cond);
     pthread_mutex_destroy(&b->maint_lock);
     pthread_cond_destroy(&b->maint_cond);
     free(b->data_dir);

@@ -277,6 +277,11 @@ int sl_broker_record_timestamp(sl_broker *b, const char *topic, int32_t partitio
 uint64_t sl_broker_data_version(sl_broker *b);
 void sl_broker_wait_for_data(sl_broker *b, uint64_t version, int64_t deadline_mono_ms);
 
+/* The same for a follower: a counter that moves when a log grows (or a partition's state
+ * changes), not when a high watermark moves. */
+uint64_t sl_broker_log_version(sl_broker *b);
+void sl_broker_wait_for_log(sl_broker *b, uint64_t version, int64_t deadline_mono_ms);
+
 /* ---- observability ---- */
 
 enum sl_request_kind {

@@ -677,12 +677,12 @@ static int handle_replica_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req
     sl_buf *out = sl_conn_buffer(conn);
     int64_t deadline = sl_clock_mono_ms() + max_wait;
     for (;;) {
-        uint64_t version = sl_broker_data_version(b);
+        uint64_t version = sl_broker_log_version(b);
         out->len = 0;
         int got = replica_pass(b, req, (int32_t)replica, (size_t)max_bytes, parts, n, out);
         if (got || sl_clock_mono_ms() >= deadline || sl_broker_stopping(b))
             break;
-        sl_broker_wait_for_data(b, version, deadline);
+        sl_broker_wait_for_log(b, version, deadline);
     }
     free(parts);
     return finish(conn, out);
