@@ -249,6 +249,15 @@ static int propose(sl_cluster *c, const sl_cluster_record *r) {
     return rc;
 }
 
+/* This node leads the quorum and its image is whole (control() committed an entry of its own
+ * term): it may decide. */
+static bool in_control(sl_cluster *c) {
+    pthread_mutex_lock(&c->lock);
+    bool yes = c->controlling;
+    pthread_mutex_unlock(&c->lock);
+    return yes && sl_quorum_leader(c->quorum) == c->node_id;
+}
+
 /* ---- the controller ---- */
 
 static bool alive(const sl_cluster *c, int32_t id, int64_t now) {
@@ -319,6 +328,17 @@ static void control(sl_cluster *c) {
         return;
     }
     if (!c->controlling) {
+        /* A new leader may not have applied everything committed before its term: commit an
+         * entry of its own first (its registration again), after which its image is whole. */
+        sl_cluster_record self = {.type = SL_CREC_BROKER, .member = {.id = c->node_id}};
+        for (size_t i = 0; i < c->nmembers; i++)
+            if (c->members[i].id == c->node_id)
+                self.member = c->members[i];
+        pthread_mutex_unlock(&c->lock);
+        if (self.member.url[0] == '\0' || propose(c, &self) != 0)
+            return; /* not registered yet (its heartbeat does it), or lost the lead: later */
+        now = sl_clock_mono_ms();
+        pthread_mutex_lock(&c->lock);
         /* Every broker gets a full session to show itself to a new controller. */
         c->controlling = true;
         for (size_t i = 0; i < c->voters; i++) {
@@ -471,7 +491,7 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     int rc = sl_broker_check_new_topic(name, partitions, configs, nconfigs, errbuf, errlen);
     if (rc)
         return rc;
-    if (sl_quorum_leader(c->quorum) != c->node_id)
+    if (!in_control(c))
         return SL_ENOTLEADER;
     if (replication <= 0)
         replication = c->default_replication;
@@ -516,7 +536,7 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
 }
 
 int sl_cluster_rebalance(sl_cluster *c, int32_t *moving, char *errbuf, size_t errlen) {
-    if (sl_quorum_leader(c->quorum) != c->node_id)
+    if (!in_control(c))
         return SL_ENOTLEADER;
     pthread_mutex_lock(&c->admin_lock);
     pthread_mutex_lock(&c->lock);
@@ -595,7 +615,7 @@ int sl_cluster_rebalance(sl_cluster *c, int32_t *moving, char *errbuf, size_t er
 }
 
 int sl_cluster_delete_topic(sl_cluster *c, const char *name, char *errbuf, size_t errlen) {
-    if (sl_quorum_leader(c->quorum) != c->node_id)
+    if (!in_control(c))
         return SL_ENOTLEADER;
     pthread_mutex_lock(&c->admin_lock);
     pthread_mutex_lock(&c->lock);
@@ -620,7 +640,7 @@ int sl_cluster_alter_topic(sl_cluster *c, const char *name, const sl_config_kv *
         if (rc)
             return rc;
     }
-    if (sl_quorum_leader(c->quorum) != c->node_id)
+    if (!in_control(c))
         return SL_ENOTLEADER;
     pthread_mutex_lock(&c->admin_lock);
     pthread_mutex_lock(&c->lock);
@@ -659,7 +679,7 @@ int sl_cluster_alter_topic(sl_cluster *c, const char *name, const sl_config_kv *
 
 int sl_cluster_alter_isr(sl_cluster *c, const char *topic, int32_t partition, int32_t leader,
                          int32_t epoch, int32_t version, const int32_t *isr, size_t nisr) {
-    if (sl_quorum_leader(c->quorum) != c->node_id)
+    if (!in_control(c))
         return SL_ENOTLEADER;
     if (nisr == 0 || nisr > SL_MAX_REPLICAS || !state_has(isr, (int32_t)nisr, leader))
         return SL_EINVAL;

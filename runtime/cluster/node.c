@@ -511,15 +511,34 @@ static void await_topic(sl_node *n, const char *name, bool present) {
     }
 }
 
+/* Runs a topic change on the controller: here when this node is it, else forwarded. A
+ * controller just elected takes a moment to take control, and an election a moment without
+ * one: retried for a few seconds rather than failed. */
+static int on_controller(sl_node *n, const admin_request *a, char *errbuf, size_t errlen) {
+    int64_t deadline = sl_clock_mono_ms() + 3000;
+    for (;;) {
+        int rc;
+        if (a->api == SL_API_CREATE_TOPIC)
+            rc = sl_cluster_create_topic(n->cluster, a->name, a->partitions, a->replication,
+                                         a->configs, a->nconfigs, errbuf, errlen);
+        else if (a->api == SL_API_DELETE_TOPIC)
+            rc = sl_cluster_delete_topic(n->cluster, a->name, errbuf, errlen);
+        else
+            rc = sl_cluster_alter_topic(n->cluster, a->name, a->configs, a->nconfigs, errbuf,
+                                        errlen);
+        if (rc == SL_ENOTLEADER)
+            rc = forward_admin(n, a, errbuf, errlen);
+        if (rc != SL_ENOTLEADER || sl_clock_mono_ms() >= deadline || stopping(n, 50))
+            return rc;
+    }
+}
+
 static int admin_create(void *arg, const char *name, int32_t partitions, int32_t replication,
                         const sl_config_kv *configs, size_t nconfigs, char *errbuf,
                         size_t errlen) {
     sl_node *n = arg;
-    int rc = sl_cluster_create_topic(n->cluster, name, partitions, replication, configs,
-                                     nconfigs, errbuf, errlen);
     admin_request a = {SL_API_CREATE_TOPIC, name, partitions, replication, configs, nconfigs};
-    if (rc == SL_ENOTLEADER)
-        rc = forward_admin(n, &a, errbuf, errlen);
+    int rc = on_controller(n, &a, errbuf, errlen);
     if (rc == 0)
         await_topic(n, name, true);
     return rc;
@@ -527,10 +546,8 @@ static int admin_create(void *arg, const char *name, int32_t partitions, int32_t
 
 static int admin_remove(void *arg, const char *name, char *errbuf, size_t errlen) {
     sl_node *n = arg;
-    int rc = sl_cluster_delete_topic(n->cluster, name, errbuf, errlen);
     admin_request a = {SL_API_DELETE_TOPIC, name, 0, 0, NULL, 0};
-    if (rc == SL_ENOTLEADER)
-        rc = forward_admin(n, &a, errbuf, errlen);
+    int rc = on_controller(n, &a, errbuf, errlen);
     if (rc == 0)
         await_topic(n, name, false);
     return rc;
@@ -538,12 +555,8 @@ static int admin_remove(void *arg, const char *name, char *errbuf, size_t errlen
 
 static int admin_alter(void *arg, const char *name, const sl_config_kv *configs, size_t nconfigs,
                        char *errbuf, size_t errlen) {
-    sl_node *n = arg;
-    int rc = sl_cluster_alter_topic(n->cluster, name, configs, nconfigs, errbuf, errlen);
     admin_request a = {SL_API_ALTER_TOPIC, name, 0, 0, configs, nconfigs};
-    if (rc == SL_ENOTLEADER)
-        rc = forward_admin(n, &a, errbuf, errlen);
-    return rc;
+    return on_controller(arg, &a, errbuf, errlen);
 }
 
 /* ---- start and stop ---- */
