@@ -53,6 +53,7 @@ typedef struct partition {
     int32_t joining; /* leader: a follower asked into the ISR, counted for the HW already */
     int32_t checked_epoch; /* follower: log checked against this epoch's leader; -1: not yet */
     bool replicated;       /* from the cluster's metadata log (not a node-local topic) */
+    int64_t hw_saved;      /* replicated: the HW last written to hw.checkpoint */
 } partition;
 
 typedef struct topic {
@@ -220,6 +221,41 @@ static bool in_isr(const sl_partition_state *st, int32_t node) {
 
 /* Opens the logs of the partitions of 't' with a replica here; 'fresh' removes what a deleted
  * namesake may have left. */
+/* A replica's HW survives a restart in '<dir>/hw.checkpoint' (a log opens with its HW at the
+ * LEO, which for a replica may hold records not committed). -1 when there is none. */
+static int64_t read_hw_checkpoint(const char *dir) {
+    char path[4200], text[32] = "";
+    snprintf(path, sizeof(path), "%s/hw.checkpoint", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    if (fgets(text, sizeof(text), f) == NULL)
+        text[0] = '\0';
+    fclose(f);
+    return text[0] ? strtoll(text, NULL, 10) : -1;
+}
+
+/* Writes the HW of each replicated partition whose HW moved. Topics lock held. */
+static void save_hw_checkpoints(sl_broker *b) {
+    for (topic *t = b->topics; t; t = t->next) {
+        for (int32_t i = 0; i < t->npartitions; i++) {
+            partition *part = &t->parts[i];
+            if (part->log == NULL || !part->replicated)
+                continue;
+            sl_read_result r;
+            sl_partlog_offsets(part->log, &r);
+            if (r.high_watermark == part->hw_saved)
+                continue;
+            char dir[4096], path[4200], text[32];
+            partition_dir(b, t->name, i, dir, sizeof(dir));
+            snprintf(path, sizeof(path), "%s/hw.checkpoint", dir);
+            int n = snprintf(text, sizeof(text), "%" PRId64 "\n", r.high_watermark);
+            if (sl_fs_write_atomic(path, text, (size_t)n) == 0)
+                part->hw_saved = r.high_watermark;
+        }
+    }
+}
+
 /* Which incarnation of its topic a partition directory holds (a cluster's topics): 0 when it
  * does not say. */
 static uint64_t dir_topic_id(const char *dir) {
@@ -1008,6 +1044,18 @@ int sl_broker_apply_topic(sl_broker *b, const char *name, uint64_t id, int32_t n
     /* What is on disk is this topic's: the log replays its deletion before any namesake. */
     if (t && rc == 0)
         rc = topic_open_logs(b, t, false);
+    for (int32_t i = 0; t && rc == 0 && i < npartitions; i++) {
+        partition *part = &t->parts[i];
+        if (part->log == NULL)
+            continue;
+        char dir[4096];
+        partition_dir(b, name, i, dir, sizeof(dir));
+        int64_t hw = read_hw_checkpoint(dir); /* none: nothing known committed yet */
+        part->hw_saved = hw;
+        rc = sl_partlog_restore_high_watermark(part->log, hw < 0 ? 0 : hw);
+        if (rc == 0 && part->state.leader == b->node_id && (rc = advance_hw(b, part)) > 0)
+            rc = 0; /* led alone: all of it is committed */
+    }
     if (t && rc == 0) {
         pthread_rwlock_wrlock(&b->topics_lock);
         t->next = b->topics;
@@ -1683,8 +1731,10 @@ static void *maint_main(void *arg) {
                     sl_partlog_enforce_retention(t->parts[i].log, now);
             }
         }
-        if (b->clustered)
+        if (b->clustered) {
             shrink_isrs(b);
+            save_hw_checkpoints(b);
+        }
         if (clean)
             nlogs = collect_compacted(b, &logs);
         pthread_rwlock_unlock(&b->topics_lock);

@@ -673,17 +673,20 @@ static int64_t readable_limit(sl_partlog *pl, size_t i) {
     return i == pl->hw_seg ? pl->hw_pos : 0;
 }
 
-int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw) {
+/* Moves the HW to 'hw' (clamped to the log); backwards only when 'lower'. */
+static int set_hw(sl_partlog *pl, int64_t hw, bool lower) {
     int rc = 0;
     pthread_mutex_lock(&pl->lock);
     sl_segment *seg = active(pl);
     if (hw > seg->next_offset)
         hw = seg->next_offset;
+    if (hw < pl->segs[0]->base_offset)
+        hw = pl->segs[0]->base_offset;
     if (hw == seg->next_offset) {
         pl->hw = hw;
         pl->hw_seg = pl->nsegs - 1;
         pl->hw_pos = seg->size;
-    } else if (hw > pl->hw) {
+    } else if (hw > pl->hw || (lower && hw < pl->hw)) {
         size_t i = segment_for(pl, hw);
         int64_t pos;
         rc = sl_segment_find(pl->segs[i], hw, pl->segs[i]->size, &pos);
@@ -695,6 +698,14 @@ int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw) {
     }
     pthread_mutex_unlock(&pl->lock);
     return rc;
+}
+
+int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw) {
+    return set_hw(pl, hw, false);
+}
+
+int sl_partlog_restore_high_watermark(sl_partlog *pl, int64_t hw) {
+    return set_hw(pl, hw, true);
 }
 
 static void offsets_locked(sl_partlog *pl, sl_read_result *res) {

@@ -141,6 +141,11 @@ int sl_partlog_epoch_end(sl_partlog *pl, int32_t epoch, int32_t *found_epoch,
 /* Moves the high watermark (never backwards, never past the LEO). */
 int sl_partlog_set_high_watermark(sl_partlog *pl, int64_t hw);
 
+/* At open, for a replica: the log opens with its HW at the LEO, as a single node's does, but a
+ * replica's tail may not be committed; this puts the HW back to 'hw', the last one it knew
+ * (clamped to the log). Call before serving reads. */
+int sl_partlog_restore_high_watermark(sl_partlog *pl, int64_t hw);
+
 /* Appends to 'out' whole batches from the one holding 'offset', up to about 'max_bytes' (at least
  * one whole batch, so a large batch never stalls a reader), below the high watermark, from one
  * segment. Nothing is appended from the HW to the LEO (a new leader's HW catches up with its
