@@ -1135,8 +1135,9 @@ int sl_broker_apply_partition(sl_broker *b, const char *topic_name, int32_t p,
     pthread_rwlock_rdlock(&b->topics_lock);
     partition *part = find_partition(b, topic_name, p, &rc);
     bool opens = part && part->log == NULL && has_replica(st, b->node_id);
+    bool drops = part && part->log != NULL && !has_replica(st, b->node_id);
     pthread_rwlock_unlock(&b->topics_lock);
-    if (opens)
+    if (opens || drops)
         pthread_rwlock_wrlock(&b->topics_lock);
     else
         pthread_rwlock_rdlock(&b->topics_lock);
@@ -1161,6 +1162,14 @@ int sl_broker_apply_partition(sl_broker *b, const char *topic_name, int32_t p,
         pthread_mutex_unlock(&part->state_lock);
         if (part->log == NULL && has_replica(st, b->node_id))
             rc = topic_open_logs(b, t, false);
+        if (drops && part->log) {
+            /* Moved away (cluster rebalance): its copy here is nobody's now. */
+            sl_partlog_close(part->log);
+            part->log = NULL;
+            remove_partition_dir(b, topic_name, p);
+            sl_info("broker", "%s-%d: its replica moved away from this node: removed", topic_name,
+                    p);
+        }
         if (rc == 0 && part->log && new_leader) {
             sl_read_result r;
             sl_partlog_offsets(part->log, &r);

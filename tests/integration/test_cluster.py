@@ -239,6 +239,13 @@ class ClusterTest(ClusterCase):
             for r in p["replicas"]:
                 held[r] += 1
         self.assertEqual(held, {1: 4, 2: 4, 3: 4})
+        # A node a replica moved away from removed its copy.
+        for p in d["partitions"]:
+            for b in self.nodes:
+                path = os.path.join(b.data_dir, "grow-%d" % p["partition"])
+                wait_until(lambda: os.path.isdir(path) == (b.node_id in p["replicas"]), 10,
+                           "grow-%d on node %d only if a replica" % (p["partition"], b.node_id),
+                           interval=0.1)
         self.assertEqual(led, {1: 2, 2: 2, 3: 2})
         values = [r[3] for r in self.consume_records("grow", broker=self.nodes[2])]
         self.assertEqual(sorted(values, key=int), first + second)
