@@ -126,6 +126,19 @@ static topic *find_topic(sl_broker *b, const char *name) {
     return NULL;
 }
 
+/* Takes topic 'name' out of the registry and returns it (NULL when there is none). Topics lock
+ * held exclusively (or not yet shared: at open). */
+static topic *unlink_topic(sl_broker *b, const char *name) {
+    for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            topic *t = *pp;
+            *pp = t->next;
+            return t;
+        }
+    }
+    return NULL;
+}
+
 static partition *find_partition(sl_broker *b, const char *name, int32_t p, int *status) {
     topic *t = find_topic(b, name);
     if (t == NULL || p < 0 || p >= t->npartitions) {
@@ -471,13 +484,7 @@ int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t 
     topic *t = NULL;
     if (rc == 0) {
         pthread_rwlock_wrlock(&b->topics_lock);
-        for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
-            if (strcmp((*pp)->name, name) == 0) {
-                t = *pp;
-                *pp = t->next;
-                break;
-            }
-        }
+        t = unlink_topic(b, name);
         pthread_rwlock_unlock(&b->topics_lock);
     }
     if (t) {
@@ -1079,14 +1086,7 @@ int sl_broker_apply_topic(sl_broker *b, const char *name, uint64_t id, int32_t n
 int sl_broker_apply_delete(sl_broker *b, const char *name) {
     pthread_mutex_lock(&b->admin_lock);
     pthread_rwlock_wrlock(&b->topics_lock);
-    topic *t = NULL;
-    for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->name, name) == 0) {
-            t = *pp;
-            *pp = t->next;
-            break;
-        }
-    }
+    topic *t = unlink_topic(b, name);
     pthread_rwlock_unlock(&b->topics_lock);
     if (t) {
         /* Only the directories this incarnation opened: a later one may own the others. */
@@ -1803,13 +1803,8 @@ static int replay_apply(void *ctx, const sl_meta_record *rec) {
         b->topics = t;
         return 0;
     case SL_META_DELETE:
-        for (topic **pp = &b->topics; *pp; pp = &(*pp)->next) {
-            if (*pp == t) {
-                *pp = t->next;
-                topic_free(t);
-                break;
-            }
-        }
+        if ((t = unlink_topic(b, rec->name)) != NULL)
+            topic_free(t);
         return 0;
     case SL_META_PIDS:
         if (rec->pid_end > b->pid_block_end)

@@ -258,6 +258,28 @@ static bool in_control(sl_cluster *c) {
     return yes && sl_quorum_leader(c->quorum) == c->node_id;
 }
 
+/* Appends a partition record of 'topic'-'p' in state 'st' to a growing array; NULL when out of
+ * memory. */
+static sl_cluster_record *add_partition_record(sl_cluster_record **v, size_t *n, size_t *cap,
+                                               const char *topic, int32_t p,
+                                               const sl_partition_state *st) {
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        sl_cluster_record *nv = realloc(*v, c * sizeof(*nv));
+        if (nv == NULL)
+            return NULL;
+        *v = nv;
+        *cap = c;
+    }
+    sl_cluster_record *r = &(*v)[(*n)++];
+    memset(r, 0, sizeof(*r));
+    r->type = SL_CREC_PARTITION;
+    snprintf(r->name, sizeof(r->name), "%s", topic);
+    r->partition = p;
+    r->state = *st;
+    return r;
+}
+
 /* ---- the controller ---- */
 
 static bool alive(const sl_cluster *c, int32_t id, int64_t now) {
@@ -366,19 +388,9 @@ static void control(sl_cluster *c) {
             if (!next_state(c, &t->parts[p], now, &next) &&
                 !(done_moving = finish_move(&t->parts[p], &t->targets[p], &next)))
                 continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                sl_cluster_record *nc = realloc(changes, cap * sizeof(*nc));
-                if (nc == NULL)
-                    break;
-                changes = nc;
-            }
-            sl_cluster_record *r = &changes[n++];
-            memset(r, 0, sizeof(*r));
-            r->type = SL_CREC_PARTITION;
-            snprintf(r->name, sizeof(r->name), "%s", t->name);
-            r->partition = p;
-            r->state = next;
+            sl_cluster_record *r = add_partition_record(&changes, &n, &cap, t->name, p, &next);
+            if (r == NULL)
+                break;
             r->has_replicas = r->has_target = done_moving;
             if (done_moving)
                 sl_info("cluster", "%s-%d: moved, its replicas are now the %d asked for", t->name,
@@ -579,21 +591,11 @@ int sl_cluster_rebalance(sl_cluster *c, int32_t *moving, char *errbuf, size_t er
                     next.nreplicas < SL_MAX_REPLICAS)
                     next.replicas[next.nreplicas++] = target[k];
             next.version = st->version + 1;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                sl_cluster_record *nm = realloc(moves, cap * sizeof(*nm));
-                if (nm == NULL) {
-                    rc = SL_ENOMEM;
-                    break;
-                }
-                moves = nm;
+            sl_cluster_record *r = add_partition_record(&moves, &n, &cap, t->name, p, &next);
+            if (r == NULL) {
+                rc = SL_ENOMEM;
+                break;
             }
-            sl_cluster_record *r = &moves[n++];
-            memset(r, 0, sizeof(*r));
-            r->type = SL_CREC_PARTITION;
-            snprintf(r->name, sizeof(r->name), "%s", t->name);
-            r->partition = p;
-            r->state = next;
             r->has_replicas = r->has_target = true;
             r->ntarget = replication;
             memcpy(r->target, target, sizeof(r->target));

@@ -529,6 +529,15 @@ static int handle_commit(sl_coordinator *coord, sl_conn *conn, sl_native_req *re
 
 /* ---- cluster ---- */
 
+/* [0, nil, value]: an answer of one integer. */
+static int reply_value(sl_conn *conn, uint32_t id, int64_t value) {
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, id, 3);
+    msgpack_pack_int64(&pk, value);
+    return finish(conn, out);
+}
+
 static sl_cluster *cluster_of(sl_native_ctx *ctx) {
     return atomic_load(&ctx->cluster_ready) ? ctx->cluster : NULL;
 }
@@ -554,11 +563,7 @@ static int handle_cluster_register(sl_native_ctx *ctx, sl_conn *conn, sl_native_
         snprintf(msg, sizeof(msg), "this node does not lead the metadata quorum");
     if (rc)
         return reply_status(conn, req->id, rc, msg);
-    sl_buf *out = sl_conn_buffer(conn);
-    msgpack_packer pk;
-    begin_ok(out, &pk, req->id, 3);
-    msgpack_pack_uint64(&pk, applied);
-    return finish(conn, out);
+    return reply_value(conn, req->id, (int64_t)applied);
 }
 
 static int handle_alter_isr(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
@@ -598,11 +603,7 @@ static int handle_rebalance(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *re
     int rc = sl_node_rebalance(node, &moving, err, sizeof(err));
     if (rc)
         return reply_status(conn, req->id, rc, err);
-    sl_buf *out = sl_conn_buffer(conn);
-    msgpack_packer pk;
-    begin_ok(out, &pk, req->id, 3);
-    msgpack_pack_int32(&pk, moving);
-    return finish(conn, out);
+    return reply_value(conn, req->id, moving);
 }
 
 /* One partition of a follower's fetch. */
