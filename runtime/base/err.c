@@ -36,6 +36,8 @@ static const struct err_desc err_table[] = {
     {"SL_EGROUPNOTEMPTY", "the group has active members"},
     {"SL_EUNSTABLE", "an undecided transaction holds offsets of the group: ask again"},
     {"SL_ENOTENOUGHREPLICAS", "not enough in-sync replicas for acks=all"},
+    {"SL_ENOTCOORD", "this broker is not the group's coordinator"},
+    {"SL_ECOORDLOADING", "the group's coordinator is loading its offsets"},
 };
 
 const char *sl_strerror(int status) {

@@ -449,7 +449,11 @@ void sl_broker_set_admin_hook(sl_broker *b, const sl_admin_hook *hook) {
 
 /* A user topic on a node of a cluster: its admin goes through the metadata log. */
 static bool replicated_topic(sl_broker *b, const char *name) {
-    return b->clustered && strncmp(name, "__", 2) != 0;
+    return b->clustered && (strncmp(name, "__", 2) != 0 || strcmp(name, SL_OFFSETS_TOPIC) == 0);
+}
+
+bool sl_broker_clustered(const sl_broker *b) {
+    return b->clustered;
 }
 
 int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
@@ -461,6 +465,13 @@ int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t part
      * compacted ones keep the latest record per key. */
     sl_config_kv configs[] = {{(char *)"retention.ms", (char *)"-1"},
                               {(char *)"cleanup.policy", (char *)"compact"}};
+    if (replicated_topic(b, name)) {
+        int rc = b->admin_hook.create ? b->admin_hook.create(b->admin_hook.arg, name, partitions,
+                                                             0, configs, compacted ? 2 : 1,
+                                                             errbuf, errlen)
+                                      : still_joining(errbuf, errlen);
+        return rc == SL_EEXIST ? 0 : rc;
+    }
     int rc = create_topic(b, name, partitions, configs, compacted ? 2 : 1, true, errbuf, errlen);
     return rc == SL_EEXIST ? 0 : rc;
 }
@@ -1009,7 +1020,10 @@ static void ask_isr_change(sl_broker *b, const char *topic_name, partition *part
 
 int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_config_kv *configs,
                               size_t nconfigs, char *errbuf, size_t errlen) {
-    int rc = check_topic_name(name, errbuf, errlen);
+    /* The replicated internal topic is created through the controller too, and only as the
+     * group coordinators need it. */
+    bool offsets = strcmp(name, SL_OFFSETS_TOPIC) == 0 && partitions == SL_OFFSETS_PARTITIONS;
+    int rc = offsets ? 0 : check_topic_name(name, errbuf, errlen);
     if (rc)
         return rc;
     if (partitions < 1 || partitions > MAX_PARTITIONS) {
@@ -1251,6 +1265,32 @@ int sl_broker_wait_replicated(sl_broker *b, const char *topic_name, int32_t p, i
             return SL_ETIMEDOUT;
         sl_broker_wait_for_data(b, version, deadline_mono_ms);
     }
+}
+
+int sl_broker_replica_hw(sl_broker *b, const char *topic_name, int32_t p, int64_t *hw) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_partition(b, topic_name, p, &rc);
+    sl_read_result r;
+    if (part && part->log)
+        sl_partlog_offsets(part->log, &r);
+    else if (part)
+        rc = SL_ENOENT;
+    pthread_rwlock_unlock(&b->topics_lock);
+    if (rc == 0)
+        *hw = r.high_watermark;
+    return rc;
+}
+
+int sl_broker_led_offsets(sl_broker *b, const char *topic_name, int32_t p, int32_t *epoch,
+                          sl_read_result *offsets) {
+    int rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_led(b, topic_name, p, epoch, &rc);
+    if (part)
+        sl_partlog_offsets(part->log, offsets);
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
 }
 
 int sl_broker_replica_fetch(sl_broker *b, const char *topic_name, int32_t p, int32_t replica,

@@ -54,6 +54,7 @@ void sl_broker_shutdown(sl_broker *b);
 void sl_broker_close(sl_broker *b);
 
 int32_t sl_broker_node_id(const sl_broker *b);
+bool sl_broker_clustered(const sl_broker *b);
 
 /* ---- topics ---- */
 
@@ -64,8 +65,16 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
                            char *errbuf, size_t errlen);
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen);
 
+/* The committed offsets of consumer groups. In a cluster it is the one internal topic that is
+ * replicated: a group's coordinator is the leader of its partition, and moves with it. The
+ * other internal topics are local to their node. */
+#define SL_OFFSETS_TOPIC "__consumer_offsets"
+#define SL_OFFSETS_PARTITIONS 50 /* Kafka's offsets.topic.num.partitions */
+
 /* Creates an internal topic ("__" name, refused to users) unless it exists; 'compacted' keeps
- * the latest record per key forever instead of deleting by age. */
+ * the latest record per key forever instead of deleting by age. In a cluster, SL_OFFSETS_TOPIC
+ * is created through the admin hook, with as many replicas as there are live brokers, up to 3
+ * (Kafka's offsets.topic.replication.factor). */
 int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
                                     bool compacted, char *errbuf, size_t errlen);
 int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
@@ -222,6 +231,17 @@ int sl_broker_check_insync(sl_broker *b, const char *topic, int32_t partition);
  * APPEND: the producer retries, its idempotence dedups); SL_ESTOPPED. */
 int sl_broker_wait_replicated(sl_broker *b, const char *topic, int32_t partition, int64_t offset,
                               int32_t leader_epoch, int64_t deadline_mono_ms);
+
+/* The high watermark of this node's replica of the partition, leading or following (a
+ * follower's trails the leader's by a fetch), as monitoring shows it: a group's lag is seen
+ * from its coordinator, which may only follow the partition. SL_ENOENT without a replica. */
+int sl_broker_replica_hw(sl_broker *b, const char *topic, int32_t partition, int64_t *hw);
+
+/* Whether this node leads the partition now (SL_ENOTLEADER when not): its leader epoch and
+ * offsets. A coordinator taking over a partition loads it once the high watermark reaches the
+ * log end: a new leader's HW lags until its followers fetch again. */
+int sl_broker_led_offsets(sl_broker *b, const char *topic, int32_t partition, int32_t *epoch,
+                          sl_read_result *offsets);
 
 /* The leader's side of a follower's fetch: 'replica' (a node id) at leader epoch 'epoch' asks
  * from 'offset', which is also its log end: the leader records it, moves the ISR and the high

@@ -82,7 +82,8 @@ static const char describe_help[] =
     "(the age of the oldest record the group has not consumed).\n"
     "\n"
     "Options:\n"
-    "      --json             print one JSON object: group, state, members [{id, client,\n"
+    "      --json             print one JSON object: group, state, protocol, generation,\n"
+    "                         coordinator (node id), members [{id, client, host,\n"
     "                         partitions}], offsets [{topic, partition, committed_offset,\n"
     "                         end_offset, lag, lag_ms}]\n" COMMON_OPTIONS_HELP;
 
@@ -93,7 +94,8 @@ static void print_group_json(const sl_group_info *g) {
     cli_write_json_string(stdout, g->state);
     fputs(",\"protocol\":", stdout);
     cli_write_json_string(stdout, g->protocol);
-    printf(",\"generation\":%" PRId32 ",\"members\":[", g->generation);
+    printf(",\"generation\":%" PRId32 ",\"coordinator\":%" PRId32 ",\"members\":[",
+           g->generation, g->coordinator);
     for (size_t i = 0; i < g->nmembers; i++) {
         const sl_group_member_info *m = &g->members[i];
         fputs(i ? ",{\"id\":" : "{\"id\":", stdout);
@@ -133,7 +135,7 @@ static void print_group_table(const sl_group_info *g) {
            cli_plural(g->nmembers, "member", "members"));
     if (g->protocol[0])
         printf(", strategy %s, generation %" PRId32, g->protocol, g->generation);
-    fputs("\n", stdout);
+    printf(", coordinator node %" PRId32 "\n", g->coordinator);
     if (g->nmembers) {
         printf("\n%-40s  %-16s  %-21s  %s\n", "MEMBER", "CLIENT", "HOST", "PARTITIONS");
         for (size_t i = 0; i < g->nmembers; i++) {

@@ -550,9 +550,10 @@ int main(int argc, char **argv) {
     char kafka_bound[320] = "none";
     sl_server *kafka = NULL;
     sl_kafka_ctx kctx = {broker, ctx.coord, o.node_id, "", 0, o.auto_create, o.num_partitions, 0,
-                         false, ctx.txn, ctx.cluster};
+                         false, ctx.txn, ctx.cluster, false};
     if (rc == 0 && strcmp(o.kafka, "none") != 0) {
         char url[320], bound[320];
+        atomic_store(&kctx.address_pending, true);
         snprintf(url, sizeof(url), "tcp://%s", o.kafka);
         rc = sl_server_start(url, "kafka", sl_kafka_handle_frame, &kctx, NULL, &kafka, bound,
                              sizeof(bound));
@@ -564,6 +565,7 @@ int main(int argc, char **argv) {
             kctx.port = atoi(colon + 1);
             snprintf(kafka_bound, sizeof(kafka_bound), "%s", hostport);
         }
+        atomic_store_explicit(&kctx.address_pending, false, memory_order_release);
     }
     /* The node's threads start once both addresses it registers are known. */
     if (rc == 0 && ctx.cluster) {

@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "base/clock.h"
 #include "client/internal.h"
 #include "client/metadata.h"
 #include "group/consumer_protocol.h"
@@ -501,39 +503,174 @@ int sl_cluster_describe(sl_client *cl, sl_cluster_info *out) {
 
 /* ---- group admin ---- */
 
-int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count) {
+/* Which node coordinates the group: its address into 'url' (asked of the connected broker). */
+static int find_coordinator(sl_client *cl, const char *group, char *url, size_t len,
+                            int32_t *node) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    char err[256];
+    uint32_t id = sl_rpc_next_id(cl->rpc);
+    sl_cl_begin(&req, id, SL_API_FIND_COORDINATOR, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, group);
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(cl->rpc, &req, id, cl->v.request_timeout_ms, &resp, &up, 4, &items, &n,
+                        err, sizeof(err));
+    int64_t id64 = 0;
+    if (rc == 0 && (sl_mp_int(&items[2], &id64) || sl_mp_strcpy(&items[3], url, len)))
+        rc = SL_EPROTO;
+    if (rc == 0 && url[0] == '\0') /* the broker asked */
+        snprintf(url, len, "%s", sl_rpc_url(cl->rpc));
+    *node = (int32_t)id64;
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
+}
+
+/* admin_call for a group's request (built in cl->req): sent to the group's coordinator, found
+ * again while it moves or loads (in a cluster it is the leader of the group's partition of
+ * __consumer_offsets), for up to the request timeout. */
+static int coordinator_call(sl_client *cl, const char *group, uint32_t id, msgpack_unpacked *up,
+                            size_t min, const msgpack_object **items, size_t *n, char *errbuf,
+                            size_t errlen, int32_t *node) {
+    char scratch[256], url[256];
+    int32_t ignored;
+    if (node == NULL)
+        node = &ignored;
+    if (errbuf == NULL || errlen == 0) {
+        errbuf = scratch;
+        errlen = sizeof(scratch);
+    }
+    int rc = 0;
+    int64_t deadline = sl_clock_mono_ms() + cl->v.request_timeout_ms;
+    for (;;) {
+        sl_rpc *coord = NULL;
+        errbuf[0] = '\0';
+        rc = find_coordinator(cl, group, url, sizeof(url), node);
+        bool here = rc == 0 && strcmp(url, sl_rpc_url(cl->rpc)) == 0;
+        if (rc == 0)
+            rc = here ? 0 : sl_rpc_connect(url, SL_CL_CONNECT_TIMEOUT_MS, &coord);
+        if (rc == 0) {
+            msgpack_unpacked_destroy(up); /* a failed attempt may have filled it */
+            msgpack_unpacked_init(up);
+            rc = sl_cl_call(here ? cl->rpc : coord, &cl->req, id, cl->v.request_timeout_ms,
+                            &cl->resp, up, min, items, n, errbuf, errlen);
+            if (coord)
+                sl_rpc_close(coord);
+        }
+        bool again = rc == SL_ENOTCOORD || rc == SL_ECOORDLOADING || rc == SL_ECLOSED ||
+                     rc == SL_ECONNREFUSED;
+        if (!again || sl_clock_mono_ms() >= deadline)
+            break;
+        struct timespec pause = {0, 200 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    if (rc && errbuf[0] == '\0')
+        snprintf(errbuf, errlen, "%s", sl_strerror(rc));
+    return rc;
+}
+
+/* Appends the groups one broker coordinates to names/states (grown as needed). */
+static int list_groups_on(sl_client *cl, sl_rpc *rpc, char ***names, char ***states,
+                          size_t *count) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
     msgpack_packer pk;
     msgpack_unpacked up;
     const msgpack_object *items, *list;
-    size_t n, nn = 0, k = 0;
-    uint32_t id = sl_rpc_next_id(cl->rpc);
-    sl_cl_begin(&cl->req, id, SL_API_LIST_GROUPS, &pk);
+    size_t n, nn = 0;
+    char err[256];
+    uint32_t id = sl_rpc_next_id(rpc);
+    sl_cl_begin(&req, id, SL_API_LIST_GROUPS, &pk);
     msgpack_pack_array(&pk, 0);
     msgpack_unpacked_init(&up);
-    int rc = admin_call(cl, id, &up, 3, &items, &n, NULL, 0);
+    int rc = sl_cl_call(rpc, &req, id, cl->v.request_timeout_ms, &resp, &up, 3, &items, &n, err,
+                        sizeof(err));
     if (rc == 0 && sl_mp_array(&items[2], 0, &list, &nn))
         rc = SL_EPROTO;
-    char **v = NULL, **s = NULL;
-    if (rc == 0 && ((v = calloc(nn ? nn : 1, sizeof(*v))) == NULL ||
-                    (s = calloc(nn ? nn : 1, sizeof(*s))) == NULL))
+    char **v = rc == 0 ? realloc(*names, (*count + nn + 1) * sizeof(*v)) : NULL;
+    if (v)
+        *names = v;
+    char **st = v ? realloc(*states, (*count + nn + 1) * sizeof(*st)) : NULL;
+    if (st)
+        *states = st;
+    if (rc == 0 && (v == NULL || st == NULL))
         rc = SL_ENOMEM;
-    for (; rc == 0 && k < nn; k++) {
+    for (size_t k = 0; rc == 0 && k < nn; k++) {
         const msgpack_object *f;
         size_t fn;
+        char *name = NULL, *state = NULL;
         if (sl_mp_array(&list[k], 2, &f, &fn))
             rc = SL_EPROTO;
-        else if ((v[k] = obj_strdup(&f[0])) == NULL || (s[k] = obj_strdup(&f[1])) == NULL)
+        else if ((name = obj_strdup(&f[0])) == NULL || (state = obj_strdup(&f[1])) == NULL)
             rc = SL_ENOMEM;
+        if (rc) {
+            free(name);
+            break;
+        }
+        (*names)[*count] = name;
+        (*states)[*count] = state;
+        (*count)++;
     }
     msgpack_unpacked_destroy(&up);
-    if (rc) {
-        sl_topic_list_free(v, k + (v && k < nn && v[k] ? 1 : 0));
-        sl_topic_list_free(s, k);
-        return rc;
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
+}
+
+typedef struct group_entry {
+    char *name, *state;
+} group_entry;
+
+static int cmp_group_entries(const void *a, const void *b) {
+    return strcmp(((const group_entry *)a)->name, ((const group_entry *)b)->name);
+}
+
+int sl_group_list(sl_client *cl, char ***names, char ***states, size_t *count) {
+    char **v = NULL, **s = NULL;
+    size_t k = 0;
+    sl_cluster_info ci;
+    bool clustered = sl_cluster_describe(cl, &ci) == 0;
+    int rc = 0;
+    if (clustered && ci.voters > 0) {
+        /* Each node lists the groups it coordinates. */
+        for (size_t i = 0; rc == 0 && i < ci.nnodes; i++) {
+            sl_rpc *rpc;
+            if (sl_rpc_connect(ci.nodes[i].url, SL_CL_CONNECT_TIMEOUT_MS, &rpc) != 0)
+                continue; /* a dead node: its groups are being taken over */
+            rc = list_groups_on(cl, rpc, &v, &s, &k);
+            sl_rpc_close(rpc);
+        }
+    } else {
+        rc = list_groups_on(cl, cl->rpc, &v, &s, &k);
     }
-    *names = v;
-    *states = s;
-    *count = nn;
+    if (clustered)
+        sl_cluster_info_free(&ci);
+    group_entry *e = rc == 0 ? calloc(k ? k : 1, sizeof(*e)) : NULL;
+    char **sv = e ? calloc(k + 1, sizeof(*sv)) : NULL, **ss = sv ? calloc(k + 1, sizeof(*ss)) : NULL;
+    if (ss == NULL) {
+        free(e);
+        free(sv);
+        sl_topic_list_free(v, k);
+        sl_topic_list_free(s, k);
+        return rc ? rc : SL_ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++)
+        e[i] = (group_entry){v[i], s[i]};
+    qsort(e, k, sizeof(*e), cmp_group_entries);
+    for (size_t i = 0; i < k; i++) {
+        sv[i] = e[i].name;
+        ss[i] = e[i].state;
+    }
+    free(e);
+    free(v);
+    free(s);
+    *names = sv;
+    *states = ss;
+    *count = k;
     return 0;
 }
 
@@ -571,7 +708,8 @@ int sl_group_describe(sl_client *cl, const char *group, sl_group_info **out, cha
     msgpack_pack_array(&pk, 1);
     sl_mp_pack_str(&pk, group);
     msgpack_unpacked_init(&up);
-    int rc = admin_call(cl, id, &up, 8, &items, &n, errbuf, errlen);
+    int32_t coordinator = 0;
+    int rc = coordinator_call(cl, group, id, &up, 8, &items, &n, errbuf, errlen, &coordinator);
     int64_t generation = 0;
     if (rc == 0 && (sl_mp_int(&items[5], &generation) || sl_mp_array(&items[6], 0, &members, &nm) ||
                     sl_mp_array(&items[7], 0, &offsets, &no)))
@@ -584,6 +722,7 @@ int sl_group_describe(sl_client *cl, const char *group, sl_group_info **out, cha
         info->state = obj_strdup(&items[3]);
         info->protocol = obj_strdup(&items[4]);
         info->generation = (int32_t)generation;
+        info->coordinator = coordinator;
         info->members = calloc(nm ? nm : 1, sizeof(*info->members));
         info->offsets = calloc(no ? no : 1, sizeof(*info->offsets));
         if (!info->group || !info->state || !info->protocol || !info->members || !info->offsets)
@@ -662,7 +801,7 @@ int sl_group_delete(sl_client *cl, const char *group, char *errbuf, size_t errle
     msgpack_pack_array(&pk, 1);
     sl_mp_pack_str(&pk, group);
     msgpack_unpacked_init(&up);
-    int rc = admin_call(cl, id, &up, 2, &items, &n, errbuf, errlen);
+    int rc = coordinator_call(cl, group, id, &up, 2, &items, &n, errbuf, errlen, NULL);
     msgpack_unpacked_destroy(&up);
     return rc;
 }
@@ -690,7 +829,7 @@ int sl_group_set_offsets(sl_client *cl, const char *group, const sl_topic_partit
         sl_mp_pack_str(&pk, "");
     }
     msgpack_unpacked_init(&up);
-    int rc = admin_call(cl, id, &up, 2, &items, &k, errbuf, errlen);
+    int rc = coordinator_call(cl, group, id, &up, 2, &items, &k, errbuf, errlen, NULL);
     msgpack_unpacked_destroy(&up);
     return rc;
 }

@@ -36,6 +36,7 @@ int sl_consumer_new(sl_conf *conf, sl_consumer **out, char *errbuf, size_t errle
     }
     c->conf = conf;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->coord_lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     *out = c;
     return 0;
@@ -811,6 +812,7 @@ void sl_consumer_destroy(sl_consumer *c) {
     free(c->subscription);
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->coord_lock);
     sl_conf_destroy(c->conf);
     free(c);
 }

@@ -77,6 +77,7 @@ struct sl_consumer {
     sl_rebalance_cb rebalance_cb;
     void *rebalance_opaque;
     sl_rpc *coord; /* group requests: a join blocks its connection, so it is not 'rpc' */
+    pthread_mutex_t coord_lock; /* one thread at a time reconnects or moves 'coord' */
     char member_id[300];
     int32_t group_generation; /* -1 outside a generation */
     bool need_rejoin;

@@ -23,14 +23,73 @@
 /* Margin over the rebalance timeout for a join's answer: the coordinator may wait that long. */
 #define JOIN_MARGIN_MS 5000
 
-/* ---- requests on the coordinator connection ---- */
+/* ---- the coordinator connection ---- */
+
+/* Asks the bootstrap brokers which node coordinates the group: its address into 'url'. */
+static int find_coordinator(sl_consumer *c, char *url, size_t len) {
+    char err[256];
+    sl_rpc *probe;
+    int rc = sl_cl_connect(&c->v, &probe, err, sizeof(err));
+    if (rc)
+        return rc;
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    uint32_t id = sl_rpc_next_id(probe);
+    sl_cl_begin(&req, id, SL_API_FIND_COORDINATOR, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, c->v.group_id);
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    msgpack_unpacked_init(&up);
+    rc = sl_cl_call(probe, &req, id, c->v.request_timeout_ms, &resp, &up, 4, &items, &n, err,
+                    sizeof(err));
+    if (rc == 0 && sl_mp_strcpy(&items[3], url, len))
+        rc = SL_EPROTO;
+    if (rc == 0 && url[0] == '\0') /* the broker asked */
+        snprintf(url, len, "%s", sl_rpc_url(probe));
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    sl_rpc_close(probe);
+    return rc;
+}
+
+/* Points the coordinator connection at the node that coordinates the group now: in a cluster
+ * it moves with the leader of the group's partition of __consumer_offsets. */
+static void locate_coordinator(sl_consumer *c) {
+    char url[256];
+    int rc = find_coordinator(c, url, sizeof(url));
+    pthread_mutex_lock(&c->coord_lock);
+    if (rc == 0)
+        rc = sl_rpc_retarget(c->coord, url, c->v.request_timeout_ms);
+    else
+        sl_rpc_reconnect(c->coord, c->v.request_timeout_ms);
+    pthread_mutex_unlock(&c->coord_lock);
+    if (rc == 0)
+        sl_debug("consumer", "group %s: coordinator at %s", c->v.group_id, url);
+}
+
+/* The coordinator connection, made on first use: to a bootstrap broker, then moved to the
+ * group's coordinator (when that fails, the first request that fails moves it). */
+static int coord_connect(sl_consumer *c) {
+    if (c->coord)
+        return 0;
+    char err[256];
+    int rc = sl_cl_connect(&c->v, &c->coord, err, sizeof(err));
+    if (rc == 0)
+        locate_coordinator(c);
+    return rc;
+}
 
 static int group_call(sl_consumer *c, sl_buf *req, uint32_t id, int timeout_ms, sl_buf *resp,
                       msgpack_unpacked *up, size_t min, const msgpack_object **items, size_t *n) {
     char err[256];
     int rc = sl_cl_call(c->coord, req, id, timeout_ms, resp, up, min, items, n, err, sizeof(err));
-    if (rc == SL_ECLOSED)
-        sl_rpc_reconnect(c->coord, c->v.request_timeout_ms);
+    /* The coordinator died or its partition moved (or is loading on a new leader): find it
+     * again; the caller's retry goes there. */
+    if (rc == SL_ECLOSED || rc == SL_ENOTCOORD || rc == SL_ECOORDLOADING)
+        locate_coordinator(c);
     return rc;
 }
 
@@ -77,12 +136,9 @@ static int commit(sl_consumer *c, const sl_topic_partition *parts, size_t n, boo
         return SL_EINVAL;
     if (n == 0)
         return 0;
-    if (c->coord == NULL) {
-        char err[256];
-        int rc = sl_cl_connect(&c->v, &c->coord, err, sizeof(err));
-        if (rc)
-            return rc;
-    }
+    int rc = coord_connect(c);
+    if (rc)
+        return rc;
     sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
     msgpack_packer pk;
     uint32_t id = sl_rpc_next_id(c->coord);
@@ -97,7 +153,6 @@ static int commit(sl_consumer *c, const sl_topic_partition *parts, size_t n, boo
     msgpack_pack_int32(&pk, generation);
     sl_mp_pack_str(&pk, member);
     sl_group_pack_offsets(&pk, parts, n);
-    int rc;
     if (async) {
         sl_rpc_frame_end(&req);
         char *group = strdup(c->v.group_id);
@@ -187,15 +242,12 @@ int sl_consumer_committed(sl_consumer *c, const char *topic, int32_t partition,
                           int64_t *offset) {
     if (c->v.group_id[0] == '\0')
         return SL_EINVAL;
-    if (c->coord == NULL) {
-        char err[256];
-        int rc = sl_cl_connect(&c->v, &c->coord, err, sizeof(err));
-        if (rc)
-            return rc;
-    }
+    int rc = coord_connect(c);
+    if (rc)
+        return rc;
     sl_partition_set one = {0};
     sl_topic_partition out;
-    int rc = sl_pset_add(&one, topic, partition);
+    rc = sl_pset_add(&one, topic, partition);
     if (rc == 0)
         rc = fetch_committed(c, &one, &out);
     if (rc == 0)
@@ -627,8 +679,7 @@ int sl_consumer_subscribe(sl_consumer *c, const char *const *topics, size_t ntop
             return SL_ENOMEM;
         c->nsubscription++;
     }
-    char err[256];
-    int rc = c->coord ? 0 : sl_cl_connect(&c->v, &c->coord, err, sizeof(err));
+    int rc = coord_connect(c);
     if (rc)
         return rc;
     c->rebalance_cb = cb;

@@ -505,7 +505,8 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
         return rc;
     if (!in_control(c))
         return SL_ENOTLEADER;
-    if (replication <= 0)
+    bool internal = strcmp(name, SL_OFFSETS_TOPIC) == 0;
+    if (replication <= 0 && !internal)
         replication = c->default_replication;
     /* Which incarnation of the name: its partition directories say, so replaying the log
      * through an earlier one never opens (nor deletes) a later one's data. */
@@ -522,9 +523,14 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     pthread_mutex_lock(&c->lock);
     int32_t live[MAX_CONTROLLERS];
     size_t nlive = live_brokers(c, sl_clock_mono_ms(), live);
+    if (internal && replication <= 0) /* Kafka's offsets.topic.replication.factor, as live */
+        replication = nlive < 3 ? (int32_t)nlive : 3;
     if (find_ctopic(c, name)) {
         snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
         rc = SL_EEXIST;
+    } else if (replication < 1) {
+        snprintf(errbuf, errlen, "no live broker to place topic \"%s\" on", name);
+        rc = SL_EINVAL;
     } else if (replication > (int32_t)nlive || replication > SL_MAX_REPLICAS) {
         snprintf(errbuf, errlen, "replication factor %d is more than the %zu live broker%s",
                  replication, nlive, nlive == 1 ? "" : "s");

@@ -15,11 +15,12 @@
 #include "log/batch.h"
 #include "sluice/err.h"
 
-#define OFFSETS_PARTITIONS 50   /* Kafka's offsets.topic.num.partitions */
+#define OFFSETS_PARTITIONS SL_OFFSETS_PARTITIONS
 #define MIN_SESSION_MS 1000     /* group.min.session.timeout.ms (Kafka: 6000; tests want less) */
 #define MAX_SESSION_MS 1800000  /* group.max.session.timeout.ms */
 #define EXPIRY_TICK_MS 100      /* how often silent members and overdue rebalances are checked */
 #define MAX_GROUP_ID 255
+#define COMMIT_TIMEOUT_MS 5000  /* offsets.commit.timeout.ms */
 
 enum group_state { EMPTY, PREPARING, COMPLETING, STABLE };
 static const char *const state_names[] = {"Empty", "PreparingRebalance", "CompletingRebalance",
@@ -87,6 +88,10 @@ struct sl_coordinator {
     bool stopping;
     pthread_t expiry;
     unsigned rand_state;
+    /* In a cluster this node coordinates the groups of the partitions of __consumer_offsets it
+     * leads: the leader epoch at which it loaded each one, -1 for those it does not hold. */
+    bool clustered;
+    int32_t loaded_epoch[OFFSETS_PARTITIONS];
 };
 
 /* ---- small helpers ---- */
@@ -271,12 +276,16 @@ static void try_complete(sl_coordinator *c, group *g) {
     complete_rebalance(c, g);
 }
 
+static void follow_leadership(sl_coordinator *c);
+
 static void *expiry_main(void *arg) {
     sl_coordinator *c = arg;
     pthread_mutex_lock(&c->lock);
     while (!c->stopping) {
         struct timespec ts = sl_clock_deadline(EXPIRY_TICK_MS);
         pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+        if (c->clustered)
+            follow_leadership(c);
         int64_t now = sl_clock_mono_ms();
         for (group *g = c->groups; g; g = g->next) {
             for (member *m = g->members, *next; m; m = next) {
@@ -303,6 +312,51 @@ static void *expiry_main(void *arg) {
     }
     pthread_mutex_unlock(&c->lock);
     return NULL;
+}
+
+/* ---- which groups this node coordinates ---- */
+
+static int32_t offsets_partition(const char *group_id) {
+    /* The same key-hash as producers use, so the layout does not depend on this process. */
+    return (int32_t)((sl_murmur2(group_id, strlen(group_id)) & 0x7fffffff) % OFFSETS_PARTITIONS);
+}
+
+int32_t sl_coord_partition_for(const char *group_id) {
+    return offsets_partition(group_id);
+}
+
+int sl_coord_find(sl_coordinator *c, const char *group_id, int32_t *node_id, char *errbuf,
+                  size_t errlen) {
+    *node_id = sl_broker_node_id(c->broker);
+    if (!c->clustered)
+        return 0;
+    int rc = sl_broker_ensure_internal_topic(c->broker, SL_OFFSETS_TOPIC, OFFSETS_PARTITIONS,
+                                             true, errbuf, errlen);
+    sl_partition_state st;
+    if (rc == 0 &&
+        sl_broker_partition_state(c->broker, SL_OFFSETS_TOPIC, offsets_partition(group_id),
+                                  &st) != 0)
+        rc = SL_ECOORDLOADING; /* created, not yet applied here */
+    if (rc == 0 && st.leader <= 0)
+        rc = SL_ECOORDLOADING;
+    if (rc == 0)
+        *node_id = st.leader;
+    else if (rc == SL_ENOTLEADER) /* no controller yet: the client asks again */
+        rc = SL_ECOORDLOADING;
+    return rc;
+}
+
+/* 0 when this node coordinates the group now: it leads the group's partition (under a lease)
+ * at the epoch it loaded it at. SL_ECOORDLOADING while it leads it but has not loaded it yet,
+ * SL_ENOTCOORD when another node leads it. Lock held. */
+static int coordinates(sl_coordinator *c, const char *group_id) {
+    if (!c->clustered)
+        return 0;
+    int32_t p = offsets_partition(group_id), epoch;
+    sl_read_result r;
+    if (sl_broker_led_offsets(c->broker, SL_OFFSETS_TOPIC, p, &epoch, &r) != 0)
+        return SL_ENOTCOORD;
+    return c->loaded_epoch[p] == epoch ? 0 : SL_ECOORDLOADING;
 }
 
 /* ---- join, sync, heartbeat, leave ---- */
@@ -402,7 +456,7 @@ int sl_coord_join(sl_coordinator *c, const sl_join_request *req, sl_join_result 
         req->rebalance_timeout_ms < 0)
         return SL_EINVAL;
     pthread_mutex_lock(&c->lock);
-    int rc = c->stopping ? SL_ESTOPPED : 0;
+    int rc = c->stopping ? SL_ESTOPPED : coordinates(c, req->group);
     group *g = rc ? NULL : get_group(c, req->group);
     member *me = NULL;
     if (rc == 0 && g == NULL)
@@ -440,7 +494,7 @@ int sl_coord_join(sl_coordinator *c, const sl_join_request *req, sl_join_result 
         if (c->stopping)
             rc = SL_ESTOPPED;
         else if (me == NULL)
-            rc = SL_EUNKNOWNMEMBER;
+            rc = coordinates(c, req->group) ? SL_ENOTCOORD : SL_EUNKNOWNMEMBER;
         else
             rc = fill_join_result(g, me, res);
     }
@@ -453,6 +507,12 @@ int sl_coord_join(sl_coordinator *c, const sl_join_request *req, sl_join_result 
 /* Finds group and member for a request of the current generation. Lock held. */
 static int check_member(sl_coordinator *c, const char *group_id, int32_t generation,
                         const char *member_id, group **gp, member **mp) {
+    int rc = coordinates(c, group_id);
+    if (rc) {
+        *gp = NULL;
+        *mp = NULL;
+        return rc;
+    }
     group *g = find_group(c, group_id);
     member *m = g ? find_member(g, member_id) : NULL;
     *gp = g;
@@ -499,7 +559,7 @@ int sl_coord_sync(sl_coordinator *c, const char *group_id, int32_t generation,
         if (c->stopping)
             rc = SL_ESTOPPED;
         else if (me == NULL)
-            rc = SL_EUNKNOWNMEMBER;
+            rc = coordinates(c, group_id) ? SL_ENOTCOORD : SL_EUNKNOWNMEMBER;
         else if (g->rebalance_seq != rebalance || g->state != STABLE)
             rc = SL_EREBALANCE;
     }
@@ -528,9 +588,11 @@ int sl_coord_heartbeat(sl_coordinator *c, const char *group_id, int32_t generati
 
 int sl_coord_leave(sl_coordinator *c, const char *group_id, const char *member_id) {
     pthread_mutex_lock(&c->lock);
-    group *g = find_group(c, group_id);
+    int rc = coordinates(c, group_id);
+    group *g = rc ? NULL : find_group(c, group_id);
     member *m = g ? find_member(g, member_id) : NULL;
-    int rc = m ? 0 : SL_EUNKNOWNMEMBER;
+    if (rc == 0 && m == NULL)
+        rc = SL_EUNKNOWNMEMBER;
     if (m) {
         sl_info("group", "group %s: member %s left", g->id, m->id);
         remove_member(g, m);
@@ -591,11 +653,6 @@ static int apply_offset(group *g, const char *topic, int32_t partition, int64_t 
     return 0;
 }
 
-static int32_t offsets_partition(const char *group_id) {
-    /* The same key-hash as producers use, so the layout does not depend on this process. */
-    return (int32_t)((sl_murmur2(group_id, strlen(group_id)) & 0x7fffffff) % OFFSETS_PARTITIONS);
-}
-
 /* Writes offset records (value NULL offsets: tombstones) to the group's partition of
  * __consumer_offsets and waits until they are appended. */
 static int write_offsets(sl_coordinator *c, const char *group_id, const sl_offset_commit *o,
@@ -632,9 +689,19 @@ static int write_offsets(sl_coordinator *c, const char *group_id, const sl_offse
         sl_batch_builder_finish(&b);
         sl_append_result res;
         char err[256];
-        rc = sl_broker_produce(c->broker, SL_OFFSETS_TOPIC, offsets_partition(group_id),
-                               b.buf.data, b.buf.len, &res, err, sizeof(err));
-        if (rc)
+        int32_t p = offsets_partition(group_id);
+        err[0] = '\0';
+        rc = sl_broker_produce(c->broker, SL_OFFSETS_TOPIC, p, b.buf.data, b.buf.len, &res, err,
+                               sizeof(err));
+        /* In a cluster a commit is acknowledged once every in-sync replica holds it, so a new
+         * coordinator loads it after a failover (Kafka's offsets.commit.required.acks=-1). */
+        if (rc == 0 && c->clustered)
+            rc = sl_broker_wait_replicated(c->broker, SL_OFFSETS_TOPIC, p, res.last_offset,
+                                           res.leader_epoch,
+                                           sl_clock_mono_ms() + COMMIT_TIMEOUT_MS);
+        if (rc == SL_ENOTLEADER || rc == SL_ENOENT)
+            rc = SL_ENOTCOORD; /* the partition moved: the client finds its new coordinator */
+        else if (rc)
             sl_error("group", "cannot write offsets of group %s: %s", group_id,
                      err[0] ? err : sl_strerror(rc));
     }
@@ -654,11 +721,14 @@ static int may_commit(sl_coordinator *c, const char *group_id, int32_t generatio
     for (size_t i = 0; i < n; i++)
         if (offsets[i].offset < 0 || offsets[i].partition < 0)
             return SL_EINVAL;
-    if (generation == SL_COORD_UNCHECKED)
-        return 0;
     pthread_mutex_lock(&c->lock);
+    int rc = coordinates(c, group_id);
+    if (rc || generation == SL_COORD_UNCHECKED) {
+        pthread_mutex_unlock(&c->lock);
+        return rc;
+    }
     group *g = get_group(c, group_id);
-    int rc = g ? 0 : SL_ENOMEM;
+    rc = g ? 0 : SL_ENOMEM;
     if (rc == 0 && generation < 0) {
         if (g->members)
             rc = SL_EGROUPNOTEMPTY; /* tools may not move offsets under live members */
@@ -783,10 +853,10 @@ void sl_coord_txn_end(sl_coordinator *c, int64_t pid, bool commit) {
 int sl_coord_committed(sl_coordinator *c, const char *group_id, const char *topic,
                        int32_t partition, int64_t *offset) {
     pthread_mutex_lock(&c->lock);
-    group *g = find_group(c, group_id);
+    int rc = coordinates(c, group_id);
+    group *g = rc ? NULL : find_group(c, group_id);
     offset_entry *e = g ? find_offset(g, topic, partition) : NULL;
     *offset = e ? e->offset : -1;
-    int rc = 0;
     for (pending_offset *po = c->pending; po && rc == 0; po = po->next)
         if (po->partition == partition && strcmp(po->topic, topic) == 0 &&
             strcmp(po->group, group_id) == 0)
@@ -862,6 +932,76 @@ static int load_partition(sl_coordinator *c, int32_t p) {
     return sl_broker_replay(c->broker, SL_OFFSETS_TOPIC, p, load_one, &l);
 }
 
+static void free_groups(group *g) {
+    while (g) {
+        group *next = g->next;
+        group_free(g);
+        g = next;
+    }
+}
+
+/* This node no longer leads the partition: its groups go (members waiting in a join or sync
+ * wake up and are told to find the new coordinator, which loads the offsets from its copy).
+ * Lock held. */
+static void unload_partition(sl_coordinator *c, int32_t p) {
+    size_t n = 0;
+    for (group **pp = &c->groups; *pp;) {
+        group *g = *pp;
+        if (offsets_partition(g->id) == p) {
+            *pp = g->next;
+            group_free(g);
+            n++;
+        } else {
+            pp = &g->next;
+        }
+    }
+    c->loaded_epoch[p] = -1;
+    pthread_cond_broadcast(&c->cond);
+    sl_info("group", "no longer coordinating the groups of %s-%d (%zu group%s handed over)",
+            SL_OFFSETS_TOPIC, p, n, n == 1 ? "" : "s");
+}
+
+/* In a cluster, every tick: hands over the groups of partitions this node no longer leads,
+ * and loads those it has come to lead once their high watermark has reached their log end
+ * (then every commit its predecessor acknowledged is in). Lock held; released while a
+ * partition loads, which group requests for it meanwhile answer SL_ECOORDLOADING. */
+static void follow_leadership(sl_coordinator *c) {
+    for (int32_t p = 0; p < OFFSETS_PARTITIONS && !c->stopping; p++) {
+        int32_t epoch, now_epoch;
+        sl_read_result r;
+        bool leads = sl_broker_led_offsets(c->broker, SL_OFFSETS_TOPIC, p, &epoch, &r) == 0;
+        if (c->loaded_epoch[p] >= 0 && (!leads || epoch != c->loaded_epoch[p]))
+            unload_partition(c, p);
+        if (!leads || c->loaded_epoch[p] >= 0 || r.high_watermark < r.log_end_offset)
+            continue;
+        sl_coordinator scratch = {.broker = c->broker};
+        int64_t started = sl_clock_mono_ms();
+        pthread_mutex_unlock(&c->lock);
+        int rc = load_partition(&scratch, p);
+        pthread_mutex_lock(&c->lock);
+        if (rc == 0 && sl_broker_led_offsets(c->broker, SL_OFFSETS_TOPIC, p, &now_epoch, &r) == 0 &&
+            now_epoch == epoch) {
+            size_t n = 0;
+            for (group *g = scratch.groups, *next; g; g = next) {
+                next = g->next;
+                g->next = c->groups;
+                c->groups = g;
+                n++;
+            }
+            c->loaded_epoch[p] = epoch;
+            /* A partition with groups is news; fifty empty ones on creation are not. */
+            sl_log(n ? SL_LOG_INFO : SL_LOG_DEBUG, "group", "coordinating the groups of %s-%d (leader epoch %d): loaded the "
+                    "offsets of %zu group%s in %" PRId64 " ms", SL_OFFSETS_TOPIC, p, epoch, n,
+                    n == 1 ? "" : "s", sl_clock_mono_ms() - started);
+        } else {
+            free_groups(scratch.groups);
+            if (rc)
+                sl_warn("group", "cannot load %s-%d: %s; trying again", SL_OFFSETS_TOPIC, p,
+                        sl_strerror(rc));
+        }
+    }
+}
+
 /* Drops groups that have neither members nor offsets (after deletes). Lock held. */
 static void sweep_groups(sl_coordinator *c) {
     for (group **pp = &c->groups; *pp;) {
@@ -883,15 +1023,22 @@ int sl_coord_open(sl_broker *b, sl_coordinator **out) {
     c->rand_state = (unsigned)sl_clock_mono_ns();
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
+    /* In a cluster the partitions are loaded as this node comes to lead them: the topic is
+     * created through the controller when a client first looks for a coordinator. */
+    c->clustered = sl_broker_clustered(b);
+    for (int32_t p = 0; p < OFFSETS_PARTITIONS; p++)
+        c->loaded_epoch[p] = -1;
     char err[256] = "";
-    int rc = sl_broker_ensure_internal_topic(b, SL_OFFSETS_TOPIC, OFFSETS_PARTITIONS, true, err,
-                                             sizeof(err));
+    int rc = c->clustered ? 0
+                          : sl_broker_ensure_internal_topic(b, SL_OFFSETS_TOPIC,
+                                                            OFFSETS_PARTITIONS, true, err,
+                                                            sizeof(err));
     if (rc)
         sl_error("group", "cannot create %s: %s", SL_OFFSETS_TOPIC,
                  err[0] ? err : sl_strerror(rc));
-    for (int32_t p = 0; rc == 0 && p < OFFSETS_PARTITIONS; p++)
+    for (int32_t p = 0; rc == 0 && !c->clustered && p < OFFSETS_PARTITIONS; p++)
         rc = load_partition(c, p);
-    if (rc == 0) {
+    if (rc == 0 && !c->clustered) {
         sweep_groups(c);
         size_t n = 0;
         for (group *g = c->groups; g; g = g->next)
@@ -962,8 +1109,10 @@ void sl_group_desc_free(sl_group_desc *d) {
 int sl_coord_describe(sl_coordinator *c, const char *group_id, sl_group_desc *out) {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&c->lock);
-    group *g = find_group(c, group_id);
-    int rc = g ? 0 : SL_ENOENT;
+    int rc = coordinates(c, group_id);
+    group *g = rc ? NULL : find_group(c, group_id);
+    if (rc == 0 && g == NULL)
+        rc = SL_ENOENT;
     if (rc == 0) {
         out->group = strdup(g->id);
         out->state = state_names[g->state];
@@ -993,7 +1142,7 @@ int sl_coord_describe(sl_coordinator *c, const char *group_id, sl_group_desc *ou
         }
     }
     pthread_mutex_unlock(&c->lock);
-    if (rc && rc != SL_ENOENT)
+    if (rc && g)
         sl_group_desc_free(out);
     return rc;
 }
@@ -1027,8 +1176,10 @@ int sl_coord_list(sl_coordinator *c, char ***names, size_t *count) {
 
 int sl_coord_delete(sl_coordinator *c, const char *group_id) {
     pthread_mutex_lock(&c->lock);
-    group *g = find_group(c, group_id);
-    int rc = g ? 0 : SL_ENOENT;
+    int rc = coordinates(c, group_id);
+    group *g = rc ? NULL : find_group(c, group_id);
+    if (rc == 0 && g == NULL)
+        rc = SL_ENOENT;
     if (rc == 0 && g->members)
         rc = SL_EGROUPNOTEMPTY;
     sl_offset_commit *o = NULL;
@@ -1071,7 +1222,7 @@ int sl_coord_metrics(sl_coordinator *c, sl_buf *out) {
         for (size_t i = 0; rc == 0 && i < g->noffsets; i++) {
             offset_entry *e = &g->offsets[i];
             int64_t hw;
-            if (sl_broker_list_offset(c->broker, e->topic, e->partition, -1, &hw) != 0)
+            if (sl_broker_replica_hw(c->broker, e->topic, e->partition, &hw) != 0)
                 continue;
             char line[700];
             int n = snprintf(line, sizeof(line),

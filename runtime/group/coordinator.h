@@ -12,6 +12,13 @@
  * value deletes), in the partition chosen by the group id, and are kept in memory; the topic is
  * replayed at start. Group membership itself is not persisted: after a restart members rejoin.
  *
+ * In a cluster __consumer_offsets is replicated, and a group's coordinator is the node that
+ * leads its partition: that node loads the partition when it comes to lead it, answers
+ * SL_ECOORDLOADING until it has, SL_ENOTCOORD for the groups of partitions it does not lead,
+ * and acknowledges a commit once every in-sync replica holds it. When the partition moves, its
+ * groups move: members find the new coordinator (sl_coord_partition_for, then the partition's
+ * leader) and join again.
+ *
  * Join and sync block the calling connection thread until the rebalance resolves; shutdown wakes
  * them. Every function is thread-safe. */
 #ifndef SL_GROUP_COORDINATOR_H
@@ -24,9 +31,16 @@
 #include "base/buf.h"
 #include "broker/broker.h"
 
-#define SL_OFFSETS_TOPIC "__consumer_offsets"
-
 typedef struct sl_coordinator sl_coordinator;
+
+/* The partition of SL_OFFSETS_TOPIC that holds the group's offsets: its leader coordinates it. */
+int32_t sl_coord_partition_for(const char *group_id);
+
+/* Which node coordinates the group: this one outside a cluster; in a cluster the leader of
+ * the group's partition, SL_OFFSETS_TOPIC being created (through the controller) when the
+ * first client asks, as Kafka does. SL_ECOORDLOADING while the partition has no leader yet. */
+int sl_coord_find(sl_coordinator *c, const char *group_id, int32_t *node_id, char *errbuf,
+                  size_t errlen);
 
 /* Creates __consumer_offsets when missing and loads the committed offsets. */
 int sl_coord_open(sl_broker *b, sl_coordinator **out);
@@ -158,7 +172,8 @@ typedef struct sl_group_desc {
 int sl_coord_describe(sl_coordinator *c, const char *group, sl_group_desc *out);
 void sl_group_desc_free(sl_group_desc *d);
 
-/* Sorted names of groups with members or committed offsets. */
+/* Sorted names of groups with members or committed offsets (in a cluster, of the groups this
+ * node coordinates). */
 int sl_coord_list(sl_coordinator *c, char ***names, size_t *count);
 
 /* Deletes the group's offsets; SL_EGROUPNOTEMPTY while it has members. */

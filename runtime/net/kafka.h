@@ -10,6 +10,7 @@
 #ifndef SL_NET_KAFKA_H
 #define SL_NET_KAFKA_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ enum {
     KERR_NOT_ENOUGH_REPLICAS = 19,
     KERR_MESSAGE_TOO_LARGE = 10,
     KERR_OFFSET_METADATA_TOO_LARGE = 12,
+    KERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
     KERR_COORDINATOR_NOT_AVAILABLE = 15,
     KERR_NOT_COORDINATOR = 16,
     KERR_INVALID_TOPIC = 17,
@@ -75,6 +77,9 @@ typedef struct sl_kafka_ctx {
     bool decode_only;
     sl_txn_coord *txn; /* transactions; NULL: transactional requests are refused */
     sl_cluster *cluster; /* a node of a cluster: Metadata names every broker; NULL: alone */
+    /* Set while the listener is bound but 'host' and 'port' are not yet known (port 0 asks
+     * for any): requests wait for the release that clears it. */
+    atomic_bool address_pending;
 } sl_kafka_ctx;
 
 /* One request: header decoded; 'body' reads the request body. */
@@ -137,5 +142,9 @@ int sl_kafka_describe_configs(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
 /* For handlers: creates 'topic' when it is missing and auto-creation is on. 0 when the topic
  * exists afterwards. */
 int sl_kafka_ensure_topic(sl_kafka_ctx *ctx, const char *topic);
+
+/* The Kafka listener a node of the cluster registered: SL_ENOENT when it has none. */
+int sl_kafka_broker_address(sl_kafka_ctx *ctx, int32_t node, char *host, size_t len,
+                            int32_t *port);
 
 #endif

@@ -1,6 +1,7 @@
 /* The data path of the Kafka protocol: ApiVersions, Metadata, Produce, Fetch, ListOffsets and
  * InitProducerId, over the same broker operations as the native protocol. Field layouts follow
  * the Kafka protocol by version; shared/KAFKA_PROTOCOL.md §1.6 lists what each version adds. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +101,26 @@ static void write_brokers(sl_kafka_ctx *ctx, int16_t v, sl_kwriter *w) {
         }
     }
     free(m);
+}
+
+int sl_kafka_broker_address(sl_kafka_ctx *ctx, int32_t node, char *host, size_t len,
+                            int32_t *port) {
+    sl_cluster_member *m = NULL;
+    size_t n = 0, voters;
+    int32_t leader;
+    if (ctx->cluster == NULL || sl_cluster_members(ctx->cluster, &m, &n, &leader, &voters) != 0)
+        return SL_ENOENT;
+    int rc = SL_ENOENT;
+    for (size_t i = 0; i < n && rc; i++) {
+        char *colon = strrchr(m[i].kafka, ':');
+        if (m[i].id != node || colon == NULL)
+            continue;
+        snprintf(host, len, "%.*s", (int)(colon - m[i].kafka), m[i].kafka);
+        *port = atoi(colon + 1);
+        rc = 0;
+    }
+    free(m);
+    return rc;
 }
 
 int sl_kafka_metadata(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *w) {

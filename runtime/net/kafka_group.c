@@ -6,6 +6,7 @@
  * Handlers return -1 for a malformed request and also when memory runs out, as the dispatcher
  * does for a full writer: the connection is closed and the client reconnects. Error answers
  * follow Kafka's broker where our coordinator words a case differently (noted where it does). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,12 +49,27 @@ int sl_kafka_find_coordinator(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
     sl_kreader *r = &req->body;
     char key[GROUP_ID_MAX + 1];
     bool bad;
-    sl_kr_string_flagged(r, key, sizeof(key), &bad); /* any key: this broker coordinates everything */
+    sl_kr_string_flagged(r, key, sizeof(key), &bad);
     int8_t type = req->api_version >= 1 ? sl_kr_i8(r) : 0;
     if (r->error)
         return -1;
-    /* 0 is a group, 1 a transactional id; Kafka refuses other types as an invalid request. */
+    /* 0 is a group, 1 a transactional id; Kafka refuses other types as an invalid request.
+     * A group goes to the leader of its partition of __consumer_offsets; transactions are
+     * coordinated by the node a producer asks. */
     int16_t err = type == 0 || type == 1 ? KERR_NONE : KERR_INVALID_REQUEST;
+    int32_t node = ctx->node_id;
+    char host[256];
+    int32_t port = ctx->port;
+    snprintf(host, sizeof(host), "%s", ctx->host);
+    if (err == KERR_NONE && type == 0 && !bad) {
+        char why[256];
+        int rc = sl_coord_find(ctx->coord, key, &node, why, sizeof(why));
+        if (rc == 0 && node != ctx->node_id &&
+            sl_kafka_broker_address(ctx, node, host, sizeof(host), &port) != 0)
+            rc = SL_ECOORDLOADING;
+        if (rc)
+            err = KERR_COORDINATOR_NOT_AVAILABLE; /* the client asks again */
+    }
     if (req->api_version >= 1) {
         no_throttle(w);
         sl_kw_i16(w, err);
@@ -61,9 +77,9 @@ int sl_kafka_find_coordinator(sl_kafka_ctx *ctx, sl_kafka_req *req, sl_kwriter *
     } else {
         sl_kw_i16(w, err);
     }
-    sl_kw_i32(w, err ? -1 : ctx->node_id);
-    sl_kw_string(w, err ? "" : ctx->host);
-    sl_kw_i32(w, err ? -1 : ctx->port);
+    sl_kw_i32(w, err ? -1 : node);
+    sl_kw_string(w, err ? "" : host);
+    sl_kw_i32(w, err ? -1 : port);
     return 0;
 }
 
@@ -441,12 +457,16 @@ static void fetch_topic(sl_kafka_ctx *ctx, sl_kreader *r, sl_kwriter *w, const c
     for (int32_t j = 0; j < np && !r->error; j++) {
         int32_t partition = sl_kr_i32(r);
         int64_t offset = -1; /* Kafka's answer for a partition without a commit */
-        if (group_err == KERR_NONE && !name_bad)
-            sl_coord_committed(ctx->coord, group, name, partition, &offset);
+        int16_t err = group_err;
+        if (err == KERR_NONE && !name_bad) {
+            int rc = sl_coord_committed(ctx->coord, group, name, partition, &offset);
+            if (rc == SL_ENOTCOORD || rc == SL_ECOORDLOADING)
+                err = sl_kafka_error(rc); /* the client finds the coordinator again */
+        }
         sl_kw_i32(w, partition);
         sl_kw_i64(w, offset);
         sl_kw_string(w, ""); /* the coordinator does not hand metadata back */
-        sl_kw_i16(w, group_err);
+        sl_kw_i16(w, err);
     }
 }
 

@@ -1,6 +1,7 @@
 /* The Kafka listener's dispatcher: request header, version check, the API's handler, and the
  * response frame (size, correlation id, body). */
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include "base/clock.h"
@@ -88,6 +89,8 @@ int16_t sl_kafka_error(int status) {
     case SL_EUNSUPPORTED: return KERR_UNSUPPORTED_COMPRESSION_TYPE;
     case SL_ESTOPPED: return KERR_NOT_COORDINATOR;
     case SL_ENOTENOUGHREPLICAS: return KERR_NOT_ENOUGH_REPLICAS;
+    case SL_ENOTCOORD: return KERR_NOT_COORDINATOR;
+    case SL_ECOORDLOADING: return KERR_COORDINATOR_LOAD_IN_PROGRESS;
     default: return KERR_UNKNOWN;
     }
 }
@@ -170,6 +173,11 @@ int sl_kafka_process(sl_kafka_ctx *ctx, const char *peer, uint8_t *frame, size_t
 }
 
 int sl_kafka_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len) {
+    sl_kafka_ctx *ctx = arg;
+    while (atomic_load_explicit(&ctx->address_pending, memory_order_acquire)) {
+        struct timespec pause = {0, 1000000}; /* a moment after the bind, at start only */
+        nanosleep(&pause, NULL);
+    }
     sl_buf *out = sl_conn_buffer(conn);
     out->len = 0;
     if (sl_kafka_process(arg, sl_conn_peer(conn), frame, len, out) < 0)

@@ -166,6 +166,7 @@ static int decode_body(sl_native_req *req, const msgpack_object *a, size_t n) {
         return decode_configs(&a[1], req);
     case SL_API_DELETE_TOPIC:
     case SL_API_DESCRIBE_TOPIC:
+    case SL_API_FIND_COORDINATOR:
         if (n < 1 || sl_mp_strcpy(&a[0], req->name, sizeof(req->name)))
             return SL_EPROTO;
         return 0;

@@ -77,6 +77,11 @@
  *                               [[member_id, client_id, host, bin assignment]...],
  *                               [[topic, partition, committed, end, lag, lag_ms]...]]
  *   DELETE_GROUP    [group] -> [status, msg]
+ *   FIND_COORDINATOR [group] -> [0, nil, node_id, url]   the node to send the group's requests
+ *                    to (in a cluster the leader of its partition of __consumer_offsets; url
+ *                    "" outside a cluster: the broker asked);
+ *                    those sent elsewhere get SL_ENOTCOORD, and SL_ECOORDLOADING means ask
+ *                    again shortly
  *
  * Status values are SL_E* codes. Produce with acks=0 gets no response at all. */
 #ifndef SL_NET_NATIVE_H
@@ -120,6 +125,7 @@ enum sl_native_api {
     SL_API_REPLICA_FETCH = 24,
     SL_API_ALTER_ISR = 25,
     SL_API_CLUSTER_REBALANCE = 26,
+    SL_API_FIND_COORDINATOR = 27,
 };
 
 typedef struct sl_native_part {

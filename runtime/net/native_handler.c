@@ -794,8 +794,10 @@ static int pack_fetch_topic(sl_broker *b, sl_coordinator *coord, msgpack_packer 
         int64_t partition = (int64_t)j, offset = -1;
         if (!all && int_field(&parts[j], 0, INT32_MAX, &partition))
             return SL_EPROTO;
-        if (sl_coord_committed(coord, group, topic, (int32_t)partition, &offset) ==
-            SL_EUNSTABLE)
+        int rc = sl_coord_committed(coord, group, topic, (int32_t)partition, &offset);
+        if (rc == SL_ENOTCOORD || rc == SL_ECOORDLOADING)
+            return rc;
+        if (rc == SL_EUNSTABLE)
             unstable = SL_EUNSTABLE;
         msgpack_pack_array(pk, 2);
         msgpack_pack_int32(pk, (int32_t)partition);
@@ -812,6 +814,8 @@ static int handle_offset_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req 
     sl_group_desc d;
     bool all = topics == NULL;
     int drc = all ? sl_coord_describe(ctx->coord, req->name, &d) : SL_ENOENT;
+    if (drc == SL_ENOTCOORD || drc == SL_ECOORDLOADING)
+        return reply_status(conn, req->id, drc, NULL);
     sl_buf *out = sl_conn_buffer(conn);
     msgpack_packer pk;
     begin_ok(out, &pk, req->id, 3);
@@ -854,6 +858,8 @@ static int handle_offset_fetch(sl_native_ctx *ctx, sl_conn *conn, sl_native_req 
                  "decided yet: ask again", req->name);
         return reply_status(conn, req->id, rc, msg);
     }
+    if (rc == SL_ENOTCOORD || rc == SL_ECOORDLOADING)
+        return reply_status(conn, req->id, rc, NULL);
     if (rc)
         return reply_status(conn, req->id, rc, "malformed offset fetch");
     return finish(conn, out);
@@ -912,7 +918,7 @@ static int handle_describe_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_re
     for (size_t i = 0; i < d.noffsets; i++) {
         sl_group_offset_desc *o = &d.offsets[i];
         int64_t end = -1, ts = -1, lag = 0, lag_ms = 0;
-        sl_broker_list_offset(ctx->broker, o->topic, o->partition, -1, &end);
+        sl_broker_replica_hw(ctx->broker, o->topic, o->partition, &end);
         if (end > o->committed) {
             lag = end - o->committed;
             /* Lag as time: the age of the oldest record the group has not consumed. */
@@ -933,6 +939,28 @@ static int handle_describe_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_re
     return finish(conn, out);
 }
 
+static int handle_find_coordinator(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
+    char err[256] = "", url[256] = "";
+    int32_t node;
+    int rc = sl_coord_find(ctx->coord, req->name, &node, err, sizeof(err));
+    /* Outside a cluster: "" for "the broker you asked", as a wildcard address it listens on
+     * is no address to dial. */
+    bool clustered = atomic_load(&ctx->cluster_ready) && ctx->cluster;
+    if (rc == 0 && node == sl_broker_node_id(ctx->broker))
+        snprintf(url, sizeof(url), "%s", clustered ? ctx->url : "");
+    else if (rc == 0 && (!clustered || sl_cluster_member_url(ctx->cluster, node, url,
+                                                             sizeof(url)) != 0))
+        rc = SL_ECOORDLOADING;
+    if (rc)
+        return reply_status(conn, req->id, rc, err);
+    sl_buf *out = sl_conn_buffer(conn);
+    msgpack_packer pk;
+    begin_ok(out, &pk, req->id, 4);
+    msgpack_pack_int32(&pk, node);
+    sl_mp_pack_str(&pk, url);
+    return finish(conn, out);
+}
+
 static int handle_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
     const msgpack_object *a = req->body;
     char member[300] = "", msg[300] = "";
@@ -945,6 +973,7 @@ static int handle_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
     case SL_API_OFFSET_FETCH: return handle_offset_fetch(ctx, conn, req);
     case SL_API_LIST_GROUPS: return handle_list_groups(ctx->coord, conn, req);
     case SL_API_DESCRIBE_GROUP: return handle_describe_group(ctx, conn, req);
+    case SL_API_FIND_COORDINATOR: return handle_find_coordinator(ctx, conn, req);
     case SL_API_HEARTBEAT:
         if (int_field(&a[1], INT32_MIN, INT32_MAX, &generation) ||
             str_field(&a[2], member, sizeof(member)))
@@ -971,6 +1000,8 @@ static int handle_group(sl_native_ctx *ctx, sl_conn *conn, sl_native_req *req) {
 static enum sl_request_kind kind_of(uint16_t api) {
     if (api == SL_API_REPLICA_FETCH)
         return SL_REQ_FETCH;
+    if (api == SL_API_FIND_COORDINATOR)
+        return SL_REQ_GROUP;
     if (api >= SL_API_END_TXN)
         return SL_REQ_ADMIN;
     if (api >= SL_API_JOIN_GROUP)

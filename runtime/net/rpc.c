@@ -276,6 +276,28 @@ int sl_rpc_reconnect(sl_rpc *rpc, int timeout_ms) {
     return 0;
 }
 
+const char *sl_rpc_url(const sl_rpc *rpc) {
+    return rpc->url;
+}
+
+int sl_rpc_retarget(sl_rpc *rpc, const char *url, int timeout_ms) {
+    if (strcmp(rpc->url, url) != 0) {
+        char *fresh = strdup(url);
+        if (fresh == NULL)
+            return SL_ENOMEM;
+        free(rpc->url);
+        rpc->url = fresh;
+        pthread_rwlock_rdlock(&rpc->st_lock);
+        sl_stream_close(rpc->st);
+        pthread_rwlock_unlock(&rpc->st_lock);
+        if (rpc->reader_running) { /* it fails what is pending, marks the handle closed */
+            pthread_join(rpc->reader, NULL);
+            rpc->reader_running = false;
+        }
+    }
+    return sl_rpc_reconnect(rpc, timeout_ms);
+}
+
 void sl_rpc_close(sl_rpc *rpc) {
     sl_stream_close(rpc->st);
     if (rpc->reader_running)

@@ -46,6 +46,14 @@ int sl_rpc_is_closed(sl_rpc *rpc);
  * thread that holds it). SL_ECONNREFUSED if nothing answers within timeout_ms. */
 int sl_rpc_reconnect(sl_rpc *rpc, int timeout_ms);
 
+/* The URL the handle dials. */
+const char *sl_rpc_url(const sl_rpc *rpc);
+
+/* Points the handle at another URL (a consumer group's coordinator moved): closes the
+ * connection, failing what is pending with SL_ECLOSED, and dials 'url'. Call it, like
+ * sl_rpc_reconnect, from one thread at a time. */
+int sl_rpc_retarget(sl_rpc *rpc, const char *url, int timeout_ms);
+
 /* Closes the connection: pending callbacks run with SL_ECLOSED; frees everything. */
 void sl_rpc_close(sl_rpc *rpc);
 

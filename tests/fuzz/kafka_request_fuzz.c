@@ -38,7 +38,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char err[256];
     if (sl_broker_create_topic(b, "t", 2, 0, NULL, 0, err, sizeof(err)))
         abort();
-    ctx = (sl_kafka_ctx){b, coord, 1, "127.0.0.1", 9092, false, 1, 1, true, NULL, NULL};
+    ctx = (sl_kafka_ctx){b, coord, 1, "127.0.0.1", 9092, false, 1, 1, true, NULL, NULL, false};
     return 0;
 }
 

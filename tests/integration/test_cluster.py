@@ -9,10 +9,12 @@ import os
 import shutil
 import socket
 import subprocess
+import signal
 import time
+import types
 import unittest
 
-from harness import BrokerTestCase, binary, free_port, wait_until
+from harness import BrokerTestCase, LineReader, binary, free_port, wait_until
 
 
 class ClusterCase(BrokerTestCase):
@@ -175,6 +177,140 @@ class ClusterTest(ClusterCase):
             self.assertTrue(copies[0], "events-%d is empty" % p)
             self.assertEqual(copies[0], copies[1], "events-%d differs" % p)
             self.assertEqual(copies[0], copies[2], "events-%d differs" % p)
+
+    def test_group_coordinator_moves_with_its_offsets_partition(self):
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        everyone = types.SimpleNamespace(url=",".join(b.url for b in nodes))
+        self.cli_ok("topic", "create", "jobs", "--partitions", "4", "--replication", "3",
+                    broker=nodes[0])
+        wait_until(lambda: self.in_sync("jobs", nodes[1], 3), 20, "jobs in sync", interval=0.2)
+        self.cli_ok("produce", "jobs", "-X", "acks=all", url=everyone.url,
+                    input="".join("a%d\n" % i for i in range(400)))
+        fast = ["-X", "session.timeout.ms=3000", "-X", "heartbeat.interval.ms=300",
+                "-X", "auto.commit.interval.ms=200"]
+        members = [self.spawn_cli("consume", "jobs", "--group", "g", "--follow",
+                                  "--format", r"%p %o %v\n", *fast, broker=everyone)
+                   for _ in range(2)]
+        readers = [LineReader(m.stdout) for m in members]
+
+        def group():
+            rc, out, _ = self.cli("group", "describe", "g", "--json", url=everyone.url)
+            return json.loads(out) if rc == 0 else None
+
+        def stable_with(n):
+            g = group()
+            ok = (g and g["state"] == "Stable" and len(g["members"]) == n and
+                  sum(len(m["partitions"]) for m in g["members"]) == 4)
+            return g if ok else None
+
+        g = wait_until(lambda: stable_with(2), 30, "the group to settle", interval=0.3)
+        # __consumer_offsets was created through the controller, replicated like user topics.
+        offsets = wait_until(lambda: self.in_sync("__consumer_offsets", nodes[0], 3), 20,
+                             "__consumer_offsets in sync", interval=0.3)
+        self.assertEqual(len(offsets["partitions"]), 50)
+        coordinator = g["coordinator"]
+        self.assertIn(coordinator, [1, 2, 3])
+        seen = set()
+
+        def drain():
+            for r in readers:
+                while r.pending():
+                    line = r.get(0.05)[1]
+                    if line is None:
+                        break
+                    seen.add(line.split()[2])
+            return seen
+        wait_until(lambda: len(drain()) >= 400, 30, "the first 400 records", interval=0.2)
+        # Every partition committed to its end before the coordinator dies.
+        wait_until(lambda: (lambda x: x and all(o["lag"] == 0 for o in x["offsets"]) and
+                            len(x["offsets"]) == 4)(group()), 20, "commits of the first 400",
+                   interval=0.3)
+        victim = nodes[coordinator - 1]
+        victim.kill9()
+        alive = types.SimpleNamespace(url=",".join(b.url for b in nodes if b is not victim))
+        began = time.monotonic()
+        moved = wait_until(lambda: (lambda x: x if x and x["coordinator"] != coordinator
+                                    else None)(stable_with(2)), 30,
+                           "a new coordinator with both members back", interval=0.3)
+        took = time.monotonic() - began
+        self.assertNotEqual(moved["coordinator"], victim.node_id)
+        # The new coordinator loaded the commits from its copy: nothing consumed is owed.
+        self.assertEqual(len(moved["offsets"]), 4, moved)
+        self.cli_ok("produce", "jobs", "-X", "acks=all", url=alive.url,
+                    input="".join("b%d\n" % i for i in range(400)))
+        wait_until(lambda: len(drain()) >= 800, 30, "the next 400 records", interval=0.2)
+        self.assertEqual(seen, {"a%d" % i for i in range(400)} | {"b%d" % i for i in range(400)})
+        wait_until(lambda: (lambda x: x and all(o["lag"] == 0 for o in x["offsets"]))(group()),
+                   20, "commits of the next 400", interval=0.3)
+        for m in members:
+            m.send_signal(signal.SIGTERM)
+            m.wait(timeout=20)
+        # A new member of the group starts where the group left off: nothing left to read.
+        self.assertEqual(self.cli_ok("consume", "jobs", "--group", "g", url=alive.url), "")
+        rc, text, err = self.cli("group", "list", url=alive.url)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("g\t", text)
+        self.assertLess(took, 20, "the group took %.1f s to move" % took)
+
+    def test_a_kafka_consumer_group_follows_its_coordinator(self):
+        from confluent_kafka import Consumer, KafkaException
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        self.cli_ok("topic", "create", "clicks", "--partitions", "3", "--replication", "3",
+                    broker=nodes[0])
+        wait_until(lambda: self.in_sync("clicks", nodes[1], 3), 20, "clicks in sync",
+                   interval=0.2)
+        everyone = ",".join(b.url for b in nodes)
+        self.cli_ok("produce", "clicks", "-X", "acks=all", url=everyone,
+                    input="".join("a%d\n" % i for i in range(300)))
+        c = Consumer({"bootstrap.servers": ",".join(b.kafka for b in nodes), "group.id": "kg",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                      "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        try:
+            c.subscribe(["clicks"])
+            got = set()
+
+            def settle(want, timeout):
+                """Polls until 'want' distinct values came and a commit left no lag. A member
+                the new coordinator does not know rejoins when it commits, and then reads
+                again from the group's last commit (at least once)."""
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    m = c.poll(0.5)
+                    if m is not None and not m.error():
+                        got.add(m.value().decode())
+                        continue
+                    if len(got) < want:
+                        continue
+                    try:
+                        c.commit(asynchronous=False)
+                    except KafkaException:
+                        continue  # NOT_COORDINATOR, or the rejoin comes first
+                    rc, out, _ = self.cli("group", "describe", "kg", "--json", url=alive)
+                    g = json.loads(out) if rc == 0 else None
+                    if g and g["offsets"] and all(o["lag"] == 0 and o["end_offset"] >= 0
+                                                  for o in g["offsets"]):
+                        return g
+                self.fail("the group did not settle: %d of %d values" % (len(got), want))
+
+            alive = everyone
+            g = settle(300, 60)
+            self.assertEqual(got, {"a%d" % i for i in range(300)})
+            self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 300)
+            victim = nodes[g["coordinator"] - 1]
+            victim.kill9()
+            alive = ",".join(b.url for b in nodes if b is not victim)
+            self.cli_ok("produce", "clicks", "-X", "acks=all", url=alive, timeout=60,
+                        input="".join("b%d\n" % i for i in range(300)))
+            g = settle(600, 90)
+            self.assertEqual(got, {"a%d" % i for i in range(300)} |
+                             {"b%d" % i for i in range(300)})
+        finally:
+            c.close()
+        # The new coordinator loaded the group's commits from its copy of __consumer_offsets.
+        self.assertNotEqual(g["coordinator"], victim.node_id)
+        self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 600)
 
     def test_acks_all_is_refused_below_min_insync_replicas(self):
         nodes = self.start_cluster()

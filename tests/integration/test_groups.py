@@ -213,9 +213,10 @@ class GroupTest(BrokerTestCase):
         self.produce("t", keyed(20), "--key-sep", ":")
         self.cli_ok("consume", "t", "--group", "g", "--max", "5")
         g = self.group_json("g")
-        self.assertEqual(set(g), {"group", "state", "protocol", "generation", "members",
-                                  "offsets"})
+        self.assertEqual(set(g), {"group", "state", "protocol", "generation", "coordinator",
+                                  "members", "offsets"})
         self.assertEqual(g["state"], "Empty")
+        self.assertEqual(g["coordinator"], 1, "a single broker coordinates every group")
         lag = sum(o["lag"] for o in g["offsets"])
         self.assertEqual(lag, 15)
         for o in g["offsets"]:

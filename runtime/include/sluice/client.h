@@ -324,6 +324,8 @@ typedef struct sl_group_info {
     size_t nmembers;
     sl_group_offset_info *offsets;
     size_t noffsets;
+    int32_t coordinator; /* the node that coordinates it (in a cluster, the leader of its
+                          * partition of __consumer_offsets) */
 } sl_group_info;
 
 /* Names of the groups (with members or committed offsets), sorted, with their states. Free both

@@ -34,7 +34,9 @@
 #define SL_EGROUPNOTEMPTY -26 /* consumer group: it has live members */
 #define SL_EUNSTABLE -27      /* consumer group: an undecided transaction holds offsets for it */
 #define SL_ENOTENOUGHREPLICAS -28 /* acks=all: fewer in-sync replicas than min.insync.replicas */
-#define SL_E_LAST -28
+#define SL_ENOTCOORD -29       /* consumer group: this broker does not coordinate it; find it again */
+#define SL_ECOORDLOADING -30   /* consumer group: its coordinator is loading its offsets; retry */
+#define SL_E_LAST -30
 
 #ifdef __cplusplus
 extern "C" {
