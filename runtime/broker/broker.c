@@ -105,6 +105,7 @@ struct sl_broker {
     pthread_cond_t maint_cond;
 
     request_stats stats[2][SL_REQ_KINDS];
+    atomic_uint_fast64_t native_requests[2]; /* over tcp://, over ipc:// */
     sl_txn_hook txn_hook;
     bool clustered;
     int64_t replica_lag_max_ms;
@@ -1600,7 +1601,9 @@ int32_t sl_broker_node_id(const sl_broker *b) {
 /* ---- observability ---- */
 
 void sl_broker_observe(sl_broker *b, int protocol, enum sl_request_kind kind, int64_t ns) {
-    request_stats *s = &b->stats[protocol ? 1 : 0][kind];
+    request_stats *s = &b->stats[protocol == 1][kind];
+    if (protocol != 1)
+        atomic_fetch_add(&b->native_requests[protocol == 2], 1);
     atomic_fetch_add(&s->count, 1);
     atomic_fetch_add(&s->sum_ns, (uint64_t)ns);
     double secs = (double)ns / 1e9;
@@ -1665,6 +1668,11 @@ static int metrics_partitions(sl_broker *b, sl_buf *out) {
 }
 
 static int metrics_requests(sl_broker *b, sl_buf *out) {
+    APPEND("# HELP sluice_native_requests_total Native protocol requests by transport (ipc: "
+           "pipeline instances on this node).\n# TYPE sluice_native_requests_total counter\n");
+    for (int t = 0; t < 2; t++)
+        APPEND("sluice_native_requests_total{transport=\"%s\"} %" PRIu64 "\n", t ? "ipc" : "tcp",
+               (uint64_t)atomic_load(&b->native_requests[t]));
     APPEND("# HELP sluice_request_duration_seconds Time to answer a request.\n"
            "# TYPE sluice_request_duration_seconds histogram\n");
     for (int pr = 0; pr < 2; pr++) {

@@ -314,7 +314,8 @@ enum sl_request_kind {
     SL_REQ_KINDS
 };
 
-/* Counts one request of 'kind' that took 'ns' nanoseconds ('protocol' 0 native, 1 kafka). */
+/* Counts one request of 'kind' that took 'ns' nanoseconds ('protocol' 0 native over tcp://, 1
+ * kafka, 2 native over ipc://: a pipeline instance talking to its own node). */
 void sl_broker_observe(sl_broker *b, int protocol, enum sl_request_kind kind, int64_t ns);
 
 /* Appends the Prometheus text exposition of every metric to 'out'. */

@@ -263,10 +263,11 @@ static void on_task_signal(int sig) {
 
 static int run_task(int argc, char **argv) {
     enum { T_BROKER = 1100, T_DATA, T_FILE, T_SOURCE, T_STAGE, T_INSTANCE, T_RESTARTS, T_LOG,
-           T_PLUGINS, T_VERSION };
+           T_PLUGINS, T_VERSION, T_LOCAL };
     static const struct option longopts[] = {
         {"run-task", no_argument, NULL, 'r'},
         {"broker", required_argument, NULL, T_BROKER},
+        {"local-broker", required_argument, NULL, T_LOCAL},
         {"data-dir", required_argument, NULL, T_DATA},
         {"pipeline-file", required_argument, NULL, T_FILE},
         {"pipeline-source", required_argument, NULL, T_SOURCE},
@@ -285,6 +286,7 @@ static int run_task(int argc, char **argv) {
         switch (c) {
         case 'r': break;
         case T_BROKER: tc.broker = optarg; break;
+        case T_LOCAL: tc.local_broker = optarg; break;
         case T_DATA: tc.data_dir = optarg; break;
         case T_FILE: tc.pipeline_file = optarg; break;
         case T_SOURCE: tc.source_file = optarg; break;
@@ -324,6 +326,31 @@ static int run_task(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return sl_task_run(&tc);
+}
+
+/* The node's second native listener, ipc://DATA_DIR/native.sock: pipeline instances reach their
+ * own node there without the TCP stack. '*url' stays "" (and instances use TCP) when the path is
+ * too long for a Unix socket. */
+static int start_ipc_listener(const char *data_dir, sl_native_ctx *ictx, sl_server **out,
+                              char *url, size_t len) {
+    char dir[PATH_MAX], path[PATH_MAX + 32], bound[PATH_MAX + 64];
+    url[0] = '\0';
+    if (realpath(data_dir, dir) == NULL)
+        return SL_EIO;
+    snprintf(path, sizeof(path), "%s/native.sock", dir);
+    if (strlen(path) >= 100) { /* sun_path holds 108 bytes */
+        sl_warn("sluiced", "no ipc:// listener: %s is too long a socket path; pipeline "
+                "instances reach this node over TCP", path);
+        return 0;
+    }
+    unlink(path); /* left by a node that was killed */
+    char want[PATH_MAX + 40];
+    snprintf(want, sizeof(want), "ipc://%s", path);
+    int rc = sl_server_start(want, "native", sl_native_handle_frame, ictx, NULL, out, bound,
+                             sizeof(bound));
+    if (rc == 0)
+        snprintf(url, len, "%s", want);
+    return rc;
 }
 
 /* Checks every --pipeline file before anything starts. */
@@ -516,7 +543,7 @@ int main(int argc, char **argv) {
     char listen_bound[300], http_bound[300] = "none";
     sl_server *native = NULL;
     sl_http *http = NULL;
-    sl_native_ctx ctx = {broker, NULL, NULL, NULL, "", false, NULL};
+    sl_native_ctx ctx = {broker, NULL, NULL, NULL, "", false, NULL, false};
     /* Transactions first: it settles what a crash left open, so the group coordinator then
      * loads only decided offsets. */
     if ((rc = sl_txn_open(broker, &ctx.txn)) != 0)
@@ -576,6 +603,13 @@ int main(int argc, char **argv) {
         else
             atomic_store(&ctx.node, node);
     }
+    sl_server *ipc = NULL;
+    char ipc_url[PATH_MAX + 40] = "";
+    sl_native_ctx ictx = ctx; /* final by now: the node is set */
+    ictx.ipc = true;
+    if (rc == 0 && (rc = start_ipc_listener(o.data_dir, &ictx, &ipc, ipc_url,
+                                            sizeof(ipc_url))) != 0)
+        sl_error("sluiced", "cannot listen on ipc:// in %s: %s", o.data_dir, sl_strerror(rc));
     sl_supervisor *supervisor = NULL;
     if (rc == 0) {
         char err[256];
@@ -588,7 +622,8 @@ int main(int argc, char **argv) {
             sl_error("sluiced", "cannot create the pipeline topics: %s", err);
     }
     if (rc == 0) {
-        sl_supervisor_conf sc = {listen_bound, o.data_dir, o.plugin_path, o.log_level};
+        sl_supervisor_conf sc = {listen_bound, o.data_dir, o.plugin_path, o.log_level,
+                                 o.node_id, ipc_url[0] ? ipc_url : NULL};
         rc = sl_supervisor_start(&sc, &supervisor);
     }
     if (rc == 0)
@@ -617,6 +652,8 @@ int main(int argc, char **argv) {
         sl_http_stop(http);
     if (kafka)
         sl_server_stop(kafka);
+    if (ipc)
+        sl_server_stop(ipc);
     if (native)
         sl_server_stop(native);
     atomic_store(&ctx.node, NULL);

@@ -13,7 +13,8 @@ enum conf_kind {
     CONF_BOOL,
     CONF_CODEC,
     CONF_ASSIGNOR,
-    CONF_ISOLATION
+    CONF_ISOLATION,
+    CONF_LOCAL /* "ID=URL": the node this client runs beside, reached at URL (ipc://) */
 };
 
 struct conf_def {
@@ -53,6 +54,7 @@ static const struct conf_def conf_defs[] = {
     {"transactional.id", CONF_STRING, "", 0, 0},
     {"transaction.timeout.ms", CONF_INT, "60000", 1, 900000},
     {"isolation.level", CONF_ISOLATION, "read_uncommitted", 0, 0},
+    {"local.broker", CONF_LOCAL, "", 0, 0},
 };
 #define NDEFS (sizeof(conf_defs) / sizeof(conf_defs[0]))
 
@@ -114,6 +116,11 @@ int sl_conf_set(sl_conf *conf, const char *key, const char *value, char *errbuf,
                strcmp(value, "read_committed")) {
         snprintf(errbuf, errlen,
                  "isolation.level must be read_uncommitted or read_committed, not \"%s\"", value);
+        return SL_EBADCONFIG;
+    } else if (d->kind == CONF_LOCAL && value[0] &&
+               (atoi(value) <= 0 || strchr(value, '=') == NULL ||
+                strncmp(strchr(value, '=') + 1, "ipc://", 6) != 0)) {
+        snprintf(errbuf, errlen, "local.broker must be NODE_ID=ipc://PATH, not \"%s\"", value);
         return SL_EBADCONFIG;
     } else if (d->kind == CONF_STRING && value[0] == '\0' && strcmp(key, "group.id") != 0 &&
                strcmp(key, "transactional.id") != 0) {
@@ -177,6 +184,10 @@ void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v) {
     v->transactional_id = sl_conf_get(conf, "transactional.id");
     v->transaction_timeout_ms = (int)get_int(conf, "transaction.timeout.ms");
     v->read_committed = strcmp(sl_conf_get(conf, "isolation.level"), "read_committed") == 0;
+    const char *local = sl_conf_get(conf, "local.broker");
+    const char *eq = strchr(local, '=');
+    v->local_node = eq ? atoi(local) : -1;
+    v->local_url = eq ? eq + 1 : "";
     v->auto_offset_reset = strcmp(sl_conf_get(conf, "auto.offset.reset"), "earliest") == 0
                                ? SL_OFFSET_BEGINNING
                                : SL_OFFSET_END;

@@ -44,10 +44,13 @@ static int find_coordinator(sl_consumer *c, char *url, size_t len) {
     msgpack_unpacked_init(&up);
     rc = sl_cl_call(probe, &req, id, c->v.request_timeout_ms, &resp, &up, 4, &items, &n, err,
                     sizeof(err));
-    if (rc == 0 && sl_mp_strcpy(&items[3], url, len))
+    int64_t node = 0;
+    if (rc == 0 && (sl_mp_int(&items[2], &node) || sl_mp_strcpy(&items[3], url, len)))
         rc = SL_EPROTO;
     if (rc == 0 && url[0] == '\0') /* the broker asked */
         snprintf(url, len, "%s", sl_rpc_url(probe));
+    else if (rc == 0 && node == c->v.local_node && c->v.local_url[0])
+        snprintf(url, len, "%s", c->v.local_url); /* the node beside us: over ipc:// */
     msgpack_unpacked_destroy(&up);
     sl_buf_free(&req);
     sl_buf_free(&resp);

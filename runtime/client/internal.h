@@ -42,6 +42,8 @@ typedef struct sl_conf_values {
     const char *transactional_id; /* "" when none */
     int transaction_timeout_ms;
     bool read_committed;
+    int32_t local_node;    /* local.broker: this node is reached at local_url; -1: none */
+    const char *local_url;
 } sl_conf_values;
 
 void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);

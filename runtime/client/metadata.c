@@ -48,6 +48,8 @@ struct sl_cl_meta {
     int64_t interval_ms;  /* between refreshes: doubles while leaders stay missing */
     atomic_uint_fast64_t version;
     sl_buf req, resp;
+    int32_t local_node; /* reached at local_url (ipc://) rather than where it registered */
+    char local_url[300];
 };
 
 int sl_cl_meta_new(const sl_conf_values *v, sl_rpc *bootstrap, sl_cl_meta **out) {
@@ -59,6 +61,8 @@ int sl_cl_meta_new(const sl_conf_values *v, sl_rpc *bootstrap, sl_cl_meta **out)
     m->backoff_ms = v->retry_backoff_ms;
     m->backoff_max_ms = v->retry_backoff_max_ms;
     m->interval_ms = m->backoff_ms;
+    m->local_node = v->local_node;
+    snprintf(m->local_url, sizeof(m->local_url), "%s", v->local_url ? v->local_url : "");
     atomic_init(&m->version, 1);
     pthread_mutex_init(&m->lock, NULL);
     pthread_mutex_init(&m->io_lock, NULL);
@@ -252,6 +256,10 @@ static int ask(sl_cl_meta *m, msgpack_unpacked *up, const msgpack_object **items
 /* ---- taking in an answer (io_lock held) ---- */
 
 static void update_node(sl_cl_meta *m, int32_t id, const char *url, size_t len, bool *changed) {
+    if (id == m->local_node && m->local_url[0]) { /* the node beside us: over ipc:// */
+        url = m->local_url;
+        len = strlen(url);
+    }
     mnode *n = find_node(m, id);
     if (n && strlen(n->url) == len && memcmp(n->url, url, len) == 0)
         return;

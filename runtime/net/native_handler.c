@@ -1062,7 +1062,7 @@ int sl_native_handle_frame(void *arg, sl_conn *conn, uint8_t *frame, size_t len)
         rc = reply_status(conn, req.id, rc, err);
         break;
     }
-    sl_broker_observe(b, 0, kind_of(req.api), sl_clock_mono_ns() - start);
+    sl_broker_observe(b, ctx->ipc ? 2 : 0, kind_of(req.api), sl_clock_mono_ns() - start);
     sl_native_req_free(&req);
     return rc ? -1 : 0;
 }

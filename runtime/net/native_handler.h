@@ -27,6 +27,7 @@ typedef struct sl_native_ctx {
     atomic_bool cluster_ready;
     /* The node's cluster threads (forwarding to the controller), set once they run. */
     _Atomic(sl_node *) node;
+    bool ipc; /* the ipc:// listener's copy: its requests are counted apart */
 } sl_native_ctx;
 
 /* An sl_frame_handler; 'ctx' is an sl_native_ctx. */

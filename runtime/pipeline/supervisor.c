@@ -209,10 +209,16 @@ static int spawn(sl_supervisor *s, instance *in) {
     snprintf(restarts, sizeof(restarts), "%d", in->restarts);
     const char *argv[32];
     int k = 0;
+    char local[PATH_MAX + 64];
     argv[k++] = s->exe;
     argv[k++] = "--run-task";
     argv[k++] = "--broker";
-    argv[k++] = s->conf.broker;
+    argv[k++] = s->conf.ipc ? s->conf.ipc : s->conf.broker;
+    if (s->conf.ipc) { /* partitions this node leads are read and written over ipc:// too */
+        snprintf(local, sizeof(local), "%d=%s", s->conf.node_id, s->conf.ipc);
+        argv[k++] = "--local-broker";
+        argv[k++] = local;
+    }
     argv[k++] = "--data-dir";
     argv[k++] = s->conf.data_dir;
     argv[k++] = "--pipeline-file";

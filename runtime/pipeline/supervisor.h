@@ -11,6 +11,9 @@ typedef struct sl_supervisor_conf {
     const char *data_dir;
     const char *plugin_path; /* NULL: the default */
     const char *log_level;   /* passed on to the instances */
+    int node_id;             /* this node's */
+    const char *ipc;         /* the node's ipc:// address, where instances reach it; NULL:
+                              * they use 'broker' */
 } sl_supervisor_conf;
 
 typedef struct sl_supervisor sl_supervisor;

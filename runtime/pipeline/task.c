@@ -1641,6 +1641,8 @@ static sl_conf *client_conf(task *t, const char *group) {
         rc = sl_conf_set(c, "bootstrap.servers", t->conf->broker, err, sizeof(err));
     if (rc == 0)
         rc = sl_conf_set(c, "client.id", t->label, err, sizeof(err));
+    if (rc == 0 && t->conf->local_broker)
+        rc = sl_conf_set(c, "local.broker", t->conf->local_broker, err, sizeof(err));
     if (rc == 0 && t->eos) /* consumers see only committed outputs and changelog writes */
         rc = sl_conf_set(c, "isolation.level", "read_committed", err, sizeof(err));
     if (rc == 0 && group) {

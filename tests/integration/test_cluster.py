@@ -15,12 +15,14 @@ import types
 import unittest
 
 from harness import BrokerTestCase, LineReader, binary, free_port, wait_until
+from test_broker import http_get, metric
+from test_pipelines import TEST_PLUGINS
 
 
 class ClusterCase(BrokerTestCase):
     """Three nodes of a cluster on this machine, and how to look at them."""
 
-    def start_cluster(self, n=3):
+    def start_cluster(self, n=3, extra=()):
         # The controller ports are picked free and bound a moment later by sluiced; another
         # test running beside may take one in between. Only that is retried.
         for attempt in range(3):
@@ -31,13 +33,14 @@ class ClusterCase(BrokerTestCase):
             try:
                 for i in range(n - 1):
                     self.nodes.append(self.start_broker(extra_args=[
-                        "--node-id", str(i + 1), "--controllers", self.controllers]))
+                        "--node-id", str(i + 1), "--controllers", self.controllers] + list(extra)))
                 # The last one takes the same from a config file.
                 config = os.path.join(self.temp_dir(), "node.conf")
                 with open(config, "w") as f:
                     f.write("# node %d\nnode-id = %d\ncontrollers %s\n"
                             % (n, n, self.controllers))
-                self.nodes.append(self.start_broker(extra_args=["--config", config]))
+                self.nodes.append(self.start_broker(extra_args=["--config", config] +
+                                                    list(extra)))
                 return self.nodes
             except AssertionError as e:
                 if attempt == 2 or "in use, or not an address of this host" not in str(e):
@@ -311,6 +314,37 @@ class ClusterTest(ClusterCase):
         # The new coordinator loaded the group's commits from its copy of __consumer_offsets.
         self.assertNotEqual(g["coordinator"], victim.node_id)
         self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 600)
+
+    def test_a_pipeline_instance_reads_its_own_node_over_ipc_and_the_others_over_tcp(self):
+        nodes = self.start_cluster(extra=["--plugin-path", TEST_PLUGINS])
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        everyone = ",".join(b.url for b in nodes)
+        for topic in ("words", "loud"):
+            self.cli_ok("topic", "create", topic, "--partitions", "3", "--replication", "3",
+                        broker=nodes[0])
+        d = wait_until(lambda: self.in_sync("words", nodes[0], 3), 20, "words in sync",
+                       interval=0.2)
+        self.assertEqual(sorted(p["leader"] for p in d["partitions"]), [1, 2, 3])
+        path = os.path.join(self.temp_dir(), "shout.lua")
+        with open(path, "w") as f:
+            f.write('return { name = "shout", processors = {\n'
+                    '  { name = "upper", input = "words", output = "loud", plugin = "upper" } } }\n')
+        self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[0])
+        self.cli_ok("produce", "words", "--key-sep", ":", "-X", "acks=all", url=everyone,
+                    input="".join("k%d:w%d\n" % (i, i) for i in range(300)))
+        got = wait_until(lambda: (lambda out: out if len(out) >= 300 else None)(
+            self.cli_ok("consume", "loud", "--format", r"%v\n", url=everyone).split()), 60,
+            "300 upper-cased records", interval=0.5)
+        self.assertEqual(sorted(got), sorted("W%d" % i for i in range(300)))
+        # The one instance runs on node 1, where it was deployed. It read the partition node 1
+        # leads over ipc://; those led by nodes 2 and 3 it can only have reached over TCP.
+        ipc = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
+                      transport="ipc") for b in nodes]
+        self.assertGreater(ipc[0], 0, "the instance did not use its own node's ipc://")
+        self.assertEqual(ipc[1:], [0, 0])
+        tcp = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
+                      transport="tcp") for b in nodes]
+        self.assertTrue(all(t > 0 for t in tcp), tcp)
 
     def test_acks_all_is_refused_below_min_insync_replicas(self):
         nodes = self.start_cluster()
