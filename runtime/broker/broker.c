@@ -450,7 +450,7 @@ void sl_broker_set_admin_hook(sl_broker *b, const sl_admin_hook *hook) {
 
 /* A user topic on a node of a cluster: its admin goes through the metadata log. */
 static bool replicated_topic(sl_broker *b, const char *name) {
-    return b->clustered && (strncmp(name, "__", 2) != 0 || strcmp(name, SL_OFFSETS_TOPIC) == 0);
+    return b->clustered && strcmp(name, SL_TXN_STATE_TOPIC) != 0;
 }
 
 bool sl_broker_clustered(const sl_broker *b) {
@@ -468,8 +468,8 @@ int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t part
                               {(char *)"cleanup.policy", (char *)"compact"}};
     if (replicated_topic(b, name)) {
         int rc = b->admin_hook.create ? b->admin_hook.create(b->admin_hook.arg, name, partitions,
-                                                             0, configs, compacted ? 2 : 1,
-                                                             errbuf, errlen)
+                                                             SL_REPLICATION_INTERNAL, configs,
+                                                             compacted ? 2 : 1, errbuf, errlen)
                                       : still_joining(errbuf, errlen);
         return rc == SL_EEXIST ? 0 : rc;
     }
@@ -671,7 +671,11 @@ int sl_broker_init_producer_id(sl_broker *b, int64_t *producer_id, int16_t *epoc
             b->pid_block_end = rec.pid_end;
     }
     if (rc == 0) {
-        *producer_id = b->next_pid++;
+        /* Blocks come from this node's own log: in a cluster the node id goes in the high
+         * bits, or two nodes would hand out the same id, and one producer's batches would pass
+         * for another's retries (acknowledged as duplicates, never written). */
+        *producer_id = b->clustered ? (int64_t)b->node_id << 40 | b->next_pid : b->next_pid;
+        b->next_pid++;
         *epoch = 0;
     }
     pthread_mutex_unlock(&b->admin_lock);
@@ -1019,12 +1023,13 @@ static void ask_isr_change(sl_broker *b, const char *topic_name, partition *part
     b->isr_hook.propose(b->isr_hook.arg, topic_name, part->id, proposed);
 }
 
-int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_config_kv *configs,
-                              size_t nconfigs, char *errbuf, size_t errlen) {
-    /* The replicated internal topic is created through the controller too, and only as the
-     * group coordinators need it. */
-    bool offsets = strcmp(name, SL_OFFSETS_TOPIC) == 0 && partitions == SL_OFFSETS_PARTITIONS;
-    int rc = offsets ? 0 : check_topic_name(name, errbuf, errlen);
+int sl_broker_check_new_topic(const char *name, bool internal, int32_t partitions,
+                              const sl_config_kv *configs, size_t nconfigs, char *errbuf,
+                              size_t errlen) {
+    int rc = internal ? (strncmp(name, "__", 2) == 0 ? 0 : SL_EINVAL)
+                      : check_topic_name(name, errbuf, errlen);
+    if (rc && internal)
+        snprintf(errbuf, errlen, "internal topic \"%s\" must start with \"__\"", name);
     if (rc)
         return rc;
     if (partitions < 1 || partitions > MAX_PARTITIONS) {

@@ -65,16 +65,23 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
                            char *errbuf, size_t errlen);
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen);
 
-/* The committed offsets of consumer groups. In a cluster it is the one internal topic that is
- * replicated: a group's coordinator is the leader of its partition, and moves with it. The
- * other internal topics are local to their node. */
+/* The committed offsets of consumer groups: a group's coordinator is the leader of its
+ * partition, and in a cluster it moves with it. */
 #define SL_OFFSETS_TOPIC "__consumer_offsets"
 #define SL_OFFSETS_PARTITIONS 50 /* Kafka's offsets.topic.num.partitions */
 
+/* Transactions' state: in a cluster, the one internal topic each node keeps for itself (its
+ * transaction coordinator is the node's own). Every other topic is replicated. */
+#define SL_TXN_STATE_TOPIC "__transaction_state"
+
+/* The replication an internal topic asks the controller for: as many replicas as live brokers,
+ * up to 3 (Kafka's offsets.topic.replication.factor). Users cannot create "__" names. */
+#define SL_REPLICATION_INTERNAL (-1)
+
 /* Creates an internal topic ("__" name, refused to users) unless it exists; 'compacted' keeps
- * the latest record per key forever instead of deleting by age. In a cluster, SL_OFFSETS_TOPIC
- * is created through the admin hook, with as many replicas as there are live brokers, up to 3
- * (Kafka's offsets.topic.replication.factor). */
+ * the latest record per key forever instead of deleting by age. In a cluster it is created
+ * through the admin hook with SL_REPLICATION_INTERNAL (SL_ENOTLEADER while the node cannot
+ * reach a controller yet: try again). */
 int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t partitions,
                                     bool compacted, char *errbuf, size_t errlen);
 int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
@@ -109,7 +116,8 @@ void sl_broker_free_names(char **names, size_t count);
 int sl_broker_partition_count(sl_broker *b, const char *topic, int32_t *count);
 
 /* A new producer id for an idempotent producer, with epoch 0. Ids are never reused: they are
- * handed out from blocks recorded in the metadata log. */
+ * handed out from blocks recorded in the node's metadata log, under the node id (bits 40 and
+ * up) in a cluster, so that no two nodes hand out the same. */
 int sl_broker_init_producer_id(sl_broker *b, int64_t *producer_id, int16_t *epoch);
 
 /* ---- data ---- */
@@ -166,8 +174,10 @@ void sl_broker_set_txn_hook(sl_broker *b, const sl_txn_hook *hook);
 
 /* ---- replication (a node of a cluster: cluster/ drives these) ---- */
 
-/* Validates a topic's name, partition count and configs for creation, with a sentence. */
-int sl_broker_check_new_topic(const char *name, int32_t partitions, const sl_config_kv *configs,
+/* Validates a topic's name, partition count and configs for creation, with a sentence. An
+ * internal topic's name starts with "__"; a user's may not. */
+int sl_broker_check_new_topic(const char *name, bool internal, int32_t partitions,
+                              const sl_config_kv *configs,
                               size_t nconfigs, char *errbuf, size_t errlen);
 
 /* The metadata log's topic changes, applied in log order on every node: a topic (unless it

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/clock.h"
@@ -395,6 +396,55 @@ static int deploy_pipelines(const struct options *o, char **sources, const char 
     return 0;
 }
 
+/* The pipeline topics, then the --pipeline files deployed. */
+typedef struct pipeline_setup {
+    sl_broker *broker;
+    const struct options *o;
+    char **sources; /* freed by the thread */
+    const char *broker_url;
+    atomic_bool stop;
+    pthread_t thread;
+    bool retrying; /* on the thread: a controller may not be elected yet */
+} pipeline_setup;
+
+static int set_up_pipelines(pipeline_setup *ps) {
+    static const char *const topics[] = {SL_PIPELINES_TOPIC, SL_PIPELINE_STATUS_TOPIC,
+                                         SL_CONNECT_OFFSETS_TOPIC};
+    char err[256];
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        int rc = sl_broker_ensure_internal_topic(ps->broker, topics[i], 1, true, err,
+                                                 sizeof(err));
+        if (rc) {
+            sl_log(ps->retrying ? SL_LOG_DEBUG : SL_LOG_ERROR, "sluiced", "cannot create %s: %s",
+                   topics[i], err);
+            return rc;
+        }
+    }
+    return deploy_pipelines(ps->o, ps->sources, ps->broker_url);
+}
+
+static void *set_up_pipelines_main(void *arg) {
+    pipeline_setup *ps = arg;
+    ps->retrying = true;
+    int rc = SL_ENOTLEADER;
+    for (int tries = 0; !atomic_load(&ps->stop); tries++) {
+        rc = set_up_pipelines(ps);
+        if (rc != SL_ENOTLEADER && rc != SL_ETIMEDOUT && rc != SL_ECONNREFUSED)
+            break;
+        if (tries == 10)
+            sl_info("sluiced", "waiting for the cluster to elect a controller before creating "
+                    "the pipeline topics");
+        struct timespec pause = {0, 500 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    if (rc && !atomic_load(&ps->stop))
+        sl_error("sluiced", "cannot set up pipelines: %s (pipelines do not run on this node)",
+                 sl_strerror(rc));
+    for (int i = 0; i < ps->o->npipelines; i++)
+        free(ps->sources[i]);
+    return NULL;
+}
+
 /* ---- --config FILE ---- */
 
 /* The options a config file may set: every long option that takes a value. */
@@ -611,25 +661,24 @@ int main(int argc, char **argv) {
                                             sizeof(ipc_url))) != 0)
         sl_error("sluiced", "cannot listen on ipc:// in %s: %s", o.data_dir, sl_strerror(rc));
     sl_supervisor *supervisor = NULL;
-    if (rc == 0) {
-        char err[256];
-        if ((rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINES_TOPIC, 1, true, err,
-                                                  sizeof(err))) != 0 ||
-            (rc = sl_broker_ensure_internal_topic(broker, SL_PIPELINE_STATUS_TOPIC, 1, true, err,
-                                                  sizeof(err))) != 0 ||
-            (rc = sl_broker_ensure_internal_topic(broker, SL_CONNECT_OFFSETS_TOPIC, 1, true, err,
-                                                  sizeof(err))) != 0)
-            sl_error("sluiced", "cannot create the pipeline topics: %s", err);
-    }
+    pipeline_setup setup = {broker, &o, sources, listen_bound, false, 0, false};
+    if (rc == 0 && !ctx.cluster)
+        rc = set_up_pipelines(&setup); /* says why it failed */
     if (rc == 0) {
         sl_supervisor_conf sc = {listen_bound, o.data_dir, o.plugin_path, o.log_level,
-                                 o.node_id, ipc_url[0] ? ipc_url : NULL};
+                                 o.node_id, ipc_url[0] ? ipc_url : NULL, ctx.cluster != NULL};
         rc = sl_supervisor_start(&sc, &supervisor);
     }
-    if (rc == 0)
-        rc = deploy_pipelines(&o, sources, listen_bound);
-    for (int i = 0; i < o.npipelines; i++)
-        free(sources[i]);
+    /* A node of a cluster cannot create the (replicated) pipeline topics before a controller
+     * is elected, which may wait for nodes started after it: it does so on a thread. */
+    bool setup_thread = false;
+    if (rc == 0 && ctx.cluster)
+        setup_thread = pthread_create(&setup.thread, NULL, set_up_pipelines_main, &setup) == 0;
+    if (rc == 0 && ctx.cluster && !setup_thread)
+        rc = SL_ENOMEM;
+    if (!setup_thread)
+        for (int i = 0; i < o.npipelines; i++)
+            free(sources[i]);
     if (rc == 0 && o.ready_file &&
         (rc = write_ready_file(o.ready_file, listen_bound, http_bound, kafka_bound, o.node_id)) !=
             0)
@@ -642,6 +691,10 @@ int main(int argc, char **argv) {
         int sig;
         sigwait(&stop_signals, &sig);
         sl_info("sluiced", "%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    if (setup_thread) {
+        atomic_store(&setup.stop, true);
+        pthread_join(setup.thread, NULL);
     }
     /* Pipeline instances commit and leave their groups while the broker still serves. */
     sl_supervisor_stop(supervisor);

@@ -500,12 +500,13 @@ static bool same_set(const int32_t *a, int32_t na, const int32_t *b, int32_t nb)
 int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
                             int32_t replication, const sl_config_kv *configs, size_t nconfigs,
                             char *errbuf, size_t errlen) {
-    int rc = sl_broker_check_new_topic(name, partitions, configs, nconfigs, errbuf, errlen);
+    bool internal = replication == SL_REPLICATION_INTERNAL;
+    int rc = sl_broker_check_new_topic(name, internal, partitions, configs, nconfigs, errbuf,
+                                       errlen);
     if (rc)
         return rc;
     if (!in_control(c))
         return SL_ENOTLEADER;
-    bool internal = strcmp(name, SL_OFFSETS_TOPIC) == 0;
     if (replication <= 0 && !internal)
         replication = c->default_replication;
     /* Which incarnation of the name: its partition directories say, so replaying the log
@@ -523,7 +524,7 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     pthread_mutex_lock(&c->lock);
     int32_t live[MAX_CONTROLLERS];
     size_t nlive = live_brokers(c, sl_clock_mono_ms(), live);
-    if (internal && replication <= 0) /* Kafka's offsets.topic.replication.factor, as live */
+    if (internal) /* Kafka's offsets.topic.replication.factor, as far as brokers live */
         replication = nlive < 3 ? (int32_t)nlive : 3;
     if (find_ctopic(c, name)) {
         snprintf(errbuf, errlen, "topic \"%s\" already exists", name);

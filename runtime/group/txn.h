@@ -24,7 +24,6 @@
 #include "broker/broker.h"
 #include "group/coordinator.h"
 
-#define SL_TXN_STATE_TOPIC "__transaction_state"
 #define SL_TXN_ID_MAX 249 /* as a topic name: the native protocol carries both alike */
 #define SL_TXN_MAX_TIMEOUT_MS 900000 /* Kafka's transaction.max.timeout.ms */
 

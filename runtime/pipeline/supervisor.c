@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +36,9 @@
 #define HEALTHY_AFTER_MS 60000 /* a child that ran this long restarts without delay */
 #define POISON_CRASHES 3
 #define MAX_CRASH_TRACKS 256
+#define MAX_NODES 64
+#define PROBE_INTERVAL_MS 1000
+#define PROBE_TIMEOUT_MS 500
 
 typedef struct instance {
     char *pipeline, *stage;
@@ -59,6 +65,7 @@ typedef struct wanted {
     char *restart;        /* a stage to restart (sluice.restart), or "" */
     bool control;         /* written by pause/resume/restart, not by a deploy */
     int64_t applied;      /* the version acted on (-1: none) */
+    bool replace;         /* the nodes that answer changed: place its instances again */
     char *applied_source; /* the text acted on: same text again is a control change only */
 } wanted;
 
@@ -85,6 +92,12 @@ struct sl_supervisor {
     size_t nwant;
     crash_track *crashes;
     size_t ncrashes;
+    bool assigned; /* reading __pipelines (in a cluster it may not exist at first) */
+    /* In a cluster: the nodes that answered the last probe, by id. */
+    sl_client *admin;
+    int32_t live[MAX_NODES];
+    size_t nlive;
+    int64_t next_probe_ms;
 };
 
 /* ---- __pipelines ---- */
@@ -408,11 +421,13 @@ static void reap(sl_supervisor *s) {
 }
 
 /* Stops the instances of 'pipeline' (NULL: all), of 'stage' only when not NULL. */
-static void stop_instances(sl_supervisor *s, const char *pipeline, const char *stage) {
+/* Stops the instances of 'pipeline' (NULL: every one), of 'stage' (NULL: all), numbered 'index'
+ * (-1: all). */
+static void stop_instances(sl_supervisor *s, const char *pipeline, const char *stage, int index) {
     for (size_t i = 0; i < s->ninst; i++) {
         instance *in = &s->inst[i];
         if (in->stopping || (pipeline && strcmp(in->pipeline, pipeline) != 0) ||
-            (stage && strcmp(in->stage, stage) != 0))
+            (stage && strcmp(in->stage, stage) != 0) || (index >= 0 && in->index != index))
             continue;
         in->stopping = true;
         in->kill_at_ms = sl_clock_mono_ms() + STOP_GRACE_MS;
@@ -438,11 +453,42 @@ static bool stage_running(const sl_supervisor *s, const char *pipeline, const ch
     return false;
 }
 
-/* Adds the instances of the stages not paused (of 'only' alone when not NULL). */
+static bool instance_running(const sl_supervisor *s, const char *pipeline, const char *stage,
+                             int index) {
+    for (size_t i = 0; i < s->ninst; i++)
+        if (!s->inst[i].stopping && s->inst[i].index == index &&
+            strcmp(s->inst[i].pipeline, pipeline) == 0 && strcmp(s->inst[i].stage, stage) == 0)
+            return true;
+    return false;
+}
+
+/* Whether instance 'index' of a stage runs on this node: always outside a cluster; in one, on
+ * the (hash(pipeline/stage) + index)-th of the nodes that answer, so a stage's instances spread
+ * over the nodes and every node computes the same placement. */
+static bool placed_here(const sl_supervisor *s, const char *pipeline, const char *stage,
+                        int index) {
+    if (!s->conf.clustered)
+        return true;
+    if (s->nlive == 0)
+        return false;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *c = pipeline; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *c = stage; *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    return s->live[(h + (uint32_t)index) % s->nlive] == s->conf.node_id;
+}
+
+/* Adds the instances placed here of the stages not paused (of 'only' alone when not NULL) that
+ * do not run yet. */
 static int add_instances(sl_supervisor *s, const wanted *w, const sl_pipeline *p,
                          const char *source_path, const char *only) {
     for (size_t i = 0; i < p->nstages; i++)
         for (int k = 0; k < p->stages[i].instances; k++) {
+            if (!placed_here(s, p->name, p->stages[i].name, k) ||
+                instance_running(s, p->name, p->stages[i].name, k))
+                continue;
             if (listed(w->paused, p->stages[i].name)) {
                 publish_as(s, p->name, p->stages[i].name, k, 0, "", "paused");
                 continue;
@@ -469,6 +515,8 @@ static int add_instances(sl_supervisor *s, const wanted *w, const sl_pipeline *p
 }
 
 static void apply(sl_supervisor *s, wanted *w) {
+    bool replace = w->replace && w->applied == w->version;
+    w->replace = false;
     w->applied = w->version;
     char dir[PATH_MAX], path[PATH_MAX], err[2048], pathbuf[8192];
     snprintf(dir, sizeof(dir), "%s/pipelines/deployed", s->conf.data_dir);
@@ -486,7 +534,22 @@ static void apply(sl_supervisor *s, wanted *w) {
                  w->version, err);
         return;
     }
-    if (w->control && w->applied_source && strcmp(w->applied_source, w->source) == 0) {
+    if (replace) {
+        /* Only where instances run changed: those placed elsewhere now stop, those placed
+         * here now start, the others go on. */
+        for (size_t i = 0; i < s->ninst; i++) {
+            instance *in = &s->inst[i];
+            if (in->stopping || strcmp(in->pipeline, w->name) != 0 ||
+                placed_here(s, in->pipeline, in->stage, in->index))
+                continue;
+            sl_info("pipeline", "%s/%s/%d is placed on another node now: stopping it here",
+                    in->pipeline, in->stage, in->index);
+            stop_instances(s, in->pipeline, in->stage, in->index);
+            i = (size_t)-1; /* the array may have changed: look again */
+        }
+        if (add_instances(s, w, p, path, NULL) != 0)
+            sl_error("pipeline", "pipeline %s: out of memory starting its instances", w->name);
+    } else if (w->control && w->applied_source && strcmp(w->applied_source, w->source) == 0) {
         /* The same text: a pause, a resume or a restart of some stages, the others untouched. */
         for (size_t i = 0; i < p->nstages; i++) {
             const char *stage = p->stages[i].name;
@@ -495,14 +558,14 @@ static void apply(sl_supervisor *s, wanted *w) {
             if (running && (paused || restart)) {
                 sl_info("pipeline", "pipeline %s: %s stage %s", p->name,
                         paused ? "pausing" : "restarting", stage);
-                stop_instances(s, p->name, stage);
+                stop_instances(s, p->name, stage, -1);
                 running = false;
             }
             if (!running && add_instances(s, w, p, path, stage) != 0)
                 sl_error("pipeline", "pipeline %s: out of memory starting %s", p->name, stage);
         }
     } else {
-        stop_instances(s, w->name, NULL); /* the old version commits and leaves as the new
+        stop_instances(s, w->name, NULL, -1); /* the old version commits and leaves as the new
                                            * one joins */
         size_t stages = p->nstages;
         int total = 0;
@@ -522,13 +585,13 @@ static void apply(sl_supervisor *s, wanted *w) {
 
 static void reconcile(sl_supervisor *s) {
     for (size_t i = 0; i < s->nwant; i++)
-        if (s->want[i].applied != s->want[i].version)
+        if (s->want[i].applied != s->want[i].version || s->want[i].replace)
             apply(s, &s->want[i]);
     for (size_t i = 0; i < s->ninst; i++)
         if (!s->inst[i].stopping && find_wanted(s, s->inst[i].pipeline) == NULL) {
             sl_info("pipeline", "pipeline %s stopped: stopping its instances",
                     s->inst[i].pipeline);
-            stop_instances(s, s->inst[i].pipeline, NULL);
+            stop_instances(s, s->inst[i].pipeline, NULL, -1);
             i = (size_t)-1; /* the array changed: look again */
         }
 }
@@ -562,10 +625,91 @@ static void tend(sl_supervisor *s) {
     }
 }
 
+/* ---- placement in a cluster ---- */
+
+/* Whether something accepts connections at 'url' (tcp://HOST:PORT) within PROBE_TIMEOUT_MS. */
+static bool answers(const char *url) {
+    char host[256];
+    const char *hp = url + strlen("tcp://"), *colon = strrchr(url, ':');
+    if (strncmp(url, "tcp://", 6) != 0 || colon == NULL || colon < hp ||
+        (size_t)(colon - hp) >= sizeof(host))
+        return false;
+    bool bracketed = hp[0] == '[' && colon > hp + 1 && colon[-1] == ']';
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - hp) - (bracketed ? 2 : 0),
+             hp + (bracketed ? 1 : 0));
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+        return false;
+    bool ok = false;
+    for (struct addrinfo *a = ai; a && !ok; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            ok = true;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            int err = 0;
+            socklen_t len = sizeof(err);
+            ok = poll(&p, 1, PROBE_TIMEOUT_MS) == 1 &&
+                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
+static int cmp_ids(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Which registered nodes answer now. True when that changed: every pipeline's instances are
+ * then placed again. */
+static bool probe_nodes(sl_supervisor *s) {
+    sl_cluster_info ci;
+    if (sl_cluster_describe(s->admin, &ci) != 0)
+        return false;
+    int32_t live[MAX_NODES];
+    size_t n = 0;
+    for (size_t i = 0; i < ci.nnodes && n < MAX_NODES; i++)
+        if (ci.nodes[i].node_id == s->conf.node_id || answers(ci.nodes[i].url))
+            live[n++] = ci.nodes[i].node_id;
+    sl_cluster_info_free(&ci);
+    qsort(live, n, sizeof(*live), cmp_ids);
+    if (n == s->nlive && memcmp(live, s->live, n * sizeof(*live)) == 0)
+        return false;
+    memcpy(s->live, live, n * sizeof(*live));
+    s->nlive = n;
+    char list[MAX_NODES * 12] = "";
+    for (size_t i = 0, off = 0; i < n && off < sizeof(list); i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d", i ? ", " : "",
+                                (int)live[i]);
+    sl_info("pipeline", "nodes answering: %s; pipeline instances are placed over them", list);
+    for (size_t i = 0; i < s->nwant; i++)
+        s->want[i].replace = true;
+    return true;
+}
+
 static void *run(void *arg) {
     sl_supervisor *s = arg;
     bool dirty = false;
     while (!s->stop) {
+        if (!s->assigned) {
+            /* In a cluster, __pipelines is created once a controller is elected. */
+            s->assigned = sl_consumer_assign(s->consumer, SL_PIPELINES_TOPIC, 0,
+                                             SL_OFFSET_BEGINNING) == 0;
+            if (!s->assigned) {
+                struct timespec ts = {0, 200 * 1000000L};
+                nanosleep(&ts, NULL);
+                continue;
+            }
+        }
+        if (s->conf.clustered && sl_clock_mono_ms() >= s->next_probe_ms) {
+            s->next_probe_ms = sl_clock_mono_ms() + PROBE_INTERVAL_MS;
+            dirty |= probe_nodes(s);
+        }
         const sl_message *m;
         int rc = sl_consumer_poll(s->consumer, 200, &m);
         if (rc == 0) {
@@ -580,7 +724,7 @@ static void *run(void *arg) {
         reap(s);
         tend(s);
     }
-    stop_instances(s, NULL, NULL);
+    stop_instances(s, NULL, NULL, -1);
     int64_t deadline = sl_clock_mono_ms() + STOP_GRACE_MS;
     while (s->ninst > 0 && sl_clock_mono_ms() < deadline) {
         reap(s);
@@ -608,21 +752,20 @@ int sl_supervisor_start(const sl_supervisor_conf *conf, sl_supervisor **out) {
     s->exe[n] = '\0';
     char err[512];
     int rc = SL_ENOMEM;
-    for (int which = 0; which < 2; which++) {
+    for (int which = 0; which < (conf->clustered ? 3 : 2); which++) {
         sl_conf *c = sl_conf_new();
         rc = c ? sl_conf_set(c, "bootstrap.servers", conf->broker, err, sizeof(err)) : SL_ENOMEM;
         if (rc == 0)
             rc = sl_conf_set(c, "client.id", "sluice-supervisor", err, sizeof(err));
         if (rc == 0)
-            rc = which ? sl_producer_new(c, &s->producer, err, sizeof(err))
-                       : sl_consumer_new(c, &s->consumer, err, sizeof(err));
+            rc = which == 2   ? sl_client_new(c, &s->admin, err, sizeof(err))
+                 : which == 1 ? sl_producer_new(c, &s->producer, err, sizeof(err))
+                              : sl_consumer_new(c, &s->consumer, err, sizeof(err));
         if (rc) {
             sl_conf_destroy(c);
             break;
         }
     }
-    if (rc == 0)
-        rc = sl_consumer_assign(s->consumer, SL_PIPELINES_TOPIC, 0, SL_OFFSET_BEGINNING);
     if (rc == 0)
         rc = pthread_create(&s->thread, NULL, run, s) == 0 ? 0 : SL_ENOMEM;
     if (rc) {
@@ -631,6 +774,8 @@ int sl_supervisor_start(const sl_supervisor_conf *conf, sl_supervisor **out) {
             sl_consumer_destroy(s->consumer);
         if (s->producer)
             sl_producer_destroy(s->producer);
+        if (s->admin)
+            sl_client_destroy(s->admin);
         free(s);
         return rc;
     }
@@ -646,6 +791,8 @@ void sl_supervisor_stop(sl_supervisor *s) {
     sl_consumer_destroy(s->consumer);
     sl_producer_flush(s->producer, 2000);
     sl_producer_destroy(s->producer);
+    if (s->admin)
+        sl_client_destroy(s->admin);
     for (size_t i = 0; i < s->ninst; i++)
         free_instance(&s->inst[i]);
     free(s->inst);

@@ -6,6 +6,7 @@ sentence, and a node without them is a cluster of one."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -336,15 +337,73 @@ class ClusterTest(ClusterCase):
             self.cli_ok("consume", "loud", "--format", r"%v\n", url=everyone).split()), 60,
             "300 upper-cased records", interval=0.5)
         self.assertEqual(sorted(got), sorted("W%d" % i for i in range(300)))
-        # The one instance runs on node 1, where it was deployed. It read the partition node 1
-        # leads over ipc://; those led by nodes 2 and 3 it can only have reached over TCP.
+        # The one instance runs on one node (placed there, whichever was deployed to). It read
+        # the partition that node leads over ipc://; those the two others lead it can only have
+        # reached over TCP.
         ipc = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
                       transport="ipc") for b in nodes]
-        self.assertGreater(ipc[0], 0, "the instance did not use its own node's ipc://")
-        self.assertEqual(ipc[1:], [0, 0])
-        tcp = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
-                      transport="tcp") for b in nodes]
-        self.assertTrue(all(t > 0 for t in tcp), tcp)
+        self.assertEqual(sorted(v > 0 for v in ipc), [False, False, True], ipc)
+
+    def test_pipeline_instances_spread_over_the_nodes_and_leave_a_dead_one(self):
+        nodes = self.start_cluster(extra=["--plugin-path", TEST_PLUGINS])
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        everyone = ",".join(b.url for b in nodes)
+        for topic in ("words", "loud"):
+            self.cli_ok("topic", "create", topic, "--partitions", "6", "--replication", "3",
+                        broker=nodes[0])
+            wait_until(lambda: self.in_sync(topic, nodes[1], 3), 20, topic + " in sync",
+                       interval=0.2)
+        path = os.path.join(self.temp_dir(), "shout.lua")
+        with open(path, "w") as f:
+            f.write('return { name = "shout", processors = {\n'
+                    '  { name = "upper", input = "words", output = "loud", plugin = "upper",\n'
+                    '    instances = 3 } } }\n')
+        self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[1])
+
+        def loud(n):
+            out = self.cli_ok("consume", "loud", "--format", r"%v\n", url=alive, timeout=60)
+            return set(out.split()) if len(set(out.split())) >= n else None
+
+        alive = everyone
+        self.cli_ok("produce", "words", "--key-sep", ":", "-X", "acks=all", url=alive,
+                    input="".join("k%d:a%d\n" % (i, i) for i in range(300)))
+        got = wait_until(lambda: loud(300), 60, "300 records through", interval=0.5)
+        self.assertEqual(got, {"A%d" % i for i in range(300)})
+        # One instance on each node: each talks to its own node over ipc://.
+        ipc = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
+                      transport="ipc") for b in nodes]
+        self.assertTrue(all(v > 0 for v in ipc), ipc)
+        # A node dies: the survivors place its instance on one of them, and records go on
+        # flowing (at least once: the dead instance's uncommitted records come again).
+        victim = nodes[2]
+        victim.kill9()
+        alive = ",".join(b.url for b in nodes[:2])
+        for b in nodes[:2]:
+            wait_until(lambda: "nodes answering: 1, 2;" in b.log_text(), 20,
+                       "node %d to see node 3 gone" % b.node_id, interval=0.3)
+        self.cli_ok("produce", "words", "--key-sep", ":", "-X", "acks=all", url=alive,
+                    timeout=60, input="".join("k%d:b%d\n" % (i, i) for i in range(300)))
+        got = wait_until(lambda: loud(600), 90, "600 records through", interval=0.5)
+        self.assertEqual(got, {"A%d" % i for i in range(300)} | {"B%d" % i for i in range(300)})
+        # The dead node's instance started again on a survivor: all three run on nodes 1 and 2.
+        started = set()
+        for b in nodes[:2]:
+            started |= set(re.findall(r"shout/upper/(\d): started", b.log_text()))
+        self.assertEqual(started, {"0", "1", "2"})
+
+    def test_producers_bootstrapped_at_different_nodes_do_not_share_an_id(self):
+        nodes = self.start_cluster()
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        self.cli_ok("topic", "create", "one", "--replication", "3", broker=nodes[0])
+        wait_until(lambda: self.in_sync("one", nodes[0], 3), 20, "one in sync", interval=0.2)
+        # Each node hands out producer ids; the same id from two nodes would make the second
+        # producer's batches look like retries of the first's, acknowledged and dropped.
+        for b in nodes:
+            self.cli_ok("produce", "one", "-X", "acks=all", broker=b,
+                        input="".join("n%d-%d\n" % (b.node_id, i) for i in range(50)))
+        got = self.cli_ok("consume", "one", "--format", r"%v\n", broker=nodes[0]).split()
+        self.assertEqual(sorted(got), sorted("n%d-%d" % (b.node_id, i) for b in nodes
+                                             for i in range(50)))
 
     def test_acks_all_is_refused_below_min_insync_replicas(self):
         nodes = self.start_cluster()
