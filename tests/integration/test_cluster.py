@@ -84,6 +84,36 @@ class ClusterCase(BrokerTestCase):
         return data
 
 
+    def shout_pipeline(self, partitions, instances):
+        """Three nodes with the test plugins, topics words and loud (replicated 3 times, the
+        leaders one per node) and pipeline "shout" upper-casing words into loud, deployed
+        through node 1. The nodes."""
+        nodes = self.start_cluster(extra=["--plugin-path", TEST_PLUGINS])
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        for topic in ("words", "loud"):
+            self.cli_ok("topic", "create", topic, "--partitions", str(partitions),
+                        "--replication", "3", broker=nodes[0])
+            d = wait_until(lambda: self.in_sync(topic, nodes[1], 3), 20, topic + " in sync",
+                           interval=0.2)
+            self.assertEqual(sorted({p["leader"] for p in d["partitions"]}), [1, 2, 3])
+        # Deployed once every supervisor sees the three nodes: instances are then placed
+        # once, not moved as nodes come up.
+        for b in nodes:
+            wait_until(lambda: b.log_text().rsplit("nodes answering: ", 1)[-1].startswith(
+                "1, 2, 3;"), 20, "node %d to see every node" % b.node_id, interval=0.2)
+        path = os.path.join(self.temp_dir(), "shout.lua")
+        with open(path, "w") as f:
+            f.write('return { name = "shout", processors = {\n'
+                    '  { name = "upper", input = "words", output = "loud", plugin = "upper",\n'
+                    '    instances = %d } } }\n' % instances)
+        self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[0])
+        return nodes
+
+    def ipc_requests(self, nodes):
+        return [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
+                       transport="ipc") for b in nodes]
+
+
 class ClusterTest(ClusterCase):
 
     def test_members_register_and_survive_the_leaders_death(self):
@@ -317,20 +347,8 @@ class ClusterTest(ClusterCase):
         self.assertEqual(sum(o["committed_offset"] for o in g["offsets"]), 600)
 
     def test_a_pipeline_instance_reads_its_own_node_over_ipc_and_the_others_over_tcp(self):
-        nodes = self.start_cluster(extra=["--plugin-path", TEST_PLUGINS])
-        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        nodes = self.shout_pipeline(partitions=3, instances=1)
         everyone = ",".join(b.url for b in nodes)
-        for topic in ("words", "loud"):
-            self.cli_ok("topic", "create", topic, "--partitions", "3", "--replication", "3",
-                        broker=nodes[0])
-        d = wait_until(lambda: self.in_sync("words", nodes[0], 3), 20, "words in sync",
-                       interval=0.2)
-        self.assertEqual(sorted(p["leader"] for p in d["partitions"]), [1, 2, 3])
-        path = os.path.join(self.temp_dir(), "shout.lua")
-        with open(path, "w") as f:
-            f.write('return { name = "shout", processors = {\n'
-                    '  { name = "upper", input = "words", output = "loud", plugin = "upper" } } }\n')
-        self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[0])
         self.cli_ok("produce", "words", "--key-sep", ":", "-X", "acks=all", url=everyone,
                     input="".join("k%d:w%d\n" % (i, i) for i in range(300)))
         got = wait_until(lambda: (lambda out: out if len(out) >= 300 else None)(
@@ -340,25 +358,12 @@ class ClusterTest(ClusterCase):
         # The one instance runs on one node (placed there, whichever was deployed to). It read
         # the partition that node leads over ipc://; those the two others lead it can only have
         # reached over TCP.
-        ipc = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
-                      transport="ipc") for b in nodes]
+        ipc = self.ipc_requests(nodes)
         self.assertEqual(sorted(v > 0 for v in ipc), [False, False, True], ipc)
 
     def test_pipeline_instances_spread_over_the_nodes_and_leave_a_dead_one(self):
-        nodes = self.start_cluster(extra=["--plugin-path", TEST_PLUGINS])
-        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        nodes = self.shout_pipeline(partitions=6, instances=3)
         everyone = ",".join(b.url for b in nodes)
-        for topic in ("words", "loud"):
-            self.cli_ok("topic", "create", topic, "--partitions", "6", "--replication", "3",
-                        broker=nodes[0])
-            wait_until(lambda: self.in_sync(topic, nodes[1], 3), 20, topic + " in sync",
-                       interval=0.2)
-        path = os.path.join(self.temp_dir(), "shout.lua")
-        with open(path, "w") as f:
-            f.write('return { name = "shout", processors = {\n'
-                    '  { name = "upper", input = "words", output = "loud", plugin = "upper",\n'
-                    '    instances = 3 } } }\n')
-        self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[1])
 
         def loud(n):
             out = self.cli_ok("consume", "loud", "--format", r"%v\n", url=alive, timeout=60)
@@ -370,8 +375,7 @@ class ClusterTest(ClusterCase):
         got = wait_until(lambda: loud(300), 60, "300 records through", interval=0.5)
         self.assertEqual(got, {"A%d" % i for i in range(300)})
         # One instance on each node: each talks to its own node over ipc://.
-        ipc = [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
-                      transport="ipc") for b in nodes]
+        ipc = self.ipc_requests(nodes)
         self.assertTrue(all(v > 0 for v in ipc), ipc)
         # A node dies: the survivors place its instance on one of them, and records go on
         # flowing (at least once: the dead instance's uncommitted records come again).
