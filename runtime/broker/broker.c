@@ -109,8 +109,11 @@ struct sl_broker {
     sl_txn_hook txn_hook;
     bool clustered;
     int64_t replica_lag_max_ms;
+    /* Set once while serving already (the node's threads start after the listeners): read
+     * only after the flag (acquire) says so. */
     sl_isr_hook isr_hook;
     sl_admin_hook admin_hook;
+    atomic_bool isr_hook_set, admin_hook_set;
     /* Until when (monotonic ms) this node may lead: the metadata log was applied as far as the
      * controller's at a heartbeat the controller answered. */
     atomic_int_fast64_t lease_until;
@@ -422,6 +425,10 @@ static int create_topic(sl_broker *b, const char *name, int32_t partitions,
     return rc;
 }
 
+static bool admin_hooked(sl_broker *b) {
+    return atomic_load_explicit(&b->admin_hook_set, memory_order_acquire);
+}
+
 /* A node of a cluster before its admin hook is set. */
 static int still_joining(char *errbuf, size_t errlen) {
     snprintf(errbuf, errlen, "this node is still joining its cluster: try again");
@@ -431,7 +438,7 @@ static int still_joining(char *errbuf, size_t errlen) {
 int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
                            int32_t replication, const sl_config_kv *configs, size_t nconfigs,
                            char *errbuf, size_t errlen) {
-    if (b->admin_hook.create)
+    if (admin_hooked(b))
         return b->admin_hook.create(b->admin_hook.arg, name, partitions, replication, configs,
                                     nconfigs, errbuf, errlen);
     if (b->clustered)
@@ -446,6 +453,7 @@ int sl_broker_create_topic(sl_broker *b, const char *name, int32_t partitions,
 
 void sl_broker_set_admin_hook(sl_broker *b, const sl_admin_hook *hook) {
     b->admin_hook = *hook;
+    atomic_store_explicit(&b->admin_hook_set, true, memory_order_release);
 }
 
 /* A user topic on a node of a cluster: its admin goes through the metadata log. */
@@ -467,7 +475,7 @@ int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t part
     sl_config_kv configs[] = {{(char *)"retention.ms", (char *)"-1"},
                               {(char *)"cleanup.policy", (char *)"compact"}};
     if (replicated_topic(b, name)) {
-        int rc = b->admin_hook.create ? b->admin_hook.create(b->admin_hook.arg, name, partitions,
+        int rc = admin_hooked(b) ? b->admin_hook.create(b->admin_hook.arg, name, partitions,
                                                              SL_REPLICATION_INTERNAL, configs,
                                                              compacted ? 2 : 1, errbuf, errlen)
                                       : still_joining(errbuf, errlen);
@@ -479,7 +487,7 @@ int sl_broker_ensure_internal_topic(sl_broker *b, const char *name, int32_t part
 
 int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t errlen) {
     if (replicated_topic(b, name))
-        return b->admin_hook.remove ? b->admin_hook.remove(b->admin_hook.arg, name, errbuf, errlen)
+        return admin_hooked(b) ? b->admin_hook.remove(b->admin_hook.arg, name, errbuf, errlen)
                                     : still_joining(errbuf, errlen);
     pthread_mutex_lock(&b->admin_lock);
     pthread_rwlock_rdlock(&b->topics_lock);
@@ -525,7 +533,7 @@ static void swap_config(topic *t, sl_topic_config *cfg) {
 int sl_broker_alter_topic(sl_broker *b, const char *name, const sl_config_kv *configs,
                           size_t nconfigs, char *errbuf, size_t errlen) {
     if (replicated_topic(b, name))
-        return b->admin_hook.alter ? b->admin_hook.alter(b->admin_hook.arg, name, configs,
+        return admin_hooked(b) ? b->admin_hook.alter(b->admin_hook.arg, name, configs,
                                                          nconfigs, errbuf, errlen)
                                    : still_joining(errbuf, errlen);
     int rc = check_configs(configs, nconfigs, errbuf, errlen);
@@ -999,6 +1007,7 @@ static int advance_hw(sl_broker *b, partition *part) {
 
 void sl_broker_set_isr_hook(sl_broker *b, const sl_isr_hook *hook) {
     b->isr_hook = *hook;
+    atomic_store_explicit(&b->isr_hook_set, true, memory_order_release);
 }
 
 void sl_broker_renew_lease(sl_broker *b, int64_t until_mono_ms) {
@@ -1015,7 +1024,7 @@ void sl_broker_renew_lease(sl_broker *b, int64_t until_mono_ms) {
 static void ask_isr_change(sl_broker *b, const char *topic_name, partition *part,
                            const sl_partition_state *proposed) {
     int64_t now = sl_clock_mono_ms();
-    if (b->isr_hook.propose == NULL ||
+    if (!atomic_load_explicit(&b->isr_hook_set, memory_order_acquire) ||
         (part->isr_asked_version == part->state.version && now - part->isr_asked_ms < 1000))
         return;
     part->isr_asked_version = part->state.version;

@@ -429,10 +429,11 @@ static void *set_up_pipelines_main(void *arg) {
     int rc = SL_ENOTLEADER;
     for (int tries = 0; !atomic_load(&ps->stop); tries++) {
         rc = set_up_pipelines(ps);
-        if (rc != SL_ENOTLEADER && rc != SL_ETIMEDOUT && rc != SL_ECONNREFUSED)
+        if (rc != SL_ENOTLEADER && rc != SL_ETIMEDOUT && rc != SL_ECONNREFUSED &&
+            rc != SL_ENOTENOUGHREPLICAS)
             break;
-        if (tries == 10)
-            sl_info("sluiced", "waiting for the cluster to elect a controller before creating "
+        if (tries == 20)
+            sl_info("sluiced", "waiting for a controller and enough live brokers to create "
                     "the pipeline topics");
         struct timespec pause = {0, 500 * 1000000};
         nanosleep(&pause, NULL);

@@ -524,14 +524,17 @@ int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
     pthread_mutex_lock(&c->lock);
     int32_t live[MAX_CONTROLLERS];
     size_t nlive = live_brokers(c, sl_clock_mono_ms(), live);
-    if (internal) /* Kafka's offsets.topic.replication.factor, as far as brokers live */
-        replication = nlive < 3 ? (int32_t)nlive : 3;
+    /* Kafka's offsets.topic.replication.factor: 3, or every node of a smaller cluster. A
+     * forming cluster waits for them rather than keep its internal topics on fewer. */
+    if (internal)
+        replication = c->voters < 3 ? (int32_t)c->voters : 3;
     if (find_ctopic(c, name)) {
         snprintf(errbuf, errlen, "topic \"%s\" already exists", name);
         rc = SL_EEXIST;
-    } else if (replication < 1) {
-        snprintf(errbuf, errlen, "no live broker to place topic \"%s\" on", name);
-        rc = SL_EINVAL;
+    } else if (internal && (int32_t)nlive < replication) {
+        snprintf(errbuf, errlen, "internal topic \"%s\" waits for %d live brokers (%zu now)",
+                 name, replication, nlive);
+        rc = SL_ENOTENOUGHREPLICAS;
     } else if (replication > (int32_t)nlive || replication > SL_MAX_REPLICAS) {
         snprintf(errbuf, errlen, "replication factor %d is more than the %zu live broker%s",
                  replication, nlive, nlive == 1 ? "" : "s");

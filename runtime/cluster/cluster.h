@@ -56,7 +56,9 @@ int32_t sl_cluster_controller(sl_cluster *c);
 
 /* Places 'partitions' partitions of 'replication' replicas each on the live brokers (a
  * partition's replicas on different brokers, leaders spread evenly) and waits until the topic
- * is in the log. 'replication' <= 0 takes the cluster default. */
+ * is in the log. 'replication' <= 0 takes the cluster default; SL_REPLICATION_INTERNAL
+ * (an internal topic) takes 3, or every voter of a smaller quorum, and answers
+ * SL_ENOTENOUGHREPLICAS while fewer brokers are live. */
 int sl_cluster_create_topic(sl_cluster *c, const char *name, int32_t partitions,
                             int32_t replication, const sl_config_kv *configs, size_t nconfigs,
                             char *errbuf, size_t errlen);

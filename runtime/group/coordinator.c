@@ -341,7 +341,8 @@ int sl_coord_find(sl_coordinator *c, const char *group_id, int32_t *node_id, cha
         rc = SL_ECOORDLOADING;
     if (rc == 0)
         *node_id = st.leader;
-    else if (rc == SL_ENOTLEADER) /* no controller yet: the client asks again */
+    else if (rc == SL_ENOTLEADER || rc == SL_ENOTENOUGHREPLICAS) /* no controller, or too few
+                                                                 * brokers yet: ask again */
         rc = SL_ECOORDLOADING;
     return rc;
 }
