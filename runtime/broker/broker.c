@@ -1492,20 +1492,44 @@ int sl_broker_replica_append(sl_broker *b, const char *topic_name, int32_t p, in
     return rc;
 }
 
+/* A partition this node follows at 'epoch', with its offsets; the topics lock is held (read)
+ * when this returns, found or not. */
+static partition *lock_followed(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                                sl_read_result *r, int *rc) {
+    *rc = 0;
+    pthread_rwlock_rdlock(&b->topics_lock);
+    partition *part = find_followed(b, topic_name, p, epoch, rc);
+    if (part)
+        sl_partlog_offsets(part->log, r);
+    return part;
+}
+
 int sl_broker_replica_truncate(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
                                int64_t offset) {
-    int rc = 0;
-    pthread_rwlock_rdlock(&b->topics_lock);
-    partition *part = find_followed(b, topic_name, p, epoch, &rc);
+    int rc;
     sl_read_result r;
-    if (part)
-        sl_partlog_offsets(part->log, &r);
+    partition *part = lock_followed(b, topic_name, p, epoch, &r, &rc);
     if (part && offset < r.log_end_offset) {
         sl_warn("broker", "%s-%d: cutting %" PRId64 " offsets from %" PRId64 " that the leader "
                 "of epoch %d does not have", topic_name, p, r.log_end_offset - offset, offset,
                 epoch);
         rc = sl_partlog_truncate(part->log, offset < r.log_start_offset ? r.log_start_offset
                                                                          : offset);
+    }
+    pthread_rwlock_unlock(&b->topics_lock);
+    return rc;
+}
+
+int sl_broker_replica_reset(sl_broker *b, const char *topic_name, int32_t p, int32_t epoch,
+                            int64_t log_start) {
+    int rc;
+    sl_read_result r;
+    partition *part = lock_followed(b, topic_name, p, epoch, &r, &rc);
+    if (part && r.log_end_offset < log_start) {
+        sl_warn("broker", "%s-%d: the leader's log now starts at %" PRId64 ", past this "
+                "replica's end %" PRId64 ": starting over from there", topic_name, p, log_start,
+                r.log_end_offset);
+        rc = sl_partlog_reset(part->log, log_start);
     }
     pthread_rwlock_unlock(&b->topics_lock);
     return rc;

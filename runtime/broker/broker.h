@@ -287,6 +287,9 @@ int sl_broker_replica_append(sl_broker *b, const char *topic, int32_t partition,
 int sl_broker_replica_truncate(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,
                                int64_t offset);
 int sl_broker_replica_checked(sl_broker *b, const char *topic, int32_t partition, int32_t epoch);
+/* The leader's log starts past this replica's end: sl_partlog_reset to 'log_start'. */
+int sl_broker_replica_reset(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,
+                            int64_t log_start);
 
 /* sl_partlog_epoch_end on a hosted partition. */
 int sl_broker_epoch_end(sl_broker *b, const char *topic, int32_t partition, int32_t epoch,

@@ -320,17 +320,12 @@ static bool take_part(sl_node *n, const sl_followed *f, const msgpack_object *a,
         sl_mp_int(&a[4], &log_start) || sl_mp_int(&a[5], &div_epoch) ||
         sl_mp_int(&a[6], &div_end) || a[7].type != MSGPACK_OBJECT_BIN)
         return false;
-    if (status) {
-        /* Once a minute per follower thread: it asks again every round. */
-        static _Thread_local int64_t warned;
-        if (status == SL_ERANGE && sl_clock_mono_ms() - warned > 60000) {
-            sl_warn("node", "%s-%d: the leader no longer has offset %" PRId64 " (its log starts "
-                    "at %" PRId64 "): this replica cannot catch up", f->topic, f->partition,
-                    f->log_end, log_start);
-            warned = sl_clock_mono_ms();
-        }
+    if (status == SL_ERANGE && f->log_end < log_start)
+        /* Retention on the leader deleted what this replica lacks: start over at its start. */
+        return sl_broker_replica_reset(n->broker, f->topic, f->partition, f->epoch,
+                                       log_start) == 0;
+    if (status)
         return false; /* not the leader yet, or a newer epoch: metadata will tell */
-    }
     if (div_end >= 0) {
         /* The logs part: cut where both agree the newest common epoch ends. */
         int32_t own_epoch;

@@ -587,6 +587,46 @@ static int rebuild_state(sl_partlog *pl) {
     return rc;
 }
 
+int sl_partlog_reset(sl_partlog *pl, int64_t offset) {
+    pthread_mutex_lock(&pl->lock);
+    if (offset < active(pl)->next_offset) {
+        pthread_mutex_unlock(&pl->lock);
+        return SL_EINVAL; /* it would drop records the log may need: truncate instead */
+    }
+    if (pl->cleaning) { /* a compaction pass holds segments to swap: next round */
+        pthread_mutex_unlock(&pl->lock);
+        return SL_ERETRY;
+    }
+    sl_segment *fresh;
+    int rc = sl_segment_create(pl->dir, offset, &fresh);
+    sl_segment **doomed = rc == 0 ? malloc(pl->nsegs * sizeof(*doomed)) : NULL;
+    size_t ndoomed = pl->nsegs;
+    if (rc == 0 && doomed == NULL) {
+        sl_segment_unref(fresh);
+        rc = SL_ENOMEM;
+    }
+    if (rc == 0) {
+        memcpy(doomed, pl->segs, ndoomed * sizeof(*doomed));
+        pl->nsegs = 0;
+        push_segment(pl, fresh); /* cannot fail: the array had room */
+        set_hw_at_end(pl);
+        pl->unflushed_records = 0;
+        pl->oldest_unflushed_ms = -1;
+        pl->cleaned_upto = offset;
+        rc = rebuild_state(pl); /* nothing left: no producers, no open transactions */
+    }
+    pthread_mutex_unlock(&pl->lock);
+    for (size_t i = 0; doomed && i < ndoomed; i++) {
+        sl_segment_unlink(doomed[i]);
+        sl_segment_unref(doomed[i]);
+    }
+    free(doomed);
+    if (rc == 0)
+        sl_info("log", "%s: emptied to start at offset %" PRId64 ", the leader's log start",
+                pl->name, offset);
+    return rc;
+}
+
 int sl_partlog_truncate(sl_partlog *pl, int64_t offset) {
     pthread_mutex_lock(&pl->lock);
     if (offset < pl->segs[0]->base_offset) {

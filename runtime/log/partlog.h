@@ -119,6 +119,10 @@ int sl_partlog_append_replica(sl_partlog *pl, const uint8_t *data, size_t len, i
 /* Removes every batch from the one holding 'offset' on (a tail the leader does not have, after
  * a change of leader): whole segments, then part of one; the LEO becomes that batch's base
  * offset and the HW never stays past it. SL_ERANGE for an offset before the log start. */
+/* A follower whose log ends before the leader's log start (retention deleted what it lacks):
+ * drops every segment and starts empty at 'offset', as Kafka's truncateFullyAndStartAt. */
+int sl_partlog_reset(sl_partlog *pl, int64_t offset);
+
 int sl_partlog_truncate(sl_partlog *pl, int64_t offset);
 
 /* sl_partlog_read for a follower: bounded by the LEO instead of the HW, since a follower copies

@@ -409,6 +409,36 @@ class ClusterTest(ClusterCase):
         self.assertEqual(sorted(got), sorted("n%d-%d" % (b.node_id, i) for b in nodes
                                              for i in range(50)))
 
+    def test_a_replica_behind_the_leaders_log_start_starts_over_there(self):
+        nodes = self.start_cluster(extra=["--retention-check-interval-ms", "200"])
+        wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)
+        self.cli_ok("topic", "create", "short", "--replication", "3", "--config",
+                    "segment.bytes=1000", "--config", "retention.bytes=3000", broker=nodes[0])
+        d = wait_until(lambda: self.in_sync("short", nodes[0], 3), 20, "short in sync",
+                       interval=0.2)
+        leader = nodes[d["partitions"][0]["leader"] - 1]
+        follower = next(b for b in nodes if b is not leader)
+        follower.kill9()
+        alive = ",".join(b.url for b in nodes if b is not follower)
+        self.cli_ok("produce", "short", "-X", "acks=all", "-X", "batch.size=200",
+                    "-X", "linger.ms=0", url=alive, timeout=60,
+                    input="".join("r%04d-%s\n" % (i, "x" * 20) for i in range(600)))
+        # Retention on the leader deletes the segments the follower never had.
+        start = wait_until(lambda: (lambda p: p["start_offset"] if p["start_offset"] > 0
+                                    else None)(self.describe("short", broker=leader)
+                                               ["partitions"][0]),
+                           20, "the leader's log to start past 0", interval=0.2)
+        follower.restart()
+        wait_until(lambda: self.in_sync("short", leader, 3), 30, "the follower back in the ISR",
+                   interval=0.3)
+        self.assertIn("starting over from there", follower.log_text())
+        p = wait_until(lambda: (lambda x: x if x["end_offset"] == 600 else None)(
+            self.describe("short", broker=follower)["partitions"][0]), 20,
+            "the follower's copy to reach the end", interval=0.2)
+        self.assertGreaterEqual(p["start_offset"], start)
+        self.assertEqual(self.partition_bytes(follower, "short", 0)[-2000:],
+                         self.partition_bytes(leader, "short", 0)[-2000:])
+
     def test_acks_all_is_refused_below_min_insync_replicas(self):
         nodes = self.start_cluster()
         wait_until(lambda: self.settled(nodes[0], 3), 20, "3 brokers up", interval=0.2)

@@ -1401,6 +1401,86 @@ static void replicas_copy_bytes_and_truncate_divergent_tails(void) {
     drop_dir(follower_dir);
 }
 
+/* Everything a replica fetching from 'from' gets from 'pl', one fetch after another (each stops
+ * at a segment's end). */
+static sl_buf replica_copy(sl_partlog *pl, int64_t from, size_t *fetches) {
+    sl_buf copy = SL_BUF_INIT;
+    sl_read_result rr;
+    for (*fetches = 0;; ++*fetches) {
+        size_t before = copy.len;
+        SL_PASS(sl_partlog_read_replica(pl, from, 1 << 20, &copy, &rr));
+        if (copy.len == before)
+            return copy;
+        for (size_t pos = before; pos < copy.len;) {
+            sl_batch_header h;
+            size_t total = sl_batch_total_size(copy.data + pos, copy.len - pos);
+            SL_PASS(sl_batch_header_parse(copy.data + pos, total, &h));
+            from = h.base_offset + h.last_offset_delta + 1;
+            pos += total;
+        }
+    }
+}
+
+/* A follower whose log ends before the leader's log start empties itself to start there, then
+ * copies the leader's bytes from that point; a reopen keeps the new start. */
+static void reset_starts_empty_at_the_leaders_log_start(void) {
+    char *ldir = make_dir(), *fdir = make_dir();
+    sl_logconf conf = test_conf();
+    conf.segment_bytes = 600;
+    sl_partlog *leader, *follower;
+    SL_PASS(sl_partlog_open(ldir, "t-0", &conf, &leader));
+    SL_PASS(sl_partlog_open(fdir, "t-0", &conf, &follower));
+    model *lm = model_new(), *fm = model_new();
+    for (int i = 0; i < 10; i++)
+        produce(leader, lm, 1 + i % 3, 1000 * i, 60, 5000);
+    produce(follower, fm, 2, 0, 60, 5000); /* what the follower had: to be dropped */
+    sl_read_result rr;
+    size_t fetches;
+    sl_buf all = replica_copy(leader, 0, &fetches);
+    SL_EQ(all.len, lm->all.len);
+    /* The leader's "log start": the base of its fourth batch. */
+    size_t pos = 0;
+    sl_batch_header h;
+    for (int k = 0; k < 4; k++) {
+        size_t total = sl_batch_total_size(all.data + pos, all.len - pos);
+        SL_PASS(sl_batch_header_parse(all.data + pos, total, &h));
+        if (k < 3)
+            pos += total;
+    }
+    int64_t start = h.base_offset;
+    SL_TRUE(start > fm->leo);
+    SL_FAIL(sl_partlog_reset(follower, fm->leo - 1), SL_EINVAL); /* would drop what it has */
+    SL_PASS(sl_partlog_reset(follower, start));
+    sl_partlog_offsets(follower, &rr);
+    SL_EQ(rr.log_start_offset, start);
+    SL_EQ(rr.log_end_offset, start);
+    SL_EQ(rr.high_watermark, start);
+    int64_t bases[8];
+    SL_EQ(list_bases(fdir, bases, 8), 1);
+    SL_EQ(bases[0], start);
+    sl_buf out = SL_BUF_INIT;
+    SL_FAIL(sl_partlog_read_replica(follower, start - 1, 1 << 20, &out, &rr), SL_ERANGE);
+    /* The leader's batches from 'start' on append as they are. */
+    sl_buf rest = replica_copy(leader, start, &fetches);
+    SL_PASS(sl_partlog_append_replica(follower, rest.data, rest.len, 0));
+    SL_EQ(rest.len, all.len - pos);
+    SL_TRUE(memcmp(rest.data, all.data + pos, rest.len) == 0);
+    sl_partlog_close(follower);
+    SL_PASS(sl_partlog_open(fdir, "t-0", &conf, &follower));
+    sl_partlog_offsets(follower, &rr);
+    SL_EQ(rr.log_start_offset, start);
+    SL_EQ(rr.log_end_offset, lm->leo);
+    sl_buf_free(&all);
+    sl_buf_free(&rest);
+    sl_buf_free(&out);
+    sl_partlog_close(follower);
+    sl_partlog_close(leader);
+    model_free(lm);
+    model_free(fm);
+    drop_dir(ldir);
+    drop_dir(fdir);
+}
+
 static void read_replica_goes_past_the_high_watermark_to_the_leo(void) {
     char *dir = make_dir();
     sl_logconf conf = test_conf();
@@ -1442,26 +1522,9 @@ static void read_replica_goes_past_the_high_watermark_to_the_leo(void) {
         SL_EQ(out.len == 0, off >= hw);
     }
     /* Large fetches take the log a segment at a time, byte for byte, and stop at the LEO. */
-    sl_buf copy = SL_BUF_INIT;
-    int64_t from = 0;
-    size_t fetches = 0;
-    for (;;) {
-        size_t before = copy.len;
-        SL_PASS(sl_partlog_read_replica(pl, from, 1 << 20, &copy, &rr));
-        if (copy.len == before)
-            break;
-        fetches++;
-        SL_EQ(check_read(m, from, &(sl_buf){.data = copy.data + before,
-                                            .len = copy.len - before}) > 0, 1);
-        for (size_t pos = before; pos < copy.len;) {
-            sl_batch_header h;
-            size_t total = sl_batch_total_size(copy.data + pos, copy.len - pos);
-            SL_PASS(sl_batch_header_parse(copy.data + pos, total, &h));
-            from = h.base_offset + h.last_offset_delta + 1;
-            pos += total;
-        }
-    }
-    SL_EQ(from, m->leo);
+    size_t fetches;
+    sl_buf copy = replica_copy(pl, 0, &fetches);
+    int64_t from = m->leo;
     SL_EQ(fetches, segs);
     SL_EQ(copy.len, m->all.len);
     SL_TRUE(memcmp(copy.data, m->all.data, m->all.len) == 0);
@@ -1694,4 +1757,6 @@ SL_TESTS({"append assigns offsets and reads return stored batches",
           replicas_copy_bytes_and_truncate_divergent_tails},
          {"read_replica goes past the high watermark to the LEO",
           read_replica_goes_past_the_high_watermark_to_the_leo},
-         {"epoch_end answers OffsetsForLeaderEpoch", epoch_end_answers_offsets_for_leader_epoch})
+         {"epoch_end answers OffsetsForLeaderEpoch", epoch_end_answers_offsets_for_leader_epoch},
+         {"reset starts an empty log at the leader's log start",
+          reset_starts_empty_at_the_leaders_log_start})
