@@ -170,13 +170,13 @@ static const char status_help[] =
     "Usage: sluice pipeline status NAME [--json]\n"
     "\n"
     "Shows each stage of a running pipeline: its consumer group and total lag, and for each\n"
-    "instance its state (running, restarting, failed, stopped), process, partitions, records\n"
+    "instance its state (running, restarting, failed, stopped), node, process, partitions, records\n"
     "in and out, errors, records sent to retry and dead-letter topics, restarts and the last\n"
     "error.\n"
     "\n"
     "Options:\n"
     "      --json             print one JSON object: name, version, file, stages [{name, kind,\n"
-    "                         group, lag, instances [{instance, state, pid, partitions,\n"
+    "                         group, lag, instances [{instance, state, node, pid, partitions,\n"
     "                         records_in, records_out, errors, retried, dead_lettered,\n"
     "                         restarts, last_error, metrics {name: count}, state_keys,\n"
     "                         state_bytes, changelog, ...}]}]\n" COMMON_OPTIONS_HELP;
@@ -316,8 +316,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
             printf("\n%s \"%s\": group %s, lag %" PRId64 " %s\n", sl_plugin_kind_name(s->kind),
                    s->name, group, lag < 0 ? 0 : lag,
                    cli_plural((uint64_t)(lag < 0 ? 0 : lag), "record", "records"));
-            printf("  %-8s  %-10s  %-7s  %-10s  %-10s  %-7s  %-7s  %-5s  %-8s  %s\n", "INSTANCE",
-                   "STATE", "PID", "IN", "OUT", "ERRORS", "DLQ", "RETRY", "RESTARTS",
+            printf("  %-8s  %-10s  %-4s  %-7s  %-10s  %-10s  %-7s  %-7s  %-5s  %-8s  %s\n",
+                   "INSTANCE", "STATE", "NODE", "PID", "IN", "OUT", "ERRORS", "DLQ", "RETRY", "RESTARTS",
                    "PARTITIONS");
         }
         size_t shown = 0;
@@ -334,9 +334,9 @@ static int cmd_status(struct cli *cli, int argc, char **argv) {
                 json_text(values[k], "state", state, sizeof(state));
                 json_partitions(values[k], parts, sizeof(parts));
                 json_text(values[k], "last_error", last, sizeof(last));
-                printf("  %-8d  %-10s  %-7" PRId64 "  %-10" PRId64 "  %-10" PRId64 "  %-7" PRId64
-                       "  %-7" PRId64 "  %-5" PRId64 "  %-8" PRId64 "  %s\n",
-                       index, state, json_number(values[k], "pid"),
+                printf("  %-8d  %-10s  %-4" PRId64 "  %-7" PRId64 "  %-10" PRId64 "  %-10" PRId64
+                       "  %-7" PRId64 "  %-7" PRId64 "  %-5" PRId64 "  %-8" PRId64 "  %s\n",
+                       index, state, json_number(values[k], "node"), json_number(values[k], "pid"),
                        json_number(values[k], "records_in"), json_number(values[k], "records_out"),
                        json_number(values[k], "errors"), json_number(values[k], "dead_lettered"),
                        json_number(values[k], "retried"), json_number(values[k], "restarts"),

@@ -264,11 +264,12 @@ static void on_task_signal(int sig) {
 
 static int run_task(int argc, char **argv) {
     enum { T_BROKER = 1100, T_DATA, T_FILE, T_SOURCE, T_STAGE, T_INSTANCE, T_RESTARTS, T_LOG,
-           T_PLUGINS, T_VERSION, T_LOCAL };
+           T_PLUGINS, T_VERSION, T_LOCAL, T_NODE };
     static const struct option longopts[] = {
         {"run-task", no_argument, NULL, 'r'},
         {"broker", required_argument, NULL, T_BROKER},
         {"local-broker", required_argument, NULL, T_LOCAL},
+        {"node-id", required_argument, NULL, T_NODE},
         {"data-dir", required_argument, NULL, T_DATA},
         {"pipeline-file", required_argument, NULL, T_FILE},
         {"pipeline-source", required_argument, NULL, T_SOURCE},
@@ -292,13 +293,14 @@ static int run_task(int argc, char **argv) {
         case T_FILE: tc.pipeline_file = optarg; break;
         case T_SOURCE: tc.source_file = optarg; break;
         case T_STAGE: tc.stage = optarg; break;
+        case T_NODE:
         case T_INSTANCE:
         case T_RESTARTS:
             if (parse_long(optarg, 0, 1000000, &v)) {
-                fprintf(stderr, "sluiced: --instance and --restarts take a number\n");
+                fprintf(stderr, "sluiced: --node-id, --instance and --restarts take a number\n");
                 return 2;
             }
-            *(c == T_INSTANCE ? &tc.instance : &tc.restarts) = (int)v;
+            *(c == T_INSTANCE ? &tc.instance : c == T_NODE ? &tc.node_id : &tc.restarts) = (int)v;
             break;
         case T_LOG: {
             enum sl_log_level level;

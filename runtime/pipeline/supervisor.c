@@ -199,9 +199,9 @@ static void publish_as(sl_supervisor *s, const char *pipeline, const char *stage
     char key[512], value[1024];
     snprintf(key, sizeof(key), "%s/%s/%d", pipeline, stage, index);
     int n = snprintf(value, sizeof(value),
-                     "{\"state\":\"%s\",\"pid\":0,\"restarts\":%d,\"updated_ms\":%" PRId64
+                     "{\"state\":\"%s\",\"node\":%d,\"pid\":0,\"restarts\":%d,\"updated_ms\":%" PRId64
                      ",\"last_error\":\"",
-                     state, restarts, sl_clock_wall_ms());
+                     state, s->conf.node_id, restarts, sl_clock_wall_ms());
     for (const char *c = last; *c && n < (int)sizeof(value) - 8; c++)
         if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
             value[n++] = *c;
@@ -222,9 +222,12 @@ static int spawn(sl_supervisor *s, instance *in) {
     snprintf(restarts, sizeof(restarts), "%d", in->restarts);
     const char *argv[32];
     int k = 0;
-    char local[PATH_MAX + 64];
+    char local[PATH_MAX + 64], node[16];
+    snprintf(node, sizeof(node), "%d", s->conf.node_id);
     argv[k++] = s->exe;
     argv[k++] = "--run-task";
+    argv[k++] = "--node-id";
+    argv[k++] = node;
     argv[k++] = "--broker";
     argv[k++] = s->conf.ipc ? s->conf.ipc : s->conf.broker;
     if (s->conf.ipc) { /* partitions this node leads are read and written over ipc:// too */

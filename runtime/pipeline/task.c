@@ -1556,10 +1556,10 @@ static void appendf(sl_buf *b, const char *fmt, ...) {
 /* The instance's status as a JSON record in __pipeline_status, keyed pipeline/stage/instance. */
 static void publish_status(task *t, const char *state) {
     sl_buf b = SL_BUF_INIT;
-    appendf(&b, "{\"state\":\"%s\",\"pid\":%ld,\"restarts\":%d,\"kind\":\"%s\",\"records_in\":%" PRIu64
+    appendf(&b, "{\"state\":\"%s\",\"node\":%d,\"pid\":%ld,\"restarts\":%d,\"kind\":\"%s\",\"records_in\":%" PRIu64
                 ",\"records_out\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"retried\":%" PRIu64
                 ",\"dead_lettered\":%" PRIu64 ",\"updated_ms\":%" PRId64 ",\"last_error\":",
-            state, (long)getpid(), t->conf->restarts, sl_plugin_kind_name(t->stage->kind), t->records_in,
+            state, t->conf->node_id, (long)getpid(), t->conf->restarts, sl_plugin_kind_name(t->stage->kind), t->records_in,
             t->records_out, t->errors, t->retried, t->dead_lettered, sl_clock_wall_ms());
     json_string(&b, t->last_error);
     appendf(&b, ",\"partitions\":[");

@@ -14,6 +14,7 @@
 typedef struct sl_task_conf {
     const char *broker;        /* bootstrap.servers */
     const char *local_broker;  /* local.broker ("ID=ipc://..."): this node; NULL: none */
+    int node_id;               /* the node it runs on (shown in its status) */
     const char *data_dir;      /* the node's data directory (crash markers live there) */
     const char *pipeline_file; /* the pipeline file as deployed (its folder resolves scripts) */
     const char *source_file;   /* the deployed text of it; NULL: pipeline_file itself */

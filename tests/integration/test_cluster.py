@@ -109,6 +109,14 @@ class ClusterCase(BrokerTestCase):
         self.cli_ok("pipeline", "deploy", path, "--plugin-path", TEST_PLUGINS, broker=nodes[0])
         return nodes
 
+    def instance_nodes(self, url):
+        """{instance: node} of the running instances of shout's stage, from pipeline status."""
+        rc, out, _ = self.cli("pipeline", "status", "shout", "--json", url=url)
+        if rc != 0:
+            return {}
+        return {i["instance"]: i["node"] for i in json.loads(out)["stages"][0]["instances"]
+                if i["state"] == "running"}
+
     def ipc_requests(self, nodes):
         return [metric(http_get(b, "/metrics")[1], "sluice_native_requests_total",
                        transport="ipc") for b in nodes]
@@ -375,6 +383,9 @@ class ClusterTest(ClusterCase):
         got = wait_until(lambda: loud(300), 60, "300 records through", interval=0.5)
         self.assertEqual(got, {"A%d" % i for i in range(300)})
         # One instance on each node: each talks to its own node over ipc://.
+        placed = wait_until(lambda: (lambda x: x if len(x) == 3 else None)(
+            self.instance_nodes(alive)), 20, "3 instances running", interval=0.3)
+        self.assertEqual(sorted(placed.values()), [1, 2, 3])
         ipc = self.ipc_requests(nodes)
         self.assertTrue(all(v > 0 for v in ipc), ipc)
         # A node dies: the survivors place its instance on one of them, and records go on
@@ -394,6 +405,9 @@ class ClusterTest(ClusterCase):
         for b in nodes[:2]:
             started |= set(re.findall(r"shout/upper/(\d): started", b.log_text()))
         self.assertEqual(started, {"0", "1", "2"})
+        placed = wait_until(lambda: (lambda x: x if len(x) == 3 else None)(
+            self.instance_nodes(alive)), 20, "3 instances running again", interval=0.3)
+        self.assertEqual(set(placed.values()), {1, 2})
 
     def test_producers_bootstrapped_at_different_nodes_do_not_share_an_id(self):
         nodes = self.start_cluster()
