@@ -74,9 +74,10 @@ int sl_broker_delete_topic(sl_broker *b, const char *name, char *errbuf, size_t 
  * transaction coordinator is the node's own). Every other topic is replicated. */
 #define SL_TXN_STATE_TOPIC "__transaction_state"
 
-/* The replication an internal topic asks the controller for: as many replicas as live brokers,
- * up to 3 (Kafka's offsets.topic.replication.factor). Users cannot create "__" names. */
-#define SL_REPLICATION_INTERNAL (-1)
+/* The replication an internal topic asks the controller for: 3, or every voter of a smaller
+ * quorum (Kafka's offsets.topic.replication.factor). Users cannot create "__" names. Not -1:
+ * Kafka clients send that for "the default". */
+#define SL_REPLICATION_INTERNAL INT32_MIN
 
 /* Creates an internal topic ("__" name, refused to users) unless it exists; 'compacted' keeps
  * the latest record per key forever instead of deleting by age. In a cluster it is created

@@ -157,8 +157,10 @@ static int parse_options(int argc, char **argv, struct options *o) {
         case OPT_HTTP: o->http = optarg; break;
         case OPT_READY: o->ready_file = optarg; break;
         case OPT_NODE:
-            if (parse_long(optarg, 0, 2147483647, &v)) {
-                fprintf(stderr, "sluiced: --node-id must be a number >= 0, not \"%s\"\n", optarg);
+            /* Producer ids carry the node id above bit 40 in a cluster (broker.h). */
+            if (parse_long(optarg, 0, 1000000, &v)) {
+                fprintf(stderr, "sluiced: --node-id must be a number from 0 to 1000000, not "
+                        "\"%s\"\n", optarg);
                 return 2;
             }
             o->node_id = (int)v;

@@ -179,7 +179,8 @@ static int16_t create_one(sl_kafka_ctx *ctx, const topic_spec *t, bool validate_
     if (err || validate_only)
         return err;
     int rc =
-        sl_broker_create_topic(ctx->broker, t->name, partitions, t->replication, t->configs,
+        sl_broker_create_topic(ctx->broker, t->name, partitions,
+                               t->replication > 0 ? t->replication : 0, t->configs,
                                t->nconfigs, msg, len);
     if (rc == 0)
         msg[0] = '\0';
