@@ -73,6 +73,35 @@ int sl_cl_call(sl_rpc *rpc, sl_buf *req, uint32_t id, int timeout_ms, sl_buf *re
     return 0;
 }
 
+int sl_cl_find_coordinator(sl_rpc *rpc, const sl_conf_values *v, const char *group, char *url,
+                           size_t len, int32_t *node) {
+    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    const msgpack_object *items;
+    size_t n;
+    char err[256];
+    uint32_t id = sl_rpc_next_id(rpc);
+    sl_cl_begin(&req, id, SL_API_FIND_COORDINATOR, &pk);
+    msgpack_pack_array(&pk, 1);
+    sl_mp_pack_str(&pk, group);
+    msgpack_unpacked_init(&up);
+    int rc = sl_cl_call(rpc, &req, id, v->request_timeout_ms, &resp, &up, 4, &items, &n, err,
+                        sizeof(err));
+    int64_t id64 = 0;
+    if (rc == 0 && (sl_mp_int(&items[2], &id64) || sl_mp_strcpy(&items[3], url, len)))
+        rc = SL_EPROTO;
+    *node = (int32_t)id64;
+    if (rc == 0 && url[0] == '\0') /* the broker asked */
+        snprintf(url, len, "%s", sl_rpc_url(rpc));
+    else if (rc == 0 && *node == v->local_node && v->local_url[0])
+        snprintf(url, len, "%s", v->local_url); /* the node beside us: over ipc:// */
+    msgpack_unpacked_destroy(&up);
+    sl_buf_free(&req);
+    sl_buf_free(&resp);
+    return rc;
+}
+
 /* Per-partition results nest as [[topic, [[partition, ...]...]]...]: the first partition entry
  * of the first topic, for single-partition requests. */
 static int first_part(const msgpack_object *topics, size_t min, const msgpack_object **fields) {
@@ -503,34 +532,6 @@ int sl_cluster_describe(sl_client *cl, sl_cluster_info *out) {
 
 /* ---- group admin ---- */
 
-/* Which node coordinates the group: its address into 'url' (asked of the connected broker). */
-static int find_coordinator(sl_client *cl, const char *group, char *url, size_t len,
-                            int32_t *node) {
-    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
-    msgpack_packer pk;
-    msgpack_unpacked up;
-    const msgpack_object *items;
-    size_t n;
-    char err[256];
-    uint32_t id = sl_rpc_next_id(cl->rpc);
-    sl_cl_begin(&req, id, SL_API_FIND_COORDINATOR, &pk);
-    msgpack_pack_array(&pk, 1);
-    sl_mp_pack_str(&pk, group);
-    msgpack_unpacked_init(&up);
-    int rc = sl_cl_call(cl->rpc, &req, id, cl->v.request_timeout_ms, &resp, &up, 4, &items, &n,
-                        err, sizeof(err));
-    int64_t id64 = 0;
-    if (rc == 0 && (sl_mp_int(&items[2], &id64) || sl_mp_strcpy(&items[3], url, len)))
-        rc = SL_EPROTO;
-    if (rc == 0 && url[0] == '\0') /* the broker asked */
-        snprintf(url, len, "%s", sl_rpc_url(cl->rpc));
-    *node = (int32_t)id64;
-    msgpack_unpacked_destroy(&up);
-    sl_buf_free(&req);
-    sl_buf_free(&resp);
-    return rc;
-}
-
 /* admin_call for a group's request (built in cl->req): sent to the group's coordinator, found
  * again while it moves or loads (in a cluster it is the leader of the group's partition of
  * __consumer_offsets), for up to the request timeout. */
@@ -550,7 +551,7 @@ static int coordinator_call(sl_client *cl, const char *group, uint32_t id, msgpa
     for (;;) {
         sl_rpc *coord = NULL;
         errbuf[0] = '\0';
-        rc = find_coordinator(cl, group, url, sizeof(url), node);
+        rc = sl_cl_find_coordinator(cl->rpc, &cl->v, group, url, sizeof(url), node);
         bool here = rc == 0 && strcmp(url, sl_rpc_url(cl->rpc)) == 0;
         if (rc == 0)
             rc = here ? 0 : sl_rpc_connect(url, SL_CL_CONNECT_TIMEOUT_MS, &coord);

@@ -29,32 +29,12 @@
 static int find_coordinator(sl_consumer *c, char *url, size_t len) {
     char err[256];
     sl_rpc *probe;
+    int32_t node;
     int rc = sl_cl_connect(&c->v, &probe, err, sizeof(err));
-    if (rc)
-        return rc;
-    sl_buf req = SL_BUF_INIT, resp = SL_BUF_INIT;
-    msgpack_packer pk;
-    uint32_t id = sl_rpc_next_id(probe);
-    sl_cl_begin(&req, id, SL_API_FIND_COORDINATOR, &pk);
-    msgpack_pack_array(&pk, 1);
-    sl_mp_pack_str(&pk, c->v.group_id);
-    msgpack_unpacked up;
-    const msgpack_object *items;
-    size_t n;
-    msgpack_unpacked_init(&up);
-    rc = sl_cl_call(probe, &req, id, c->v.request_timeout_ms, &resp, &up, 4, &items, &n, err,
-                    sizeof(err));
-    int64_t node = 0;
-    if (rc == 0 && (sl_mp_int(&items[2], &node) || sl_mp_strcpy(&items[3], url, len)))
-        rc = SL_EPROTO;
-    if (rc == 0 && url[0] == '\0') /* the broker asked */
-        snprintf(url, len, "%s", sl_rpc_url(probe));
-    else if (rc == 0 && node == c->v.local_node && c->v.local_url[0])
-        snprintf(url, len, "%s", c->v.local_url); /* the node beside us: over ipc:// */
-    msgpack_unpacked_destroy(&up);
-    sl_buf_free(&req);
-    sl_buf_free(&resp);
-    sl_rpc_close(probe);
+    if (rc == 0) {
+        rc = sl_cl_find_coordinator(probe, &c->v, c->v.group_id, url, len, &node);
+        sl_rpc_close(probe);
+    }
     return rc;
 }
 

@@ -54,6 +54,11 @@ void sl_conf_values_get(const sl_conf *conf, sl_conf_values *v);
 /* Connects to the first reachable broker in conf's bootstrap.servers (comma-separated). */
 int sl_cl_connect(const sl_conf_values *v, sl_rpc **rpc, char *errbuf, size_t errlen);
 
+/* Asks the broker at 'rpc' which node coordinates 'group': its id, and the address to reach it
+ * at ('rpc's own when it is that node outside a cluster; local.broker's for this node). */
+int sl_cl_find_coordinator(sl_rpc *rpc, const sl_conf_values *v, const char *group, char *url,
+                           size_t len, int32_t *node);
+
 /* Starts a request frame: size, id, api; returns a packer for the body. */
 void sl_cl_begin(sl_buf *b, uint32_t id, uint16_t api, msgpack_packer *pk);
 
